@@ -1,0 +1,42 @@
+# Two entry points for a fresh machine (see README.md):
+#   make quick   quick MAML + ProtoNet baseline: train, evaluate, print the table
+#   make test    the whole test suite
+# Both create (or reuse) the virtual environment in $(VENV) first.
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+
+.PHONY: venv quick test bench clean-venv
+
+venv: $(STAMP)
+
+# learn2learn 0.2.0's sdist ships C files from an old Cython that do not compile on
+# Python >= 3.11 (upstream issue #413). Build it without isolation against the
+# torch/Cython already in the venv, and let `build_ext` re-cythonize its .pyx sources.
+# Its declared gsutil/qpth are not needed to import it (and qpth does not build
+# without isolation), hence --no-deps for it and for our own package.
+$(STAMP): requirements.txt setup.cfg
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q torch==2.14.1 torchvision==0.29.1 Cython
+	grep -v '^learn2learn' requirements.txt > $(VENV)/requirements-nol2l.txt
+	$(PIP) install -q -r $(VENV)/requirements-nol2l.txt pytest
+	$(PY) -c "import learn2learn" 2>/dev/null || \
+	  $(PIP) install -q --no-build-isolation --no-deps \
+	    --config-settings=--build-option=build_ext learn2learn==0.2.0
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	$(PY) -c "import learn2learn, fewshot_cli; print('environment ready:', learn2learn.__version__)"
+	touch $@
+
+quick: venv
+	$(VENV)/bin/fewshot reproduce --budget quick --out results/quick
+
+test: venv
+	$(PY) -m pytest -q tests
+
+bench: venv
+	$(PY) -m benchmarks.run
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,131 @@
+"""Run directories: the configuration (JSON) and checkpoints (tensors only) of a training run.
+
+A run directory holds ``config.json``, ``last.pt`` (to resume), ``best.pt`` (best validation
+accuracy) and ``log.csv``. Checkpoints are loaded with ``torch.load(weights_only=True)``: a
+crafted pickle cannot run code, and everything that is not a tensor lives in the JSON beside it.
+Every file is written to a temporary name and renamed, so a kill leaves the previous good file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from fewshot_cli import maml, protonet
+from fewshot_cli.config import TrainConfig
+from fewshot_cli.errors import FewshotError
+from fewshot_cli.source import atomic_torch_save
+
+CONFIG, LAST, BEST, LOG = "config.json", "last.pt", "best.pt", "log.csv"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise FewshotError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_config(run_dir: Path, config) -> None:
+    """Write a dataclass configuration as ``config.json``."""
+    atomic_write_text(Path(run_dir) / CONFIG, json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+
+
+def read_config(run_dir: Path) -> dict:
+    """The configuration of a run directory, as a dict."""
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise FewshotError(f"{run_dir} is not a run directory: {CONFIG} not found")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FewshotError(f"{path} is not valid JSON ({exc})") from exc
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Save a checkpoint (a dict of tensors, numbers, strings and nested dicts) atomically."""
+    try:
+        atomic_torch_save(state, Path(path))
+    except OSError as exc:
+        raise FewshotError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from exc
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Load a checkpoint safely (tensors and plain data only, no code).
+
+    Raises:
+        FewshotError: the file is missing, truncated, or holds anything but plain data.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FewshotError(f"checkpoint {path} not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, foreign pickle, unsafe global...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FewshotError(f"cannot load checkpoint {path}: {first[:200]}") from exc
+    if not isinstance(state, dict) or "model" not in state or "algorithm" not in state:
+        raise FewshotError(f"{path} is not a fewshot checkpoint")
+    return state
+
+
+def resolve_run(path: Path, which: str = BEST) -> tuple[Path, Path]:
+    """``(run directory, checkpoint file)`` for a run directory or a checkpoint path.
+
+    For a directory, ``which`` (``best.pt`` by default) is used, falling back to ``last.pt``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        for name in (which, LAST):
+            if (path / name).is_file():
+                return path, path / name
+        raise FewshotError(f"no checkpoint ({which} or {LAST}) in run directory {path}")
+    if not path.exists():
+        raise FewshotError(f"run directory or checkpoint {path} does not exist")
+    return path.parent, path
+
+
+def build_model(config: TrainConfig) -> torch.nn.Module:
+    """The network a configuration trains (Conv-4, plus a linear head for MAML)."""
+    if config.algorithm == "maml":
+        return maml.build_model(config.ways, config.backbone)
+    return protonet.build_model(config.backbone)
+
+
+def load_trained(path: str | Path) -> tuple[TrainConfig, torch.nn.Module, Path]:
+    """The configuration and trained model of a run directory or checkpoint.
+
+    Example:
+        >>> config, model, checkpoint = load_trained("runs/protonet")
+    """
+    run_dir, checkpoint_path = resolve_run(Path(path))
+    config = TrainConfig.from_dict(read_config(run_dir))
+    state = load_checkpoint(checkpoint_path)
+    if state["algorithm"] != config.algorithm:
+        raise FewshotError(
+            f"{checkpoint_path} holds a {state['algorithm']} model but {run_dir}/config.json "
+            f"describes {config.algorithm}"
+        )
+    model = build_model(config)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise FewshotError(f"{checkpoint_path} does not fit the network of its config.json") from exc
+    return config, model, checkpoint_path

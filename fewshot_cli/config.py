@@ -1,0 +1,122 @@
+"""The configuration of a training run, with each algorithm's published defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import torch
+
+from fewshot_cli import maml
+from fewshot_cli.backbone import BACKBONES
+from fewshot_cli.errors import FewshotError
+from fewshot_cli.splits import SPLITS
+
+ALGORITHMS = ("maml", "protonet")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; saved as ``config.json`` in the run directory.
+
+    ``None`` fields take the algorithm's paper defaults in ``resolved()``: MAML follows Finn et
+    al. for Omniglot (5-way: inner lr 0.4, 1 step, 3 at test, meta-batch 32; 20-way: 0.1, 5, 5,
+    16); ProtoNet follows Snell et al. (60-way training with 5 queries, Adam 1e-3 halved every
+    2000 episodes, tested at 5 ways with the training shots).
+
+    Example:
+        >>> TrainConfig("protonet", iterations=500).resolved().ways
+        60
+    """
+
+    algorithm: str
+    ways: int | None = None
+    shots: int = 1
+    queries: int | None = None
+    iterations: int = 1000
+    split: str = "lake"
+    split_seed: int = 0
+    split_dir: str | None = None
+    rotations: bool = False
+    seed: int = 0
+    device: str = "auto"
+    backbone: str = "conv4"
+    lr: float = 1e-3
+    lr_halve_every: int | None = None
+    inner_lr: float | None = None
+    inner_steps: int | None = None
+    test_inner_steps: int | None = None
+    meta_batch: int | None = None
+    first_order: bool = False
+    test_ways: int | None = None
+    test_shots: int | None = None
+    test_queries: int = 15
+    val_every: int = 100
+    val_episodes: int = 100
+    data_root: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def resolved(self) -> "TrainConfig":
+        """A copy with every ``None`` replaced by the algorithm's default, validated."""
+        if self.algorithm not in ALGORITHMS:
+            raise FewshotError(f"unknown algorithm '{self.algorithm}' (choose from {', '.join(ALGORITHMS)})")
+        c = dataclasses.replace(self)
+        protonet = c.algorithm == "protonet"
+        defaults = {"ways": 60 if protonet else 5, "queries": 5 if protonet else 15,
+                    "lr_halve_every": 2000 if protonet else 0}
+        for key, value in defaults.items():
+            if getattr(c, key) is None:
+                setattr(c, key, value)
+        c.validate()  # before ways is used to pick the other defaults
+        if c.test_ways is None:
+            c.test_ways = 5 if protonet else c.ways
+        if c.test_shots is None:
+            c.test_shots = c.shots
+        if protonet:
+            c.first_order = False
+        else:
+            for key, value in maml.paper_defaults(c.ways).items():
+                if getattr(c, key) is None:
+                    setattr(c, key, value)
+        c.validate()
+        return c
+
+    def validate(self) -> None:
+        """Raise a one-line error for an impossible configuration."""
+        positive = ["ways", "shots", "queries", "iterations", "test_ways", "test_shots",
+                    "test_queries", "val_every", "val_episodes"]
+        if self.algorithm == "maml":
+            positive += ["inner_steps", "test_inner_steps", "meta_batch"]
+        for name in positive:
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise FewshotError(f"--{name.replace('_', '-')} must be at least 1 (got {value})")
+        for name in ("lr", "inner_lr"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise FewshotError(f"--{name.replace('_', '-')} must be positive (got {value})")
+        if self.split not in SPLITS:
+            raise FewshotError(f"unknown split '{self.split}' (choose from {', '.join(SPLITS)})")
+        if self.backbone not in BACKBONES:
+            raise FewshotError(f"unknown backbone '{self.backbone}' (choose from {', '.join(BACKBONES)})")
+        if self.rotations and self.split == "vinyals":
+            raise FewshotError("--rotations does not apply to the vinyals split: its rotations are classes already")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """Rebuild from ``config.json`` contents, ignoring keys this version does not know."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` is CUDA when present, else CPU; anything else is passed to ``torch.device``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise FewshotError(f"unknown device '{name}'") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise FewshotError("--device cuda asked for, but no CUDA device is available")
+    return device

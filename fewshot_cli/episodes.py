@@ -1,0 +1,164 @@
+"""N-way K-shot episodes, sampled by learn2learn from one part of a split.
+
+Each split part becomes its own ``l2l.data.MetaDataset`` over the cached tensors, so the task
+transforms only ever see that part's classes (learn2learn's ``get_tasksets('omniglot')`` builds
+them over the whole dataset, which lets training tasks draw test characters). Episodes come
+from ``l2l.data.Taskset`` (the ``TaskDataset`` class under its current name) with learn2learn's
+``FusedNWaysKShots``, ``LoadData``, ``RemapLabels`` and ``ConsecutiveLabels``, plus our
+``ClassRotation`` when rotation augmentation is on.
+
+Episode ``i`` of a sampler with seed ``s`` depends on ``(s, i)`` alone, so every model evaluated
+with the same seed sees the same tasks, and a resumed training run sees the episodes it would
+have seen.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+
+import learn2learn as l2l
+import torch
+from learn2learn.data.transforms import ConsecutiveLabels, FusedNWaysKShots, LoadData, RemapLabels
+
+from fewshot_cli.errors import FewshotError
+from fewshot_cli.source import Omniglot
+from fewshot_cli.splits import Split
+from fewshot_cli.transforms import ClassRotation
+
+
+class PartDataset(torch.utils.data.Dataset):
+    """The images of one split part as float tensors, labelled by class index within the part.
+
+    Images are ``float32 [1, 28, 28]`` in ``[0, 1]``, already turned for rotated classes.
+
+    Args:
+        data: the loaded Omniglot tensors.
+        classes: ``(character index, quarter turns)`` of each class, as in ``Split.parts``.
+
+    Example:
+        >>> ds = PartDataset(data, split.parts["test"])
+        >>> image, label = ds[0]
+    """
+
+    def __init__(self, data: Omniglot, classes: list[tuple[int, int]]):
+        by_character: dict[int, list[int]] = defaultdict(list)
+        for index, character in enumerate(data.labels.tolist()):
+            by_character[character].append(index)
+        chunks, targets = [], []
+        for label, (character, turns) in enumerate(classes):
+            images = data.images[by_character[character]]
+            chunks.append(torch.rot90(images, turns, dims=(1, 2)) if turns % 4 else images)
+            targets += [label] * len(images)
+        self.images = (
+            torch.cat(chunks).unsqueeze(1).float().div_(255)
+            if chunks else torch.empty(0, 1, 28, 28)
+        )
+        self.targets = targets
+        self.classes = classes
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int):
+        return self.images[index], self.targets[index]
+
+
+def meta_dataset(data: Omniglot, split: Split, part: str) -> l2l.data.MetaDataset:
+    """A learn2learn ``MetaDataset`` over one part of ``split`` (and only that part).
+
+    Example:
+        >>> train = meta_dataset(data, make_split(data, "lake"), "train")
+        >>> len(train.labels)
+        800
+    """
+    if part not in split.parts:
+        raise FewshotError(f"split '{split.name}' has no part '{part}'")
+    dataset = PartDataset(data, split.parts[part])
+    labels_to_indices: dict[int, list[int]] = defaultdict(list)
+    for index, label in enumerate(dataset.targets):
+        labels_to_indices[label].append(index)
+    # Handing the index over spares learn2learn a pass that loads every sample.
+    return l2l.data.MetaDataset(dataset, labels_to_indices=dict(labels_to_indices))
+
+
+@dataclass
+class Episode:
+    """One few-shot task: a labelled support set and a query set to classify.
+
+    Support and query hold ``ways * shots`` and ``ways * queries`` images; labels are
+    ``0 .. ways-1``, grouped by class.
+    """
+
+    support: torch.Tensor
+    support_labels: torch.Tensor
+    query: torch.Tensor
+    query_labels: torch.Tensor
+
+    def to(self, device: torch.device | str) -> "Episode":
+        return Episode(*(t.to(device) for t in (
+            self.support, self.support_labels, self.query, self.query_labels)))
+
+
+def check_episode_shape(dataset: l2l.data.MetaDataset, ways: int, shots: int, queries: int,
+                        part: str = "") -> None:
+    """Raise a one-line error for an episode the part cannot provide."""
+    for name, value in (("ways", ways), ("shots", shots), ("queries", queries)):
+        if value < 1:
+            raise FewshotError(f"{name} must be at least 1 (got {value})")
+    where = f"split part '{part}'" if part else "the dataset"
+    if ways > len(dataset.labels):
+        raise FewshotError(f"ways ({ways}) exceeds the {len(dataset.labels)} classes of {where}")
+    per_class = min(len(v) for v in dataset.labels_to_indices.values())
+    if shots + queries > per_class:
+        raise FewshotError(
+            f"shots + queries ({shots} + {queries}) exceeds the {per_class} images per class of {where}"
+        )
+
+
+class EpisodeSampler:
+    """Seeded N-way K-shot episodes from one ``MetaDataset``.
+
+    Args:
+        dataset: the part to sample from (see ``meta_dataset``).
+        ways, shots, queries: classes per episode, support and query images per class.
+        seed: episode ``i`` depends on ``(seed, i)`` only.
+        rotate: turn each class by a random multiple of 90 degrees (augmentation).
+        part: the part's name, for error messages.
+
+    Example:
+        >>> sampler = EpisodeSampler(test_ds, ways=5, shots=1, queries=15, seed=0)
+        >>> episode = sampler[0]
+        >>> episode.support.shape, episode.query.shape
+        (torch.Size([5, 1, 28, 28]), torch.Size([75, 1, 28, 28]))
+    """
+
+    def __init__(self, dataset: l2l.data.MetaDataset, ways: int, shots: int, queries: int,
+                 seed: int = 0, rotate: bool = False, part: str = ""):
+        check_episode_shape(dataset, ways, shots, queries, part)
+        self.ways, self.shots, self.queries, self.seed = ways, shots, queries, seed
+        transforms = [FusedNWaysKShots(dataset, n=ways, k=shots + queries), LoadData(dataset)]
+        if rotate:
+            transforms.append(ClassRotation(dataset))
+        transforms += [RemapLabels(dataset), ConsecutiveLabels(dataset)]
+        self.taskset = l2l.data.Taskset(dataset, task_transforms=transforms, num_tasks=-1)
+
+    def __getitem__(self, index: int) -> Episode:
+        # learn2learn's transforms draw from Python's global `random`; seed it for this episode
+        # and put the caller's state back afterwards.
+        state = random.getstate()
+        random.seed(self.seed * 1_000_003 + index)
+        try:
+            images, labels = self.taskset[index]
+        finally:
+            random.setstate(state)
+        per_class = self.shots + self.queries
+        images = images.view(self.ways, per_class, *images.shape[1:])
+        labels = labels.view(self.ways, per_class)
+        return Episode(
+            support=images[:, :self.shots].reshape(-1, *images.shape[2:]),
+            support_labels=labels[:, :self.shots].reshape(-1),
+            query=images[:, self.shots:].reshape(-1, *images.shape[2:]),
+            query_labels=labels[:, self.shots:].reshape(-1),
+        )

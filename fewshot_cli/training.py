@@ -1,0 +1,224 @@
+"""The meta-training loop shared by MAML and ProtoNet, with validation, checkpoints and resume.
+
+Iteration ``t`` trains on episodes drawn from ``(seed, t)`` alone (see ``episodes``), and the
+model, optimizer and schedule are saved at iteration boundaries only, so an interrupted run
+resumed with ``resume=True`` ends with the very weights of an uninterrupted one (on CPU).
+
+Ctrl-C or SIGTERM finish the iteration under way, save ``last.pt`` and stop with
+``TrainingInterrupted``; a second Ctrl-C stops at once (the last periodic checkpoint stays).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import signal
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from fewshot_cli import maml, protonet
+from fewshot_cli.checkpoint import (BEST, LAST, LOG, atomic_write_text, build_model,
+                                    load_checkpoint, read_config, save_checkpoint, save_config)
+from fewshot_cli.config import TrainConfig, pick_device
+from fewshot_cli.episodes import EpisodeSampler, meta_dataset
+from fewshot_cli.errors import FewshotError
+from fewshot_cli.evaluation import evaluate
+from fewshot_cli.source import Omniglot, load_omniglot
+from fewshot_cli.splits import make_split
+
+LOG_COLUMNS = ["iteration", "train_loss", "train_accuracy", "val_accuracy", "elapsed_seconds"]
+VAL_SEED_OFFSET = 10_000  # validation episodes never coincide with training episodes
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on a signal after saving ``last.pt``; resume with ``--resume``."""
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or resumed-and-finished) run reached."""
+
+    run_dir: Path
+    iterations: int
+    best_val_accuracy: float
+    seconds: float
+
+
+@contextmanager
+def stop_on_signal():
+    """Turn the first SIGINT/SIGTERM into a flag checked between iterations."""
+    requested = {"stop": False}
+    previous = {}
+
+    def handler(signum, frame):
+        if requested["stop"]:
+            raise KeyboardInterrupt
+        requested["stop"] = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread: signals stay as they are
+            pass
+    try:
+        yield requested
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def write_log(run_dir: Path, rows: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(run_dir / LOG, buffer.getvalue())
+
+
+def read_log(run_dir: Path) -> list[dict]:
+    path = run_dir / LOG
+    if not path.exists():
+        return []
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def train(
+    config: TrainConfig,
+    run_dir: str | Path,
+    resume: bool = False,
+    data: Omniglot | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+    max_seconds: float | None = None,
+) -> TrainResult:
+    """Meta-train ``config.algorithm`` and keep its checkpoints in ``run_dir``.
+
+    Args:
+        config: the run's settings (``None`` fields take the paper defaults).
+        run_dir: where ``config.json``, ``last.pt``, ``best.pt`` and ``log.csv`` go.
+        resume: continue from ``run_dir/last.pt`` (``config`` then comes from the run, except
+            its ``iterations``, which may extend the run).
+        data: preloaded Omniglot (loaded from ``config.data_root`` otherwise).
+        progress: show a progress bar with the running loss and accuracy.
+        stop_after: stop as if interrupted after this iteration (used by tests).
+        max_seconds: end the run (validating and saving as at its last iteration) once this
+            much wall-clock time has passed; ``--resume`` can continue it later.
+
+    Raises:
+        TrainingInterrupted: after a signal (``last.pt`` saved).
+        FewshotError: bad settings, or a loss that is not finite.
+
+    Example:
+        >>> train(TrainConfig("protonet", iterations=250), "runs/proto")
+    """
+    run_dir = Path(run_dir)
+    state = None
+    if resume:
+        stored = TrainConfig.from_dict(read_config(run_dir))
+        if stored.algorithm != config.algorithm:
+            raise FewshotError(f"{run_dir} is a {stored.algorithm} run, not {config.algorithm}")
+        stored.iterations = config.iterations
+        config = stored
+        state = load_checkpoint(run_dir / LAST)
+        if state["algorithm"] != config.algorithm:
+            raise FewshotError(f"{run_dir / LAST} does not hold a {config.algorithm} model")
+    config = config.resolved()
+    device = pick_device(config.device)
+    if data is None:
+        data = load_omniglot(config.data_root, progress=progress)
+    split = make_split(data, config.split, config.split_seed, config.split_dir)
+    train_sampler = EpisodeSampler(meta_dataset(data, split, "train"), config.ways, config.shots,
+                                   config.queries, seed=config.seed, rotate=config.rotations,
+                                   part="train")
+    val_sampler = EpisodeSampler(meta_dataset(data, split, "val"), config.test_ways,
+                                 config.test_shots, config.test_queries,
+                                 seed=config.seed + VAL_SEED_OFFSET, part="val")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FewshotError(f"cannot create run directory {run_dir}: {exc.strerror}") from exc
+    save_config(run_dir, config)
+
+    torch.manual_seed(config.seed)
+    model = build_model(config).to(device)
+    if config.algorithm == "maml":
+        learner = maml.build_learner(model, config.inner_lr, config.first_order)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.StepLR(
+        optimizer, step_size=config.lr_halve_every or 10**12, gamma=0.5)
+    start, best, elapsed, log = 0, -1.0, 0.0, []
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start, best, elapsed = state["iteration"], state["best_val"], state["elapsed"]
+        log = [row for row in read_log(run_dir) if int(row["iteration"]) <= start]
+
+    def checkpoint(iteration: int) -> dict:
+        return {"algorithm": config.algorithm, "iteration": iteration, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "best_val": best, "elapsed": elapsed}
+
+    began = time.perf_counter() - elapsed
+    losses, accuracies = [], []
+    done, out_of_time = start, False
+    bar = tqdm(total=config.iterations, initial=start, desc=f"training {config.algorithm}",
+               unit="it", disable=not progress, dynamic_ncols=True)
+    with stop_on_signal() as signal_state:
+        for iteration in range(start, config.iterations):
+            if config.algorithm == "maml":
+                batch = [train_sampler[iteration * config.meta_batch + j].to(device)
+                         for j in range(config.meta_batch)]
+                loss, accuracy = maml.meta_step(learner, optimizer, batch, config.inner_steps)
+            else:
+                loss, accuracy = protonet.train_step(
+                    model, optimizer, train_sampler[iteration].to(device), config.ways)
+            scheduler.step()
+            if not math.isfinite(loss):
+                raise FewshotError(
+                    f"training diverged: the loss is {loss} at iteration {iteration + 1}; the last "
+                    f"good checkpoint is {run_dir / LAST}; try a lower learning rate (--lr"
+                    f"{' or --inner-lr' if config.algorithm == 'maml' else ''})"
+                )
+            losses.append(loss)
+            accuracies.append(accuracy)
+            done = iteration + 1
+            out_of_time = max_seconds is not None and time.perf_counter() - began >= max_seconds
+            bar.update(1)
+            bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}",
+                            acc=f"{sum(accuracies[-20:]) / len(accuracies[-20:]):.3f}")
+            if done % config.val_every == 0 or done == config.iterations or out_of_time:
+                val = evaluate(config.algorithm, model, val_sampler, config.val_episodes,
+                               inner_steps=config.test_inner_steps or 0,
+                               inner_lr=config.inner_lr or 0.0, device=device)
+                elapsed = time.perf_counter() - began
+                log.append({"iteration": done, "train_loss": f"{sum(losses) / len(losses):.5f}",
+                            "train_accuracy": f"{sum(accuracies) / len(accuracies):.5f}",
+                            "val_accuracy": f"{val.mean:.5f}", "elapsed_seconds": f"{elapsed:.2f}"})
+                losses, accuracies = [], []
+                if val.mean > best:
+                    best = val.mean
+                    save_checkpoint(run_dir / BEST, checkpoint(done))
+                save_checkpoint(run_dir / LAST, checkpoint(done))
+                write_log(run_dir, log)
+                if progress:
+                    bar.write(f"iteration {done}: validation accuracy {val.mean:.2%}")
+            if out_of_time:
+                break
+            if signal_state["stop"] or (stop_after is not None and done >= stop_after):
+                elapsed = time.perf_counter() - began
+                save_checkpoint(run_dir / LAST, checkpoint(done))
+                write_log(run_dir, log)
+                bar.close()
+                raise TrainingInterrupted(
+                    f"stopped after iteration {done}; {run_dir / LAST} saved, continue with --resume {run_dir}")
+    bar.close()
+    return TrainResult(run_dir, done if out_of_time else config.iterations, best,
+                       time.perf_counter() - began)
