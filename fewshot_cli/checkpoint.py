@@ -10,37 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
+import warnings
 from pathlib import Path
 
 import torch
 
 from fewshot_cli import maml, protonet
+from fewshot_cli.atomic import atomic_torch_save, atomic_write_text
 from fewshot_cli.config import TrainConfig
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.source import atomic_torch_save
 
 CONFIG, LAST, BEST, LOG = "config.json", "last.pt", "best.pt", "log.csv"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise FewshotError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_config(run_dir: Path, config) -> None:
@@ -54,9 +34,12 @@ def read_config(run_dir: Path) -> dict:
     if not path.is_file():
         raise FewshotError(f"{run_dir} is not a run directory: {CONFIG} not found")
     try:
-        return json.loads(path.read_text())
+        values = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise FewshotError(f"{path} is not valid JSON ({exc})") from exc
+    if not isinstance(values, dict):
+        raise FewshotError(f"{path} is not a run configuration (not a JSON object)")
+    return values
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -77,10 +60,18 @@ def load_checkpoint(path: Path) -> dict:
     if not path.is_file():
         raise FewshotError(f"checkpoint {path} not found")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about a foreign file's pickle protocol
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, foreign pickle, unsafe global...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise FewshotError(f"cannot load checkpoint {path}: {first[:200]}") from exc
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        # torch's first line suggests weights_only=False, the very thing not to do with an
+        # untrusted file; its "WeightsUnpickler error" line names what was refused.
+        refused = [line.split("WeightsUnpickler error:", 1)[1].strip()
+                   for line in lines if "WeightsUnpickler error:" in line]
+        reason = (f"it holds objects other than tensors and plain data, which could run code "
+                  f"({refused[0][:150]})" if refused else lines[0][:200])
+        raise FewshotError(f"cannot load checkpoint {path}: {reason}") from exc
     if not isinstance(state, dict) or "model" not in state or "algorithm" not in state:
         raise FewshotError(f"{path} is not a fewshot checkpoint")
     return state

@@ -91,6 +91,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise FewshotError(f"--{name.replace('_', '-')} must be at least 1 (got {value})")
+        if self.lr_halve_every is not None and self.lr_halve_every < 0:
+            raise FewshotError(f"--lr-halve-every must be 0 or more (got {self.lr_halve_every})")
         for name in ("lr", "inner_lr"):
             value = getattr(self, name)
             if value is not None and not value > 0:

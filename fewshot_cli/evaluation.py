@@ -92,7 +92,7 @@ def evaluate(
         bn_mode: ``batch``, ``running`` or ``auto``.
         inner_steps, inner_lr: MAML's adaptation at test.
         device: where to compute.
-        progress: show a progress bar.
+        progress: show a progress bar (on a terminal only).
 
     Example:
         >>> result = evaluate("protonet", model, EpisodeSampler(test_ds, 5, 1, 15), episodes=600)
@@ -107,8 +107,8 @@ def evaluate(
         learner = maml.build_learner(maml.fit_head(model, sampler.ways), inner_lr, first_order=True)
     start = time.perf_counter()
     accuracies = []
-    for index in tqdm(range(episodes), desc="evaluating", unit="episode", disable=not progress,
-                      leave=False):
+    for index in tqdm(range(episodes), desc="evaluating", unit="episode",
+                      disable=None if progress else True, leave=False):  # None: terminal only
         episode = sampler[index].to(device)
         if algorithm == "maml":
             clone = maml.adapt(learner, episode.support, episode.support_labels, inner_steps)
@@ -150,6 +150,8 @@ def evaluate_run(
     Example:
         >>> result, row = evaluate_run("runs/protonet", "results/eval.csv", episodes=600)
     """
+    if inner_steps is not None and inner_steps < 1:
+        raise FewshotError(f"--inner-steps must be at least 1 (got {inner_steps})")
     if csv_path is not None:
         check_writable(csv_path)
     config, model, checkpoint_path = load_trained(path)

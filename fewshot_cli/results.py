@@ -14,7 +14,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from fewshot_cli.checkpoint import atomic_write_text
+from fewshot_cli.atomic import atomic_write_text
 from fewshot_cli.errors import FewshotError
 
 COLUMNS = [
@@ -44,6 +44,14 @@ def locked(path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def read_text(path: Path) -> str:
+    """The CSV's text ("" when absent); a binary file is no evaluation CSV."""
+    try:
+        return path.read_text() if path.exists() else ""
+    except UnicodeDecodeError:
+        raise FewshotError(f"{path} is not an evaluation CSV (not a text file)") from None
+
+
 def append_row(path: str | Path, row: dict) -> None:
     """Append ``row`` to the evaluation CSV at ``path``, creating it with a header if absent.
 
@@ -54,7 +62,7 @@ def append_row(path: str | Path, row: dict) -> None:
     """
     path = Path(path)
     with locked(path):
-        existing = path.read_text() if path.exists() else ""
+        existing = read_text(path)
         header = next(csv.reader([existing.splitlines()[0]]), []) if existing.strip() else []
         if header and not REQUIRED <= set(header):
             raise FewshotError(f"{path} is not an evaluation CSV (no {', '.join(sorted(REQUIRED))} columns)")

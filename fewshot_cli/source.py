@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from fewshot_cli.atomic import atomic_torch_save
 from fewshot_cli.errors import FewshotError
 
 BACKGROUND, EVALUATION = "images_background", "images_evaluation"
@@ -153,24 +153,6 @@ def preprocess(path: Path) -> torch.Tensor:
     return 255 - pixels.view(IMAGE_SIZE, IMAGE_SIZE)
 
 
-def atomic_torch_save(obj: object, path: Path) -> None:
-    """Write ``obj`` to ``path`` through a temporary file and a rename.
-
-    A process killed mid-write leaves the previous file (or none), never a truncated one.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def cache_path(folder: Path, cache_dir: Path) -> Path:
     """Where the tensor cache of the images in ``folder`` lives (one file per data root)."""
     key = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:16]
@@ -184,7 +166,10 @@ def build_cache(characters: list[tuple[str, list[Path]]], progress: bool = False
     total = sum(len(pngs) for _, pngs in characters)
     images = torch.empty(total, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.uint8)
     labels = torch.empty(total, dtype=torch.int64)
-    bar = tqdm(total=total, desc="decoding Omniglot", unit="img", disable=not progress)
+    # disable=None draws the bar on a terminal only: in logs and pipes it would bury the
+    # one-line error of a bad image under carriage-return noise.
+    bar = tqdm(total=total, desc="decoding Omniglot", unit="img",
+               disable=None if progress else True)
     i = 0
     for label, (_, pngs) in enumerate(characters):
         for png in pngs:
@@ -209,7 +194,7 @@ def load_omniglot(
             ``omniglot-py/`` with them, as torchvision downloads). Default: ``default_data_root()``.
         download: download through torchvision when the images are not there.
         cache_dir: where tensor caches are kept. Default: ``default_cache_dir()``.
-        progress: show a progress bar while decoding.
+        progress: show a progress bar while decoding (on a terminal only).
 
     Raises:
         FewshotError: the data is missing, incomplete or unreadable.

@@ -23,8 +23,9 @@ import torch
 from tqdm import tqdm
 
 from fewshot_cli import maml, protonet
-from fewshot_cli.checkpoint import (BEST, LAST, LOG, atomic_write_text, build_model,
-                                    load_checkpoint, read_config, save_checkpoint, save_config)
+from fewshot_cli.atomic import atomic_write_text
+from fewshot_cli.checkpoint import (BEST, LAST, LOG, build_model, load_checkpoint, read_config,
+                                    save_checkpoint, save_config)
 from fewshot_cli.config import TrainConfig, pick_device
 from fewshot_cli.episodes import EpisodeSampler, meta_dataset
 from fewshot_cli.errors import FewshotError
@@ -73,6 +74,23 @@ def stop_on_signal():
             signal.signal(sig, old)
 
 
+def nonfinite_state(model: torch.nn.Module) -> str | None:
+    """Name the first parameter or buffer holding a NaN or infinity, or return None.
+
+    A finite loss does not prove a sound model: a huge step can overflow BatchNorm's running
+    variance while the loss stays at chance, and saving that state would replace the last good
+    checkpoint with a useless one.
+
+    Example:
+        >>> nonfinite_state(torch.nn.Linear(2, 2)) is None
+        True
+    """
+    tensors = {name: t for name, t in model.state_dict().items() if t.is_floating_point()}
+    finite = torch.stack([torch.isfinite(t).all() for t in tensors.values()]).tolist()  # one sync
+    bad = [name for name, ok in zip(tensors, finite) if not ok]
+    return f"{bad[0]} is no longer finite" if bad else None
+
+
 def write_log(run_dir: Path, rows: list[dict]) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS)
@@ -106,7 +124,7 @@ def train(
         resume: continue from ``run_dir/last.pt`` (``config`` then comes from the run, except
             its ``iterations``, which may extend the run).
         data: preloaded Omniglot (loaded from ``config.data_root`` otherwise).
-        progress: show a progress bar with the running loss and accuracy.
+        progress: show a progress bar with the running loss and accuracy (on a terminal only).
         stop_after: stop as if interrupted after this iteration (used by tests).
         max_seconds: end the run (validating and saving as at its last iteration) once this
             much wall-clock time has passed; ``--resume`` can continue it later.
@@ -170,7 +188,8 @@ def train(
     losses, accuracies = [], []
     done, out_of_time = start, False
     bar = tqdm(total=config.iterations, initial=start, desc=f"training {config.algorithm}",
-               unit="it", disable=not progress, dynamic_ncols=True)
+               unit="it", disable=None if progress else True,  # None: on a terminal only
+               dynamic_ncols=True)
     with stop_on_signal() as signal_state:
         for iteration in range(start, config.iterations):
             if config.algorithm == "maml":
@@ -181,11 +200,13 @@ def train(
                 loss, accuracy = protonet.train_step(
                     model, optimizer, train_sampler[iteration].to(device), config.ways)
             scheduler.step()
-            if not math.isfinite(loss):
+            broken = f"the loss is {loss}" if not math.isfinite(loss) else nonfinite_state(model)
+            if broken:
+                saved = (f"the last good checkpoint is {run_dir / LAST}" if (run_dir / LAST).exists()
+                         else "no checkpoint was saved yet")
                 raise FewshotError(
-                    f"training diverged: the loss is {loss} at iteration {iteration + 1}; the last "
-                    f"good checkpoint is {run_dir / LAST}; try a lower learning rate (--lr"
-                    f"{' or --inner-lr' if config.algorithm == 'maml' else ''})"
+                    f"training diverged: {broken} at iteration {iteration + 1}; {saved}; try a "
+                    f"lower learning rate (--lr{' or --inner-lr' if config.algorithm == 'maml' else ''})"
                 )
             losses.append(loss)
             accuracies.append(accuracy)

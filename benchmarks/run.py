@@ -1,0 +1,135 @@
+"""Episode sampling and training-step speed: our pipeline beside learn2learn's stock path.
+
+Usage (from the project root)::
+
+    FEWSHOT_DATA=../shared/data/omniglot python -m benchmarks.run [--only episodes|training]
+
+Both sides run in the same process, one after the other, so the printed ratios compare like
+with like on a shared machine; absolute seconds drift from run to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import time
+
+import torch
+import torch.nn.functional as F
+
+from fewshot_cli import maml, protonet  # first: it silences gym's import-time notice
+from benchmarks.stock import stock_omniglot, stock_taskset
+from fewshot_cli.episodes import EpisodeSampler, meta_dataset
+from fewshot_cli.source import load_omniglot
+from fewshot_cli.splits import make_split
+
+
+def per_second(fn, n: int) -> float:
+    start = time.perf_counter()
+    for i in range(n):
+        fn(i)
+    return n / (time.perf_counter() - start)
+
+
+def bench_episodes(data_root: str, n: int) -> None:
+    start = time.perf_counter()
+    data = load_omniglot(data_root)
+    ours_ds = meta_dataset(data, make_split(data, "lake"), "trainval")
+    ours_setup = time.perf_counter() - start
+    start = time.perf_counter()
+    stock_ds = stock_omniglot(data_root)
+    stock_setup = time.perf_counter() - start
+    print(f"set-up: ours {ours_setup:.2f} s (cached tensors), stock {stock_setup:.2f} s (decodes every image)")
+    print(f"{'episode':<22}{'ours ep/s':>12}{'stock ep/s':>12}{'ratio':>9}")
+    for ways, shots, queries in ((5, 1, 15), (60, 5, 5)):
+        ours = EpisodeSampler(ours_ds, ways, shots, queries, seed=0)
+        stock = stock_taskset(stock_ds, ways, shots, queries)
+        ours_rate = per_second(lambda i: ours[i], n)
+        stock_rate = per_second(lambda i: stock.sample(), max(3, n // 10))
+        label = f"{ways}-way {shots}-shot {queries}q"
+        print(f"{label:<22}{ours_rate:>12.1f}{stock_rate:>12.1f}{ours_rate / stock_rate:>8.1f}x")
+
+
+def stock_maml_iteration(learner, optimizer, taskset, ways, shots, meta_batch, steps):
+    """One meta-iteration written as learn2learn's examples/vision/maml_omniglot.py does it."""
+    optimizer.zero_grad()
+    for _ in range(meta_batch):
+        data, labels = taskset.sample()
+        # The example splits each task into adaptation and evaluation samples with a mask.
+        adaptation = torch.arange(data.size(0)) % (data.size(0) // ways) < shots
+        clone = learner.clone()
+        for _ in range(steps):
+            clone.adapt(F.cross_entropy(clone(data[adaptation]), labels[adaptation]))
+        loss = F.cross_entropy(clone(data[~adaptation]), labels[~adaptation])
+        loss.backward()
+    for p in learner.parameters():
+        p.grad.mul_(1.0 / meta_batch)
+    optimizer.step()
+
+
+def stock_protonet_episode(model, optimizer, taskset, ways, shots):
+    """One ProtoNet episode in the style of learn2learn's protonet examples (PIL-fed data)."""
+    data, labels = taskset.sample()
+    per_class = data.size(0) // ways
+    support_mask = torch.arange(data.size(0)) % per_class < shots
+    embeddings = model(data)
+    support, query = embeddings[support_mask], embeddings[~support_mask]
+    prototypes = support.reshape(ways, shots, -1).mean(1)
+    logits = -((query.unsqueeze(1) - prototypes.unsqueeze(0)) ** 2).sum(-1)
+    loss = F.cross_entropy(logits, labels[~support_mask])
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
+def bench_training(data_root: str, iterations: int) -> None:
+    data = load_omniglot(data_root)
+    train_ds = meta_dataset(data, make_split(data, "lake"), "train")
+    stock_ds = stock_omniglot(data_root)
+    print(f"{'step':<40}{'ours s/it':>11}{'stock s/it':>12}{'ratio':>9}")
+
+    torch.manual_seed(0)
+    model = maml.build_model(5)
+    learner = maml.build_learner(model, 0.4)
+    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+    sampler = EpisodeSampler(train_ds, 5, 1, 15, seed=0)
+    ours = 1 / per_second(lambda i: maml.meta_step(
+        learner, optimizer, [sampler[i * 32 + j] for j in range(32)], 1), iterations)
+    torch.manual_seed(0)
+    stock_learner = maml.build_learner(maml.build_model(5), 0.4)
+    stock_opt = torch.optim.Adam(stock_learner.parameters(), 1e-3)
+    stock_tasks = stock_taskset(stock_ds, 5, 1, 15)
+    stock = 1 / per_second(lambda i: stock_maml_iteration(
+        stock_learner, stock_opt, stock_tasks, 5, 1, 32, 1), iterations)
+    print(f"{'MAML 5w1s meta-batch 32, second order':<40}{ours:>11.3f}{stock:>12.3f}{stock / ours:>8.2f}x")
+
+    model = protonet.build_model()
+    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+    sampler = EpisodeSampler(train_ds, 60, 5, 5, seed=0)
+    n = iterations * 2
+    ours = 1 / per_second(lambda i: protonet.train_step(model, optimizer, sampler[i], 60), n)
+    stock_model = protonet.build_model()
+    stock_opt = torch.optim.Adam(stock_model.parameters(), 1e-3)
+    stock_tasks = stock_taskset(stock_ds, 60, 5, 5)
+    stock = 1 / per_second(lambda i: stock_protonet_episode(stock_model, stock_opt, stock_tasks, 60, 5), n)
+    print(f"{'ProtoNet 60w5s 5 queries':<40}{ours:>11.3f}{stock:>12.3f}{stock / ours:>8.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", default=os.environ.get("FEWSHOT_DATA"))
+    parser.add_argument("--only", choices=["episodes", "training"])
+    parser.add_argument("--episodes", type=int, default=200, help="episodes timed per setting (ours)")
+    parser.add_argument("--iterations", type=int, default=5, help="MAML meta-iterations timed per side")
+    args = parser.parse_args()
+    random.seed(0)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    if args.only in (None, "episodes"):
+        bench_episodes(args.data_root, args.episodes)
+    if args.only in (None, "training"):
+        bench_training(args.data_root, args.iterations)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,461 @@
+"""``fewshot predict``: classifying the user's own images from a few labelled examples."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from fewshot_cli.checkpoint import load_trained
+from fewshot_cli.cli import main
+from fewshot_cli.config import TrainConfig
+from fewshot_cli.errors import FewshotError
+from fewshot_cli.predict import (PROBABILITY_PREFIX, classify, convert_image, find_images,
+                                 has_light_border, load_images, load_support, predict)
+from fewshot_cli.source import preprocess
+from fewshot_cli.training import train
+
+TINY_CLASSES = ("Chi/character01", "Omega/character01", "Omega/character02", "Psi/character03")
+
+
+def tiny_pngs(tiny_root: Path, character: str) -> list[Path]:
+    return sorted((tiny_root / "images_evaluation" / character).glob("*.png"))
+
+
+def glyph(size=(80, 60), background=255, ink=0, mode="L") -> Image.Image:
+    """A thick cross of ``ink`` on ``background``, away from the border."""
+    image = Image.new("L", size, background)
+    draw = ImageDraw.Draw(image)
+    w, h = size
+    draw.line((w * 0.3, h * 0.3, w * 0.7, h * 0.7), fill=ink, width=max(3, w // 12))
+    draw.line((w * 0.3, h * 0.7, w * 0.7, h * 0.3), fill=ink, width=max(3, w // 12))
+    return image.convert(mode)
+
+
+def probability_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c.startswith(PROBABILITY_PREFIX)]
+
+
+def check_rows_line_up(frame: pd.DataFrame, classes: list[str]) -> None:
+    """Probability columns follow the class folders; label is the most probable class."""
+    columns = probability_columns(frame)
+    assert columns == [PROBABILITY_PREFIX + c for c in classes]
+    probabilities = frame[columns].to_numpy()
+    assert np.allclose(probabilities.sum(1), 1.0, atol=1e-4)
+    assert (probabilities >= 0).all()
+    assert list(frame["label"]) == [classes[i] for i in probabilities.argmax(1)]
+
+
+# --------------------------------------------------------------------------- fixtures (tiny)
+
+@pytest.fixture(scope="module")
+def tiny_runs(tiny_data, tmp_path_factory):
+    """A ProtoNet and a first-order MAML (5-way head) run, trained for a few iterations."""
+    root = tmp_path_factory.mktemp("predict-runs")
+    common = dict(shots=1, queries=2, test_ways=3, test_queries=2, device="cpu")
+    train(TrainConfig("protonet", ways=5, iterations=3, val_every=3, val_episodes=2, **common),
+          root / "proto", data=tiny_data, progress=False)
+    train(TrainConfig("maml", ways=5, first_order=True, iterations=2, meta_batch=2, val_every=2,
+                      val_episodes=2, **common), root / "maml", data=tiny_data, progress=False)
+    return {"protonet": root / "proto", "maml": root / "maml"}
+
+
+@pytest.fixture
+def tiny_tree(tiny_root, tmp_path):
+    """support/<class>/ with 2 drawings of 3 tiny characters; query/<class>/ with 2 more each."""
+    for name in TINY_CLASSES[:3]:
+        label = name.replace("/", "-")
+        pngs = tiny_pngs(tiny_root, name)
+        for part, files in (("support", pngs[:2]), ("query", pngs[-2:])):
+            (tmp_path / part / label).mkdir(parents=True)
+            for png in files:
+                shutil.copy(png, tmp_path / part / label / png.name)
+    return tmp_path
+
+
+# --------------------------------------------------------------------------- conversion
+
+def test_omniglot_png_converts_exactly_as_in_training(tiny_root):
+    png = tiny_pngs(tiny_root, "Omega/character02")[3]
+    image = convert_image(png)
+    assert image.shape == (1, 28, 28) and image.dtype == torch.float32
+    assert torch.equal(image[0], preprocess(png).float() / 255)
+
+
+def test_light_on_dark_copy_is_not_inverted(tiny_root, tmp_path):
+    png = tiny_pngs(tiny_root, "Psi/character01")[0]
+    with Image.open(png) as image:
+        negative = Image.eval(image.convert("L"), lambda v: 255 - v).convert("RGB")
+    negative.save(tmp_path / "negative.png")
+    original, copy = convert_image(png), convert_image(tmp_path / "negative.png")
+    # Both end up with bright strokes; LANCZOS rounding may differ by one grey level.
+    assert (original - copy).abs().max() <= 1.5 / 255
+    assert torch.allclose(convert_image(tmp_path / "negative.png", invert="yes"), 1 - copy)
+
+
+def test_forced_inversion_overrides_the_border(tiny_root):
+    png = tiny_pngs(tiny_root, "Chi/character02")[0]
+    plain, inverted = convert_image(png, invert="no"), convert_image(png, invert="yes")
+    assert torch.allclose(plain, 1 - inverted)
+    assert torch.equal(inverted, convert_image(png, invert="auto"))  # white page: inverted
+    with pytest.raises(FewshotError, match="--invert"):
+        convert_image(png, invert="maybe")
+
+
+@pytest.mark.parametrize("background, ink, light", [(255, 0, True), (230, 40, True),
+                                                     (0, 255, False), (30, 200, False)])
+def test_inversion_is_decided_by_the_border(background, ink, light):
+    assert has_light_border(glyph(background=background, ink=ink)) is light
+
+
+def test_a_light_glyph_filling_the_middle_does_not_fool_the_border():
+    image = Image.new("L", (50, 50), 0)
+    ImageDraw.Draw(image).rectangle((3, 3, 46, 46), fill=255)  # mostly white, dark frame
+    assert np.asarray(image).mean() > 127
+    assert not has_light_border(image)
+
+
+@pytest.mark.parametrize("name, mode, size, background, ink", [
+    ("rgb.jpg", "RGB", (64, 48), 250, 10),
+    ("gray.bmp", "L", (200, 200), 0, 255),
+    ("palette.gif", "P", (105, 105), 255, 0),
+    ("small.png", "L", (20, 24), 255, 0),
+    ("cmyk.tiff", "CMYK", (90, 70), 255, 0),
+    ("wide.webp", "RGB", (300, 120), 20, 235),
+])
+def test_common_formats_sizes_and_colours(tmp_path, name, mode, size, background, ink):
+    path = tmp_path / name
+    glyph(size, background, ink, mode).save(path)
+    image = convert_image(path)
+    assert image.shape == (1, 28, 28) and image.dtype == torch.float32
+    assert 0 <= image.min() and image.max() <= 1
+    border = torch.cat([image[0, 0], image[0, -1], image[0, :, 0], image[0, :, -1]])
+    assert border.mean() < 0.15  # background dark after conversion...
+    assert image[0, 10:18, 10:18].max() > 0.6  # ...strokes bright, whichever way it came
+
+
+def test_transparent_png_reads_as_ink_on_paper(tmp_path):
+    image = Image.new("RGBA", (60, 60), (0, 0, 0, 0))  # transparent *black* pixels
+    ImageDraw.Draw(image).line((15, 30, 45, 30), fill=(0, 0, 0, 255), width=6)
+    image.save(tmp_path / "sticker.png")
+    converted = convert_image(tmp_path / "sticker.png")
+    assert converted[0, 0].max() < 0.05  # the transparent sheet becomes the dark background
+    assert converted[0, 14].max() > 0.6  # the stroke bright
+
+
+def test_sixteen_bit_grayscale_is_scaled_not_clipped(tmp_path):
+    pixels = np.full((50, 50), 60000, dtype=np.uint16)
+    pixels[20:30, 10:40] = 3000
+    Image.fromarray(pixels).save(tmp_path / "scan16.png")
+    with Image.open(tmp_path / "scan16.png") as check:
+        assert check.mode.startswith("I")
+    converted = convert_image(tmp_path / "scan16.png")
+    assert converted[0, 0].max() < 0.15 and converted[0, 14, 8:20].min() > 0.8
+
+
+def test_find_images_is_recursive_and_skips_other_files(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / ".hidden").mkdir()
+    for name in ("x.PNG", "a/y.jpeg", "a/b/z.bmp", ".hidden/h.png", "notes.txt", ".w.png"):
+        (tmp_path / name).write_bytes(b"")
+    assert find_images(tmp_path) == [tmp_path / "a/b/z.bmp", tmp_path / "a/y.jpeg",
+                                     tmp_path / "x.PNG"]
+
+
+def test_unreadable_images_are_skipped_with_a_warning_or_stop_when_strict(tiny_root, tmp_path):
+    good = tiny_pngs(tiny_root, "Omega/character01")[0]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(good.read_bytes()[:60])
+    messages = []
+    images, kept = load_images([broken, good, truncated], warn=messages.append)
+    assert kept == [good] and images.shape == (1, 1, 28, 28)
+    assert len(messages) == 2 and "broken.jpg" in messages[0] and "truncated.png" in messages[1]
+    with pytest.raises(FewshotError, match="broken.jpg"):
+        load_images([good, broken], strict=True)
+
+
+def test_support_set_labels_follow_sorted_folder_names(tiny_tree):
+    support = load_support(tiny_tree / "support")
+    assert support.classes == sorted(p.name for p in (tiny_tree / "support").iterdir())
+    assert support.labels.tolist() == [0, 0, 1, 1, 2, 2]
+    assert [p.parent.name for p in support.paths] == [support.classes[i] for i in support.labels]
+    assert support.images.shape == (6, 1, 28, 28)
+
+
+# --------------------------------------------------------------------------- prediction (tiny)
+
+def test_protonet_query_identical_to_a_lone_example_gets_its_class(tiny_runs, tiny_root,
+                                                                     tmp_path):
+    """With one example per class, a query equal to an example sits on its prototype."""
+    classes = []
+    for i, name in enumerate(TINY_CLASSES):
+        png = tiny_pngs(tiny_root, name)[i + 2]
+        label = f"class-{name.replace('/', '_')}"
+        classes.append(label)
+        (tmp_path / "support" / label).mkdir(parents=True)
+        shutil.copy(png, tmp_path / "support" / label / "example.png")
+        (tmp_path / "query").mkdir(exist_ok=True)
+        with Image.open(png) as image:  # same pixels, stored as RGB under another name
+            image.convert("RGB").save(tmp_path / "query" / f"q{3 - i}.png")
+    frame = predict(tiny_runs["protonet"], tmp_path / "support", tmp_path / "query")
+    check_rows_line_up(frame, sorted(classes))
+    assert [Path(p).name for p in frame["path"]] == ["q0.png", "q1.png", "q2.png", "q3.png"]
+    assert list(frame["label"]) == classes[::-1]
+
+
+@pytest.mark.parametrize("bn_mode", ["auto", "batch", "running"])
+def test_maml_adapts_a_copy_with_as_many_outputs_as_classes(tiny_runs, tiny_tree, bn_mode):
+    config, model, _ = load_trained(tiny_runs["maml"])
+    config = config.resolved()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    support = load_support(tiny_tree / "support")
+    query = load_support(tiny_tree / "query").images
+    probabilities = classify(config, model, support, query, bn_mode=bn_mode, steps=2)
+    assert probabilities.shape == (6, 3)  # the trained head had 5 outputs
+    assert torch.allclose(probabilities.sum(1), torch.ones(6), atol=1e-5)
+    after = model.state_dict()
+    assert model.head.out_features == 5
+    assert all(torch.equal(before[k], after[k]) for k in before)  # BatchNorm buffers too
+
+
+def test_maml_steps_change_the_adaptation(tiny_runs, tiny_tree):
+    frames = [predict(tiny_runs["maml"], tiny_tree / "support", tiny_tree / "query", steps=s)
+              for s in (1, 5)]
+    for frame in frames:
+        check_rows_line_up(frame, sorted(p.name for p in (tiny_tree / "support").iterdir()))
+    columns = probability_columns(frames[0])
+    assert not np.allclose(frames[0][columns].to_numpy(), frames[1][columns].to_numpy())
+
+
+def test_cli_prints_the_table_and_writes_the_csv(tiny_runs, tiny_tree, capsys):
+    (tiny_tree / "query" / "notes.txt").write_text("not an image")
+    out = tiny_tree / "results" / "predictions.csv"
+    code = main(["predict", str(tiny_runs["protonet"]), "--support", str(tiny_tree / "support"),
+                 "--query", str(tiny_tree / "query"), "--csv", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    frame = pd.read_csv(out)
+    assert len(frame) == 6 and list(frame.columns[:2]) == ["path", "label"]
+    check_rows_line_up(frame, sorted(p.name for p in (tiny_tree / "support").iterdir()))
+    expected = predict(tiny_runs["protonet"], tiny_tree / "support", tiny_tree / "query")
+    assert list(frame["label"]) == list(expected["label"])
+    assert np.allclose(frame[probability_columns(frame)], expected[probability_columns(expected)],
+                       atol=1e-5)
+    lines = captured.out.splitlines()
+    assert lines[0].split() == list(frame.columns)
+    for path, label, line in zip(frame["path"], frame["label"], lines[1:]):
+        assert line.split()[:2] == [path, label]
+    assert not list(out.parent.glob(".*.tmp"))  # the atomic write left no temporary file
+
+
+def test_a_single_query_file_of_any_name(tiny_runs, tiny_tree, tmp_path):
+    png = next((tiny_tree / "query").rglob("*.png"))
+    renamed = tmp_path / "drawing.scan"  # named explicitly, so its ending does not matter
+    shutil.copy(png, renamed)
+    frame = predict(tiny_runs["protonet"], tiny_tree / "support", renamed)
+    assert list(frame["path"]) == [str(renamed)]
+    check_rows_line_up(frame, sorted(p.name for p in (tiny_tree / "support").iterdir()))
+
+
+def test_cli_skips_an_unreadable_query_with_a_warning(tiny_runs, tiny_tree, capsys):
+    (tiny_tree / "query" / "broken.png").write_bytes(b"\x89PNG garbage")
+    args = ["predict", str(tiny_runs["protonet"]), "--support", str(tiny_tree / "support"),
+            "--query", str(tiny_tree / "query")]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith("warning: cannot read image")
+    assert "broken.png" in captured.err and len(captured.err.splitlines()) == 1
+    assert len(captured.out.splitlines()) == 1 + 6 and "broken.png" not in captured.out
+
+    assert main(args + ["--strict"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.splitlines()) == 1
+    assert captured.err.startswith("error: cannot read image") and "broken.png" in captured.err
+
+
+def _only_one_class(tree):
+    for extra in ("Omega-character02", "Chi-character01"):
+        shutil.rmtree(tree / "support" / extra)
+
+
+def _empty_class(tree):
+    (tree / "support" / "empty").mkdir()
+
+
+def _class_of_broken_images(tree):
+    (tree / "support" / "zz-broken").mkdir()
+    (tree / "support" / "zz-broken" / "a.png").write_bytes(b"junk")
+    (tree / "support" / "zz-broken" / "readme.txt").write_text("hi")
+
+
+def _empty_support(tree):
+    shutil.rmtree(tree / "support")
+    (tree / "support").mkdir()
+    (tree / "support" / "stray.png").write_bytes(b"")
+
+
+def _empty_query(tree):
+    shutil.rmtree(tree / "query")
+    (tree / "query" / "sub").mkdir(parents=True)
+    (tree / "query" / "sub" / "notes.txt").write_text("no images")
+
+
+def _broken_query_file(tree):
+    (tree / "one.jpg").write_bytes(b"nope")
+
+
+@pytest.mark.parametrize("prepare, support, query, extra, expected", [
+    (None, "missing", "query", [], "support folder .*missing does not exist"),
+    (None, "query/Chi-character01/", "query", [], "needs at least two class sub-folders"),
+    (_only_one_class, "support", "query", [], "found only 'Omega-character01'"),
+    (_empty_support, "support", "query", [], r"found none\)"),
+    (_empty_class, "support", "query", [], "class folder .*empty has no readable image"),
+    (_class_of_broken_images, "support", "query", [],
+     "class folder .*zz-broken has no readable image"),
+    (None, "support", "nowhere", [], "query path .*nowhere does not exist"),
+    (_empty_query, "support", "query", [], "no images found in query folder"),
+    (_broken_query_file, "support", "one.jpg", [], "cannot read image .*one.jpg"),
+    (None, "support", "query", ["--steps", "3"], "--steps applies to MAML runs only"),
+    (None, "support", "query", ["--invert", "maybe"], "invalid value for '--invert'"),
+    (None, "support", "query", ["--bn-mode", "sometimes"], "invalid value for '--bn-mode'"),
+])
+def test_bad_input_is_one_line_and_exit_2(tiny_runs, tiny_tree, capsys, prepare, support, query,
+                                          extra, expected):
+    if prepare:
+        prepare(tiny_tree)
+    code = main(["predict", str(tiny_runs["protonet"]), "--support", str(tiny_tree / support),
+                 "--query", str(tiny_tree / query), *extra])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == ""
+    *warnings, error = captured.err.strip().splitlines()
+    assert error.startswith("error: ") and re.search(expected, error, flags=re.IGNORECASE), error
+    # Only an unreadable support image is worth a warning before the error.
+    assert [w for w in warnings if "zz-broken/a.png" not in w or not w.startswith("warning: ")] == []
+
+
+@pytest.mark.parametrize("run, extra, expected", [
+    ("maml", ["--steps", "0"], "--steps must be at least 1"),
+    ("nowhere", [], "run directory or checkpoint .*nowhere does not exist"),
+    ("protonet", ["--csv", "{tree}/support"], "is a directory"),
+    ("protonet", ["--csv", "{a_file}/predictions.csv"], "cannot write .* is not a directory"),
+])
+def test_bad_run_or_options_are_one_line_and_exit_2(tiny_runs, tiny_tree, capsys, run, extra,
+                                                    expected):
+    path = tiny_runs.get(run, tiny_tree / run)
+    a_file = next((tiny_tree / "support").rglob("*.png"))
+    extra = [e.format(tree=tiny_tree, a_file=a_file) for e in extra]
+    code = main(["predict", str(path), "--support", str(tiny_tree / "support"),
+                 "--query", str(tiny_tree / "query"), *extra])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    assert len(captured.err.strip().splitlines()) == 1
+    assert re.search(expected, captured.err, flags=re.IGNORECASE), captured.err
+
+
+# --------------------------------------------------------------------------- real Omniglot
+
+REAL_SHOTS, REAL_QUERIES = 5, 5
+
+
+@pytest.fixture(scope="module")
+def real_tree(real_root, tmp_path_factory):
+    """5 held-out characters (5 alphabets): 5 examples each in support/, queries in query/.
+
+    query/png/<class>/ holds 5 untouched drawings per class; query/synthetic/<class>/ holds the
+    same drawings as RGB JPEGs of another size, as light-on-dark PNGs and as small GIFs. One
+    example per class is a light-on-dark JPEG too, so the support set mixes conventions.
+    """
+    root = tmp_path_factory.mktemp("real-tree")
+    alphabets = sorted(p for p in (real_root / "images_evaluation").iterdir() if p.is_dir())
+    for alphabet in alphabets[::4][:5]:
+        character = sorted(p for p in alphabet.iterdir() if p.is_dir())[2]
+        label = f"{alphabet.name}-{character.name}"
+        pngs = sorted(character.glob("*.png"))
+        (root / "support" / label).mkdir(parents=True)
+        for png in pngs[:REAL_SHOTS - 1]:
+            shutil.copy(png, root / "support" / label / png.name)
+        with Image.open(pngs[REAL_SHOTS - 1]) as image:
+            Image.eval(image.convert("L"), lambda v: 255 - v).convert("RGB").save(
+                root / "support" / label / "negative.jpg", quality=95)
+        for folder in ("png", "synthetic"):
+            (root / "query" / folder / label).mkdir(parents=True)
+        for i, png in enumerate(pngs[REAL_SHOTS:REAL_SHOTS + REAL_QUERIES]):
+            shutil.copy(png, root / "query" / "png" / label / png.name)
+            with Image.open(png) as image:
+                gray = image.convert("L")
+                synthetic = root / "query" / "synthetic" / label
+                gray.convert("RGB").resize((160, 160)).save(synthetic / f"{i}-rgb.jpg", quality=90)
+                Image.eval(gray, lambda v: 255 - v).resize((77, 77)).save(synthetic / f"{i}-neg.png")
+                gray.resize((56, 56)).convert("P").save(synthetic / f"{i}-small.gif")
+    return root
+
+
+@pytest.fixture(scope="module")
+def real_runs(real_data, tmp_path_factory):
+    """ProtoNet (60 episodes of 20 ways) and first-order MAML (20 meta-batches of 4) runs."""
+    root = tmp_path_factory.mktemp("real-runs")
+    train(TrainConfig("protonet", ways=20, shots=1, queries=5, iterations=60, val_every=60,
+                      val_episodes=20, device="cpu"), root / "proto", data=real_data,
+          progress=False)
+    train(TrainConfig("maml", first_order=True, iterations=20, meta_batch=4, val_every=20,
+                      val_episodes=10, device="cpu"), root / "maml", data=real_data,
+          progress=False)
+    return {"protonet": root / "proto", "maml": root / "maml"}
+
+
+def accuracy(frame: pd.DataFrame) -> float:
+    truth = [Path(p).parent.name for p in frame["path"]]
+    return float(np.mean([t == label for t, label in zip(truth, frame["label"])]))
+
+
+@pytest.mark.integration
+def test_protonet_classifies_held_out_characters(real_runs, real_tree):
+    classes = sorted(p.name for p in (real_tree / "support").iterdir())
+    frame = predict(real_runs["protonet"], real_tree / "support", real_tree / "query")
+    check_rows_line_up(frame, classes)
+    assert len(frame) == 5 * REAL_QUERIES * 4
+    plain = frame[frame["path"].str.contains("/png/")]
+    synthetic = frame[frame["path"].str.contains("/synthetic/")]
+    print(f"\nProtoNet 5-way {REAL_SHOTS}-shot on held-out characters: "
+          f"{accuracy(plain):.0%} (PNG), {accuracy(synthetic):.0%} (converted copies)")
+    assert accuracy(plain) >= 0.6  # chance is 20%
+    assert accuracy(synthetic) >= 0.6
+    # The light-on-dark copies only work because they are *not* inverted again.
+    forced = predict(real_runs["protonet"], real_tree / "support",
+                     real_tree / "query" / "synthetic", invert="yes")
+    negatives = forced[forced["path"].str.endswith("-neg.png")]
+    auto_negatives = synthetic[synthetic["path"].str.endswith("-neg.png")]
+    assert accuracy(auto_negatives) > accuracy(negatives)
+
+
+@pytest.mark.integration
+def test_protonet_cli_csv_on_held_out_characters(real_runs, real_tree, tmp_path, capsys):
+    out = tmp_path / "predictions.csv"
+    code = main(["predict", str(real_runs["protonet"] / "best.pt"),
+                 "--support", str(real_tree / "support"),
+                 "--query", str(real_tree / "query" / "png"), "--csv", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    frame = pd.read_csv(out)
+    check_rows_line_up(frame, sorted(p.name for p in (real_tree / "support").iterdir()))
+    assert len(frame) == 5 * REAL_QUERIES
+    assert accuracy(frame) >= 0.6
+    assert f"{len(frame)} predictions written to {out}" in captured.out
+
+
+@pytest.mark.integration
+def test_maml_classifies_held_out_characters(real_runs, real_tree):
+    classes = sorted(p.name for p in (real_tree / "support").iterdir())
+    frame = predict(real_runs["maml"], real_tree / "support", real_tree / "query" / "png")
+    check_rows_line_up(frame, classes)
+    print(f"\nfirst-order MAML (20 meta-iterations) 5-way {REAL_SHOTS}-shot: {accuracy(frame):.0%}")
+    assert accuracy(frame) >= 0.4  # chance is 20%
