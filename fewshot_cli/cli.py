@@ -149,13 +149,14 @@ def train(algorithm, run_dir, resume_dir, iterations, time_limit, data_root, dow
     options = {k: v for k, v in options.items() if k != "split_dir" or v is not None}
     if options.get("split_dir"):
         options["split_dir"] = str(options["split_dir"])
-    config = TrainConfig(algorithm=algorithm, iterations=iterations or 1000,
+    config = TrainConfig(algorithm=algorithm, iterations=1000 if iterations is None else iterations,
                          data_root=str(data_root) if data_root else None, **options)
     if resume_dir:
         from fewshot_cli.checkpoint import read_config
         stored = read_config(resume_dir)
         config = TrainConfig.from_dict({**stored, "algorithm": algorithm,
-                                        "iterations": iterations or stored.get("iterations", 1000)})
+                                        "iterations": stored.get("iterations", 1000)
+                                        if iterations is None else iterations})
     else:
         config.resolved()  # bad options fail before the data is loaded
     omniglot = load_omniglot(data_root or config.data_root, download=download, progress=not quiet)
@@ -210,6 +211,166 @@ def eval_(run, csv_path, ways, shots, queries, episodes, part, seed, bn_mode, in
                f"{row['split']}/{part}, {episodes} episodes, BatchNorm {row['bn_mode']}: "
                f"{result.mean:.2%} ± {result.ci95:.2%}"
                + (f" (row appended to {csv_path})" if csv_path else ""))
+
+
+@cli.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--support", "support_dir", required=True, type=click.Path(path_type=Path),
+              help="Folder with one sub-folder per class (its name is the label) holding one or "
+                   "more example images.")
+@click.option("--query", "query_path", required=True, type=click.Path(path_type=Path),
+              help="An image file, or a folder searched recursively for images.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the predictions to this CSV (replaced if it exists).")
+@click.option("--steps", type=int,
+              help="MAML adaptation steps on the support set. Default: the run's test inner steps.")
+@click.option("--invert", type=click.Choice(["auto", "yes", "no"]), default="auto",
+              show_default=True,
+              help="Omniglot models expect bright strokes on a dark background. auto inverts an "
+                   "image whose border (the outermost pixels of its grayscale version) averages "
+                   "lighter than mid-gray, i.e. dark strokes on a light background; yes/no force it "
+                   "for every image.")
+@click.option("--bn-mode", type=click.Choice(["auto", "batch", "running"]), default="auto",
+              show_default=True,
+              help="BatchNorm: running statistics from training (each image on its own) or batch "
+                   "statistics of the support images together with the queries. auto: running for "
+                   "ProtoNet, batch for MAML (as eval).")
+@click.option("--strict", is_flag=True,
+              help="Stop at an unreadable image instead of skipping it with a warning.")
+@click.option("--device", default="auto", show_default=True)
+def predict(run, support_dir, query_path, csv_path, steps, invert, bn_mode, strict, device):
+    """Classify your own images from a handful of labelled examples.
+
+    Images of any common format, size and colour are converted as in training (grayscale,
+    LANCZOS-resized to 28x28, see --invert). ProtoNet compares each query with the mean embedding
+    of each class; MAML first adapts (a copy of) the model on the examples. Prints one row per
+    query image: its path, the predicted label and the probability of every class.
+
+    \b
+    Example:
+      fewshot predict runs/proto --support examples/ --query photos/ --csv predictions.csv
+    """
+    from fewshot_cli.predict import format_table, predict as run_predict, write_csv
+    from fewshot_cli.results import check_writable
+
+    if csv_path is not None:
+        check_writable(csv_path)
+    frame = run_predict(run, support_dir, query_path, invert=invert, bn_mode=bn_mode, steps=steps,
+                        strict=strict, device=device,
+                        warn=lambda message: click.echo(f"warning: {message}", err=True))
+    click.echo(format_table(frame))
+    if csv_path is not None:
+        write_csv(frame, csv_path)
+        click.echo(f"{len(frame)} predictions written to {csv_path}")
+
+
+@cli.command()
+@click.argument("csv_files", nargs=-1, required=True, metavar="CSV...")
+@click.option("--by", "by", multiple=True, metavar="COLUMNS",
+              help="Columns to group by, comma-separated (repeatable). Default: algorithm, order, "
+                   "split, test_ways, test_shots, bn_mode.")
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv"]), default="table",
+              show_default=True,
+              help="table: aligned terminal table; markdown: a table for a README; csv: a tidy file "
+                   "(fractions, not percent).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to this file instead of printing.")
+def aggregate(csv_files, by, fmt, out):
+    """Summarise evaluation CSVs: one line per group of runs.
+
+    CSV... are files or glob patterns (quote them: "results/**/*.csv"). Each group shows the mean
+    accuracy with its 95% confidence interval, the number of runs (rows), the test episodes
+    behind them and, for several runs (seeds), the standard deviation of the run means. The CI
+    of a group of n runs is sqrt(sum ci_i^2) / n: episode noise only, the spread is separate.
+    """
+    from fewshot_cli.aggregate import DEFAULT_BY, aggregate_files
+    from fewshot_cli.atomic import atomic_write_text
+
+    columns = [c.strip() for item in by for c in item.split(",") if c.strip()]
+    text = aggregate_files(csv_files, columns or DEFAULT_BY, fmt)
+    if out:
+        atomic_write_text(out, text)
+        click.echo(f"written to {out}")
+    else:
+        click.echo(text, nl=False)
+
+
+@cli.command()
+@click.option("--budget", type=click.Choice(["quick", "cpu", "paper"]), default="quick",
+              show_default=True,
+              help="quick: 5-way 1-shot only, short trainings, 100 test episodes (minutes on 2 CPU "
+                   "cores). cpu: the whole grid in about 2 hours on 2 cores (shorter trainings). "
+                   "paper: the papers' training lengths and protocols (for a GPU).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("results/reproduce"), show_default=True,
+              help="Folder for eval.csv and runs/; rerun with the same folder to resume.")
+@click.option("--algorithms", "algorithms", multiple=True, type=click.Choice(["maml", "protonet"]),
+              help="Only these algorithms (repeatable). Default: both.")
+@click.option("--cells", "cells", multiple=True, metavar="CELLS",
+              help="Only these cells, WAYSwSHOTSs, comma-separated or repeated, e.g. 5w1s,20w5s. "
+                   "Default: the budget's (quick: 5w1s; others: 5w1s 5w5s 20w1s 20w5s).")
+@click.option("--split", type=click.Choice(["lake", "vinyals", "random"]),
+              help="One split for both algorithms. Default: each paper's (MAML: random with "
+                   "rotation augmentation; ProtoNet: vinyals).")
+@click.option("--split-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder of the Vinyals split files. Default: <data root>/splits/vinyals.")
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown"]), default="table",
+              show_default=True, help="Format of the final comparison table.")
+@click.option("--device", default="auto", show_default=True)
+@data_options
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def reproduce(budget, out_dir, algorithms, cells, split, split_dir, fmt, device, data_root,
+              download, quiet):
+    """Train and test MAML and ProtoNet on the Omniglot grid; compare with the papers.
+
+    Each cell (5/20-way, 1/5-shot) is trained with its paper's protocol, tested (600 episodes
+    for MAML, 1000 for ProtoNet, fewer with --budget quick) and appended to OUT/eval.csv; run
+    directories go to OUT/runs/. Cells already in OUT/eval.csv are skipped and interrupted
+    trainings resume, so rerunning the same command continues a reproduction. Finally prints
+    our accuracy per cell next to the published one.
+    """
+    from fewshot_cli.reproduce import format_comparison, reproduce as run_reproduction
+
+    cell_names = [c.strip() for item in cells for c in item.split(",") if c.strip()]
+    table = run_reproduction(out_dir, budget, algorithms or None, cell_names or None, split,
+                             split_dir, data_root=data_root, download=download, device=device,
+                             progress=not quiet, echo=click.echo)
+    click.echo("\n" + format_comparison(table, fmt), nl=False)
+
+
+@cli.group()
+def plot():
+    """Draw PNG figures: training curves and test accuracy per cell."""
+
+
+@plot.command()
+@click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR...",
+                type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("curves.png"), show_default=True, help="The PNG to write.")
+def curves(run_dirs, out):
+    """Validation accuracy of runs against iterations and against wall-clock time.
+
+    Reads each run directory's log.csv (one line per run in both panels).
+    """
+    from fewshot_cli.plots import plot_curves
+
+    click.echo(f"written to {plot_curves(run_dirs, out)}")
+
+
+@plot.command()
+@click.argument("csv_files", nargs=-1, required=True, metavar="CSV...")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("accuracy.png"), show_default=True, help="The PNG to write.")
+def accuracy(csv_files, out):
+    """Test accuracy per grid cell with 95% CI error bars, beside the published numbers.
+
+    CSV... are evaluation CSVs or glob patterns; rows are grouped by cell, algorithm and MAML
+    order (as fewshot aggregate does).
+    """
+    from fewshot_cli.plots import plot_accuracy
+
+    click.echo(f"written to {plot_accuracy(csv_files, out)}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -128,9 +128,10 @@ def test_protonet_learns_omniglot(real_data, tmp_path):
 
 @pytest.mark.integration
 def test_maml_learns_omniglot(real_data, tmp_path):
-    config = TrainConfig("maml", ways=5, shots=1, first_order=True, meta_batch=8, iterations=40,
-                         val_every=40, val_episodes=20)
+    # Second order: first-order MAML barely moves in its first few hundred meta-iterations.
+    config = TrainConfig("maml", ways=5, shots=1, meta_batch=8, lr=3e-3, iterations=50,
+                         val_every=50, val_episodes=20)
     train(config, tmp_path / "maml", data=real_data, progress=False)
     result, _ = evaluate_run(tmp_path / "maml", episodes=200, data=real_data)
-    print(f"first-order MAML 5-way 1-shot after 40 meta-iterations: {result.mean:.2%} ± {result.ci95:.2%}")
+    print(f"MAML 5-way 1-shot after 50 meta-iterations: {result.mean:.2%} ± {result.ci95:.2%}")
     assert result.mean > 0.60

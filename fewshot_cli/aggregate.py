@@ -1,0 +1,237 @@
+"""Tables of evaluation results: many CSV rows grouped into one line per setting.
+
+Each row of an evaluation CSV is one evaluated run (one checkpoint, one episode seed). Rows are
+grouped by the chosen columns; each group reports the mean accuracy, its 95% confidence
+interval, the number of runs, the episodes behind them, and, where several runs (seeds) share a
+group, the spread of their means.
+
+How a group's CI is combined: the per-episode accuracies are not stored in the CSV, so the
+pooled CI cannot be computed. The group accuracy is the mean of the run means ``m_i`` (each run
+weighs the same), and the runs are independent, so ``Var(mean) = sum Var(m_i) / n^2`` and its
+95% CI is ``sqrt(sum ci_i^2) / n`` (``ci_i = 1.96 * sd(m_i)``). That interval covers episode
+sampling noise only; the variation between seeds is what ``run_std`` (the sample standard
+deviation of the run means, ``n >= 2``) shows.
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import pandas as pd
+
+from fewshot_cli.errors import FewshotError
+from fewshot_cli.results import COLUMNS, REQUIRED
+
+DEFAULT_BY = ("algorithm", "order", "split", "test_ways", "test_shots", "bn_mode")
+FORMATS = ("table", "markdown", "csv")
+STATS = ("accuracy_mean", "ci95", "runs", "episodes", "run_std")
+GLOB_CHARS = set("*?[")
+
+
+def expand_patterns(patterns: Iterable[str | Path]) -> list[Path]:
+    """The files named by ``patterns`` (paths or glob patterns, ``**`` allowed), in order, once each.
+
+    Raises:
+        FewshotError: a pattern matches no file.
+
+    Example:
+        >>> expand_patterns(["results/*.csv"])
+        [PosixPath('results/a.csv'), PosixPath('results/b.csv')]
+    """
+    files: list[Path] = []
+    for pattern in patterns:
+        pattern = str(pattern)
+        if GLOB_CHARS & set(pattern):
+            matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+        else:
+            matches = [Path(pattern)] if Path(pattern).exists() else []
+        if not matches:
+            raise FewshotError(f"no file matches {pattern}")
+        files += [m for m in matches if m not in files]
+    if not files:
+        raise FewshotError("no evaluation CSV given")
+    return files
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    """One evaluation CSV as strings (empty cells as ``""``), with numeric ``accuracy_mean``.
+
+    Raises:
+        FewshotError: the file is unreadable, not a CSV, or lacks the evaluation columns.
+    """
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise FewshotError(f"{path} is not an evaluation CSV: it is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FewshotError(f"{path} is not an evaluation CSV: {first[:120]}") from None
+    except OSError as exc:
+        raise FewshotError(f"cannot read {path}: {exc.strerror or exc}") from None
+    missing = REQUIRED - set(frame.columns)
+    if missing:
+        raise FewshotError(
+            f"{path} is not an evaluation CSV (no {', '.join(sorted(missing))} column)")
+    accuracy = pd.to_numeric(frame["accuracy_mean"], errors="coerce")
+    bad = accuracy.isna() | (accuracy < 0) | (accuracy > 1)
+    if bad.any():
+        line = int(bad.to_numpy().argmax()) + 2  # header is line 1
+        raise FewshotError(f"{path}:{line}: accuracy_mean "
+                           f"'{frame['accuracy_mean'].iloc[line - 2]}' is not a number in [0, 1]")
+    frame["accuracy_mean"] = accuracy
+    return frame
+
+
+def read_results(patterns: Iterable[str | Path]) -> pd.DataFrame:
+    """All rows of the evaluation CSVs matching ``patterns``, with a ``source`` column.
+
+    Columns missing from older files are filled with ``""``, so their rows still aggregate.
+
+    Example:
+        >>> rows = read_results(["results/eval.csv", "old/*.csv"])
+    """
+    frames = []
+    for path in expand_patterns(patterns):
+        frame = read_csv(path)
+        frame["source"] = str(path)
+        frames.append(frame)
+    rows = pd.concat(frames, ignore_index=True, sort=False)
+    text_columns = [c for c in rows.columns if c != "accuracy_mean"]
+    rows[text_columns] = rows[text_columns].fillna("")
+    return rows
+
+
+def natural_key(value: str) -> tuple:
+    """Sort numbers as numbers (5 before 20) and empty values last."""
+    try:
+        return (0, float(value), "")
+    except (TypeError, ValueError):
+        return (1 if value else 2, 0.0, str(value))
+
+
+def aggregate(rows: pd.DataFrame, by: Sequence[str] = DEFAULT_BY) -> pd.DataFrame:
+    """One line per group of ``rows``: accuracy, 95% CI, runs, episodes and spread across runs.
+
+    Args:
+        rows: evaluation rows (see ``read_results``); every row counts as one run.
+        by: the grouping columns. Columns of ``results.COLUMNS`` that the rows lack are taken as
+            empty; any other unknown column is an error.
+
+    Returns:
+        The ``by`` columns then ``accuracy_mean`` (mean of the run means), ``ci95`` (combined
+        as ``sqrt(sum ci_i^2) / runs``, see the module docstring; NaN when a run lacks its CI),
+        ``runs``, ``episodes`` (summed; NaN when a run lacks the count) and ``run_std``
+        (standard deviation of the run means, NaN for a single run); fractions, not percent.
+
+    Example:
+        >>> aggregate(read_results(["results/eval.csv"]), by=["algorithm", "test_shots"])
+    """
+    by = list(dict.fromkeys(by))
+    if not by:
+        raise FewshotError("give at least one column to group by")
+    rows = rows.copy()
+    for column in by:
+        if column not in rows.columns:
+            if column not in COLUMNS:
+                known = ", ".join(c for c in COLUMNS if c in rows.columns)
+                raise FewshotError(f"unknown column '{column}' to group by (the CSVs have: {known})")
+            rows[column] = ""
+    for column in ("ci95", "episodes"):
+        values = rows[column] if column in rows.columns else pd.Series("", index=rows.index)
+        rows[f"_{column}"] = pd.to_numeric(values, errors="coerce")
+    records = []
+    for keys, group in rows.groupby(by, sort=False):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        n = len(group)
+        means = group["accuracy_mean"]
+        cis, episodes = group["_ci95"], group["_episodes"]
+        records.append({
+            **dict(zip(by, keys)),
+            "accuracy_mean": means.mean(),
+            "ci95": math.sqrt((cis ** 2).sum()) / n if cis.notna().all() else math.nan,
+            "runs": n,
+            "episodes": episodes.sum() if episodes.notna().all() else math.nan,
+            "run_std": means.std(ddof=1) if n > 1 else math.nan,
+        })
+    records.sort(key=lambda r: tuple(natural_key(r[c]) for c in by))
+    return pd.DataFrame(records, columns=[*by, *STATS])
+
+
+def percent(value: float, digits: int = 2) -> str:
+    """``0.98712`` as ``98.71``; NaN as an empty cell."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{100 * value:.{digits}f}"
+
+
+def render(headers: Sequence[str], rows: Sequence[Sequence[str]], fmt: str = "table",
+           right: Iterable[str] = ()) -> str:
+    """Text of a table of strings: aligned columns (``table``) or a Markdown table (``markdown``).
+
+    Args:
+        headers: column titles.
+        rows: cells, already formatted.
+        fmt: ``table`` or ``markdown``.
+        right: titles of the columns to align right (numbers).
+
+    Example:
+        >>> print(render(["a", "n"], [["x", "1"]], "markdown", right=["n"]))
+        | a | n |
+        | :-- | --: |
+        | x | 1 |
+    """
+    right = set(right)
+    if fmt == "markdown":
+        def line(cells):
+            return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+        rule = ["--:" if h in right else ":--" for h in headers]
+        return "\n".join([line(headers), line(rule), *(line(r) for r in rows)])
+    if fmt != "table":
+        raise FewshotError(f"unknown format '{fmt}' (choose from table, markdown)")
+    widths = [max([len(h)] + [len(str(r[i])) for r in rows]) for i, h in enumerate(headers)]
+
+    def aligned(cells):
+        return "  ".join(str(c).rjust(w) if h in right else str(c).ljust(w)
+                         for c, w, h in zip(cells, widths, headers)).rstrip()
+    return "\n".join([aligned(headers), "  ".join("-" * w for w in widths), *map(aligned, rows)])
+
+
+def format_table(table: pd.DataFrame, fmt: str = "table") -> str:
+    """Text of an ``aggregate`` result: a terminal table, a Markdown table, or a tidy CSV.
+
+    ``table`` and ``markdown`` show percentages (accuracy as ``mean ± ci95``); ``csv`` keeps the
+    fractions in separate columns, with empty cells for missing values.
+
+    Example:
+        >>> print(format_table(aggregate(rows), "markdown"))
+    """
+    if fmt not in FORMATS:
+        raise FewshotError(f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
+    if fmt == "csv":
+        return table.to_csv(index=False, lineterminator="\n", float_format="%.5f")
+    by = [c for c in table.columns if c not in STATS]
+    headers = [*by, "accuracy (%)", "runs", "episodes", "run std (%)"]
+    rows = []
+    for record in table.to_dict("records"):
+        accuracy = percent(record["accuracy_mean"])
+        if not math.isnan(record["ci95"]):
+            accuracy += f" ± {percent(record['ci95'])}"
+        episodes = "" if math.isnan(record["episodes"]) else str(int(record["episodes"]))
+        rows.append([*(record[c] for c in by), accuracy, str(record["runs"]), episodes,
+                     percent(record["run_std"])])
+    return render(headers, rows, fmt, right=headers[len(by):]) + "\n"
+
+
+def aggregate_files(patterns: Iterable[str | Path], by: Sequence[str] = DEFAULT_BY,
+                    fmt: str = "table") -> str:
+    """Read, group and format evaluation CSVs in one call (what ``fewshot aggregate`` prints).
+
+    Example:
+        >>> print(aggregate_files(["results/*.csv"], by=["algorithm"], fmt="markdown"))
+    """
+    if fmt not in FORMATS:
+        raise FewshotError(f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
+    return format_table(aggregate(read_results(patterns), by), fmt)

@@ -1,0 +1,136 @@
+"""The reproduction grid on the tiny data: cells, the CSV, skipping done cells, resuming."""
+
+import pandas as pd
+import pytest
+
+from fewshot_cli.cli import main
+from fewshot_cli.errors import FewshotError
+from fewshot_cli.reproduce import (BUDGETS, GRID, PUBLISHED, Budget, comparison,
+                                   format_comparison, parse_cell, plan_cells, reproduce,
+                                   training_for)
+from fewshot_cli.results import append_row
+
+# Seconds on the tiny data. Its lake split validates on a 3-character alphabet, hence 3 ways.
+TINY = Budget("tiny", ("3w1s",), maml_iterations=2, maml_meta_batch=2, maml_first_order=True,
+              protonet_iterations=3, protonet_ways=5, maml_episodes=4, protonet_episodes=5,
+              val_every=2, val_episodes=2)
+
+
+def run(out, data, lines=None, **options):
+    options = {"budget": TINY, "split": "lake", "data": data, "device": "cpu",
+               "progress": False, **options}
+    return reproduce(out, echo=(lines.append if lines is not None else lambda line: None),
+                     **options)
+
+
+def read_rows(out):
+    return pd.read_csv(out / "eval.csv")
+
+
+def test_trains_and_tests_every_cell_into_one_csv(tmp_path, tiny_data):
+    lines = []
+    table = run(tmp_path, tiny_data, lines)
+    rows = read_rows(tmp_path)
+    assert sorted(rows["algorithm"]) == ["maml", "protonet"]
+    assert set(rows["test_ways"]) == {3} and set(rows["test_shots"]) == {1}
+    by_algorithm = rows.set_index("algorithm")
+    assert by_algorithm.loc["maml", "episodes"] == TINY.maml_episodes
+    assert by_algorithm.loc["protonet", "episodes"] == TINY.protonet_episodes
+    assert by_algorithm.loc["maml", "order"] == "first"
+    assert by_algorithm.loc["maml", "train_iterations"] == TINY.maml_iterations
+    assert by_algorithm.loc["protonet", "train_ways"] == TINY.protonet_ways
+    assert (tmp_path / "runs" / "maml-3w1s" / "last.pt").is_file()
+    assert (tmp_path / "runs" / "protonet-5w1s" / "best.pt").is_file()
+    assert any(line.startswith("[1/2] maml 3-way 1-shot: training") for line in lines)
+    assert any(line.startswith("[2/2] protonet 3-way 1-shot: testing") for line in lines)
+    # The returned comparison holds what the CSV holds; 3-way has no published number.
+    assert sorted(table["algorithm"]) == ["maml", "protonet"]
+    merged = table.set_index("algorithm")["accuracy_mean"]
+    assert merged["maml"] == pytest.approx(by_algorithm.loc["maml", "accuracy_mean"])
+    assert table["published"].isna().all()
+
+
+def test_second_call_skips_done_cells(tmp_path, tiny_data):
+    run(tmp_path, tiny_data)
+    checkpoint = tmp_path / "runs" / "maml-3w1s" / "last.pt"
+    stamp = checkpoint.stat().st_mtime_ns
+    lines = []
+    # No data given and none to be found: a call with nothing left to do must not need any.
+    table = run(tmp_path, None, lines, data_root=tmp_path / "nowhere")
+    assert len(read_rows(tmp_path)) == 2
+    assert checkpoint.stat().st_mtime_ns == stamp
+    assert len([line for line in lines if line.endswith("skipped")]) == 2
+    assert len(table) == 2
+
+
+def test_protonet_model_serves_cells_of_the_same_shots(tmp_path, tiny_data):
+    lines = []
+    run(tmp_path, tiny_data, lines, algorithms=["protonet"], cells=["3w1s", "4w1s"])
+    rows = read_rows(tmp_path)
+    assert sorted(rows["test_ways"]) == [3, 4]
+    assert set(rows["run_id"]) == {"protonet-5w1s"}
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["protonet-5w1s"]
+    assert any("already trained" in line for line in lines)
+
+
+def test_interrupted_training_resumes(tmp_path, tiny_data):
+    from fewshot_cli.training import TrainingInterrupted, train
+
+    budget = Budget(**{**TINY.__dict__, "maml_iterations": 4})
+    cell = plan_cells(budget, ["maml"])[0]
+    name, config = training_for(cell, budget, "lake", val_ways=3)
+    config.device = "cpu"
+    with pytest.raises(TrainingInterrupted):
+        train(config, tmp_path / "runs" / name, data=tiny_data, progress=False, stop_after=1)
+    lines = []
+    run(tmp_path, tiny_data, lines, budget=budget, algorithms=["maml"])
+    assert any("resuming at 1" in line for line in lines)
+    log = pd.read_csv(tmp_path / "runs" / name / "log.csv")
+    assert log["iteration"].max() == 4
+    assert read_rows(tmp_path)["train_iterations"].tolist() == [4]
+
+
+def test_run_dir_of_another_budget_is_refused(tmp_path, tiny_data):
+    run(tmp_path, tiny_data, algorithms=["maml"])
+    longer = Budget(**{**TINY.__dict__, "maml_iterations": 3})
+    with pytest.raises(FewshotError, match="iterations=2, not 3"):
+        run(tmp_path, tiny_data, budget=longer, algorithms=["maml"])
+
+
+def test_comparison_beside_published_numbers(tmp_path):
+    csv_path = tmp_path / "eval.csv"
+    for accuracy in (0.95, 0.97):
+        append_row(csv_path, {"algorithm": "maml", "order": "first", "split": "random",
+                              "test_ways": 5, "test_shots": 1, "accuracy_mean": accuracy,
+                              "ci95": 0.01, "episodes": 600})
+    append_row(csv_path, {"algorithm": "protonet", "split": "vinyals", "test_ways": 20,
+                          "test_shots": 5, "accuracy_mean": 0.99, "ci95": 0.002, "episodes": 1000})
+    table = comparison(csv_path)
+    maml = table.set_index("algorithm").loc["maml"]
+    assert maml["runs"] == 2 and maml["published"] == PUBLISHED[("maml", 5, 1)]
+    assert maml["difference"] == pytest.approx(96.0 - PUBLISHED[("maml", 5, 1)])
+    text = format_comparison(table)
+    assert f"{96.0 - PUBLISHED[('maml', 5, 1)]:+.2f}" in text
+    assert f"{PUBLISHED[('protonet', 20, 5)]:.1f}" in text and "20w5s" in text
+    assert "Finn" in text and "Snell" in text
+    assert format_comparison(table, "markdown").startswith("| algorithm |")
+
+
+def test_cells_and_budgets():
+    assert parse_cell("20w5s") == (20, 5) and parse_cell(" 5W1S ") == (5, 1)
+    for bad in ("5x1", "1w1s", "w1s", "5w0s"):
+        with pytest.raises(FewshotError, match="bad cell"):
+            parse_cell(bad)
+    paper = plan_cells(BUDGETS["paper"])
+    assert {(c.algorithm, c.name) for c in paper} == {(a, g) for a in ("maml", "protonet") for g in GRID}
+    assert set(BUDGETS["quick"].cells) <= set(GRID)
+    assert [c.name for c in plan_cells(BUDGETS["cpu"], ["maml"], ["20w1s"])] == ["20w1s"]
+    with pytest.raises(FewshotError, match="unknown algorithm"):
+        plan_cells(BUDGETS["cpu"], ["matching"])
+
+
+def test_cli_bad_cell_is_a_one_line_error(tmp_path, capsys):
+    assert main(["reproduce", "--out", str(tmp_path), "--cells", "5w1s,5x5"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: bad cell '5x5'") and err.count("\n") == 1
+    assert not (tmp_path / "eval.csv").exists()
