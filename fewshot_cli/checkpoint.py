@@ -50,6 +50,22 @@ def save_checkpoint(path: Path, state: dict) -> None:
         raise FewshotError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from exc
 
 
+def load_failure(exc: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, in one short line."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        # torch's own first line suggests weights_only=False: the one thing not to do here.
+        detail = first_line(text.split("WeightsUnpickler error:", 1)[1])
+        return (f"it holds more than tensors and plain data, and loading it could run code "
+                f"({detail[:120]})")
+    return f"not a readable PyTorch checkpoint ({type(exc).__name__}: {first_line(text)[:150]})"
+
+
+def first_line(text: str) -> str:
+    """The first sentence of the first non-empty line of ``text``."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "").split(". ")[0]
+
+
 def load_checkpoint(path: Path) -> dict:
     """Load a checkpoint safely (tensors and plain data only, no code).
 
@@ -64,14 +80,7 @@ def load_checkpoint(path: Path) -> dict:
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, foreign pickle, unsafe global...
-        lines = str(exc).strip().splitlines() or [type(exc).__name__]
-        # torch's first line suggests weights_only=False, the very thing not to do with an
-        # untrusted file; its "WeightsUnpickler error" line names what was refused.
-        refused = [line.split("WeightsUnpickler error:", 1)[1].strip()
-                   for line in lines if "WeightsUnpickler error:" in line]
-        reason = (f"it holds objects other than tensors and plain data, which could run code "
-                  f"({refused[0][:150]})" if refused else lines[0][:200])
-        raise FewshotError(f"cannot load checkpoint {path}: {reason}") from exc
+        raise FewshotError(f"cannot load checkpoint {path}: {load_failure(exc)}") from exc
     if not isinstance(state, dict) or "model" not in state or "algorithm" not in state:
         raise FewshotError(f"{path} is not a fewshot checkpoint")
     return state

@@ -129,7 +129,8 @@ def data(data_root, download, splits, split_dir, split_seed):
 @click.option("--val-every", type=int, default=100, show_default=True, help="Validate (and checkpoint) every N iterations.")
 @click.option("--val-episodes", type=int, default=100, show_default=True)
 @click.option("--time-limit", type=float,
-              help="Stop after this many minutes (validating and saving first); --resume continues.")
+              help="Stop once the run's total training time (resumed sessions included) reaches "
+                   "this many minutes, validating and saving first; --resume continues it.")
 @data_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(algorithm, run_dir, resume_dir, iterations, time_limit, data_root, download, quiet,

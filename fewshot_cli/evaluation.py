@@ -25,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from fewshot_cli import __version__, maml, protonet
-from fewshot_cli.checkpoint import load_trained
+from fewshot_cli.checkpoint import load_checkpoint, load_trained
 from fewshot_cli.config import pick_device
 from fewshot_cli.episodes import EpisodeSampler, meta_dataset
 from fewshot_cli.errors import FewshotError
@@ -178,7 +178,10 @@ def evaluate_run(
         "inner_steps_train": config.inner_steps if is_maml else "",
         "inner_steps_test": steps if is_maml else "",
         "inner_lr": config.inner_lr if is_maml else "",
-        "train_iterations": config.iterations, "episodes": episodes, "seed": seed,
+        "train_iterations": config.iterations,
+        # A best.pt (or a time-limited run) may stop short of the planned iterations.
+        "checkpoint_iteration": load_checkpoint(checkpoint_path)["iteration"],
+        "episodes": episodes, "seed": seed,
         "bn_mode": mode, "accuracy_mean": f"{result.mean:.5f}", "ci95": f"{result.ci95:.5f}",
         "eval_seconds": f"{result.seconds:.2f}", "checkpoint": str(checkpoint_path),
         "version": __version__,

@@ -21,8 +21,8 @@ COLUMNS = [
     "timestamp", "run_id", "algorithm", "order", "backbone", "dataset", "split", "split_part",
     "rotations", "train_ways", "train_shots", "train_queries", "test_ways", "test_shots",
     "test_queries", "inner_steps_train", "inner_steps_test", "inner_lr", "train_iterations",
-    "episodes", "seed", "bn_mode", "accuracy_mean", "ci95", "eval_seconds", "checkpoint",
-    "version",
+    "checkpoint_iteration", "episodes", "seed", "bn_mode", "accuracy_mean", "ci95",
+    "eval_seconds", "checkpoint", "version",
 ]
 REQUIRED = {"algorithm", "accuracy_mean"}  # what makes a CSV an evaluation CSV
 

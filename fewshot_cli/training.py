@@ -202,12 +202,11 @@ def train(
             scheduler.step()
             broken = f"the loss is {loss}" if not math.isfinite(loss) else nonfinite_state(model)
             if broken:
-                saved = (f"the last good checkpoint is {run_dir / LAST}" if (run_dir / LAST).exists()
-                         else "no checkpoint was saved yet")
-                raise FewshotError(
-                    f"training diverged: {broken} at iteration {iteration + 1}; {saved}; try a "
-                    f"lower learning rate (--lr{' or --inner-lr' if config.algorithm == 'maml' else ''})"
-                )
+                saved = (f"the last good checkpoint is {run_dir / LAST}"
+                         if (run_dir / LAST).exists() else "no checkpoint was saved yet")
+                rates = "--lr or --inner-lr" if config.algorithm == "maml" else "--lr"
+                raise FewshotError(f"training diverged: {broken} at iteration {iteration + 1}; "
+                                   f"{saved}; try a lower learning rate ({rates})")
             losses.append(loss)
             accuracies.append(accuracy)
             done = iteration + 1
