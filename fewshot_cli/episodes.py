@@ -14,6 +14,7 @@ have seen.
 
 from __future__ import annotations
 
+import gc
 import random
 from collections import defaultdict
 from dataclasses import dataclass
@@ -63,6 +64,15 @@ class PartDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int):
         return self.images[index], self.targets[index]
+
+
+def stack_samples(samples: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """Collate ``(image, label)`` pairs into an image batch and a label vector.
+
+    Does what ``default_collate`` does for this one case, without its per-sample type dispatch.
+    """
+    images, labels = zip(*samples)
+    return torch.stack(images), torch.tensor(labels)
 
 
 def meta_dataset(data: Omniglot, split: Split, part: str) -> l2l.data.MetaDataset:
@@ -142,23 +152,30 @@ class EpisodeSampler:
         if rotate:
             transforms.append(ClassRotation(dataset))
         transforms += [RemapLabels(dataset), ConsecutiveLabels(dataset)]
-        self.taskset = l2l.data.Taskset(dataset, task_transforms=transforms, num_tasks=-1)
+        self.taskset = l2l.data.Taskset(dataset, task_transforms=transforms, num_tasks=-1,
+                                        task_collate=stack_samples)
+        # ConsecutiveLabels groups each class's shots + queries together: support first.
+        per_class = torch.arange(ways * (shots + queries)) % (shots + queries)
+        self.support_index = (per_class < shots).nonzero().squeeze(1)
+        self.query_index = (per_class >= shots).nonzero().squeeze(1)
 
     def __getitem__(self, index: int) -> Episode:
         # learn2learn's transforms draw from Python's global `random`; seed it for this episode
         # and put the caller's state back afterwards.
         state = random.getstate()
         random.seed(self.seed * 1_000_003 + index)
+        # learn2learn builds a few small objects per sample; the cyclic garbage collector,
+        # triggered by them, would scan every live object and cost more than the sampling.
+        # They hold no cycles, so reference counting frees them with the collector paused.
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             images, labels = self.taskset[index]
         finally:
+            if collecting:
+                gc.enable()
             random.setstate(state)
-        per_class = self.shots + self.queries
-        images = images.view(self.ways, per_class, *images.shape[1:])
-        labels = labels.view(self.ways, per_class)
         return Episode(
-            support=images[:, :self.shots].reshape(-1, *images.shape[2:]),
-            support_labels=labels[:, :self.shots].reshape(-1),
-            query=images[:, self.shots:].reshape(-1, *images.shape[2:]),
-            query_labels=labels[:, self.shots:].reshape(-1),
+            support=images[self.support_index], support_labels=labels[self.support_index],
+            query=images[self.query_index], query_labels=labels[self.query_index],
         )
