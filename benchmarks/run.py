@@ -33,6 +33,10 @@ def per_second(fn, n: int) -> float:
 
 
 def bench_episodes(data_root: str, n: int) -> None:
+    # Episode sampling is data loading: one thread per loader on both sides, as in a
+    # DataLoader worker (tiny tensor ops only lose time to thread hand-offs).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     start = time.perf_counter()
     data = load_omniglot(data_root)
     ours_ds = meta_dataset(data, make_split(data, "lake"), "trainval")
@@ -49,6 +53,7 @@ def bench_episodes(data_root: str, n: int) -> None:
         stock_rate = per_second(lambda i: stock.sample(), max(3, n // 10))
         label = f"{ways}-way {shots}-shot {queries}q"
         print(f"{label:<22}{ours_rate:>12.1f}{stock_rate:>12.1f}{ours_rate / stock_rate:>8.1f}x")
+    torch.set_num_threads(threads)
 
 
 def stock_maml_iteration(learner, optimizer, taskset, ways, shots, meta_batch, steps):

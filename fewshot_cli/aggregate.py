@@ -132,6 +132,10 @@ def aggregate(rows: pd.DataFrame, by: Sequence[str] = DEFAULT_BY) -> pd.DataFram
     by = list(dict.fromkeys(by))
     if not by:
         raise FewshotError("give at least one column to group by")
+    clash = [c for c in by if c in STATS]
+    if clash:
+        raise FewshotError(f"cannot group by '{clash[0]}': it is one of the summary columns "
+                           f"({', '.join(STATS)})")
     rows = rows.copy()
     for column in by:
         if column not in rows.columns:

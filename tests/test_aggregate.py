@@ -171,3 +171,10 @@ def test_reads_rows_written_by_the_evaluation_header(tmp_path):
         writer.writerow({c: "" for c in COLUMNS} | {"algorithm": "maml", "accuracy_mean": "0.5",
                                                      "ci95": "0.1", "episodes": "10"})
     assert "50.00 ± 10.00" in aggregate_files([path])
+
+
+def test_grouping_by_a_summary_column_is_refused(tmp_path):
+    path = tmp_path / "e.csv"
+    path.write_text("algorithm,accuracy_mean,episodes\nprotonet,0.9,100\n")
+    with pytest.raises(FewshotError, match="cannot group by 'episodes'"):
+        aggregate_files([path], ["algorithm", "episodes"])
