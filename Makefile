@@ -29,8 +29,10 @@ $(STAMP): requirements.txt setup.cfg
 	$(PY) -c "import learn2learn, fewshot_cli; print('environment ready:', learn2learn.__version__)"
 	touch $@
 
+# Fetches Omniglot through torchvision when $$FEWSHOT_DATA (or ~/.cache/fewshot) lacks it.
+# Writes to runs/quick (ignored by git); a second run only prints the table again.
 quick: venv
-	$(VENV)/bin/fewshot reproduce --budget quick --out results/quick
+	$(VENV)/bin/fewshot reproduce --budget quick --out runs/quick --download
 
 test: venv
 	$(PY) -m pytest -q tests

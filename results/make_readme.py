@@ -25,9 +25,8 @@ SECTIONS = [
      "meta-iterations per cell, 600 test episodes. ProtoNet: `vinyals` split, 60-way training, "
      "1500 episodes per shot count, 1000 test episodes. A cell missing below had not finished "
      "when this README was written; rerunning the command resumes it."),
-    ("quick", "`quick` budget: the README's main job (`make quick`)",
-     "FEWSHOT_DATA=../shared/data/omniglot make quick   # = fewshot reproduce --budget quick "
-     "--out results/quick",
+    ("quick", "`quick` budget: the README's main job (`make quick` runs the same into runs/quick)",
+     "FEWSHOT_DATA=../shared/data/omniglot fewshot reproduce --budget quick --out results/quick",
      "5-way 1-shot only: second-order MAML 60 meta-iterations of 8 tasks (Adam 3e-3), ProtoNet "
      "100 episodes of 20-way training, 100 test episodes each."),
     ("15min", "15 minutes of training each, `lake` split, 5-way 1-shot",
