@@ -4,8 +4,8 @@ Usage (from the project root)::
 
     FEWSHOT_DATA=../shared/data/omniglot python -m benchmarks.run [--only episodes|training]
 
-Both sides run in the same process, one after the other, so the printed ratios compare like
-with like on a shared machine; absolute seconds drift from run to run.
+Both sides run in the same process (training steps in turns), so the printed ratios compare
+like with like on a shared machine; absolute seconds drift from run to run.
 """
 
 from __future__ import annotations
@@ -88,6 +88,20 @@ def stock_protonet_episode(model, optimizer, taskset, ways, shots):
     optimizer.step()
 
 
+def alternate(ours, stock, n: int) -> tuple[float, float]:
+    """Mean seconds per call of ``ours`` and ``stock``, called in turns.
+
+    Taking turns spreads whatever else the shared machine does over both sides alike.
+    """
+    totals = [0.0, 0.0]
+    for i in range(n):
+        for side, fn in enumerate((ours, stock)):
+            start = time.perf_counter()
+            fn(i)
+            totals[side] += time.perf_counter() - start
+    return totals[0] / n, totals[1] / n
+
+
 def bench_training(data_root: str, iterations: int) -> None:
     data = load_omniglot(data_root)
     train_ds = meta_dataset(data, make_split(data, "lake"), "train")
@@ -99,25 +113,26 @@ def bench_training(data_root: str, iterations: int) -> None:
     learner = maml.build_learner(model, 0.4)
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
     sampler = EpisodeSampler(train_ds, 5, 1, 15, seed=0)
-    ours = 1 / per_second(lambda i: maml.meta_step(
-        learner, optimizer, [sampler[i * 32 + j] for j in range(32)], 1), iterations)
     torch.manual_seed(0)
     stock_learner = maml.build_learner(maml.build_model(5), 0.4)
     stock_opt = torch.optim.Adam(stock_learner.parameters(), 1e-3)
     stock_tasks = stock_taskset(stock_ds, 5, 1, 15)
-    stock = 1 / per_second(lambda i: stock_maml_iteration(
-        stock_learner, stock_opt, stock_tasks, 5, 1, 32, 1), iterations)
+    ours, stock = alternate(
+        lambda i: maml.meta_step(learner, optimizer, [sampler[i * 32 + j] for j in range(32)], 1),
+        lambda i: stock_maml_iteration(stock_learner, stock_opt, stock_tasks, 5, 1, 32, 1),
+        iterations)
     print(f"{'MAML 5w1s meta-batch 32, second order':<40}{ours:>11.3f}{stock:>12.3f}{stock / ours:>8.2f}x")
 
     model = protonet.build_model()
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
     sampler = EpisodeSampler(train_ds, 60, 5, 5, seed=0)
-    n = iterations * 2
-    ours = 1 / per_second(lambda i: protonet.train_step(model, optimizer, sampler[i], 60), n)
     stock_model = protonet.build_model()
     stock_opt = torch.optim.Adam(stock_model.parameters(), 1e-3)
     stock_tasks = stock_taskset(stock_ds, 60, 5, 5)
-    stock = 1 / per_second(lambda i: stock_protonet_episode(stock_model, stock_opt, stock_tasks, 60, 5), n)
+    ours, stock = alternate(
+        lambda i: protonet.train_step(model, optimizer, sampler[i], 60),
+        lambda i: stock_protonet_episode(stock_model, stock_opt, stock_tasks, 60, 5),
+        iterations * 2)
     print(f"{'ProtoNet 60w5s 5 queries':<40}{ours:>11.3f}{stock:>12.3f}{stock / ours:>8.2f}x")
 
 

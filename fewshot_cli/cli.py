@@ -147,22 +147,23 @@ def train(algorithm, run_dir, resume_dir, iterations, time_limit, data_root, dow
 
     if bool(run_dir) == bool(resume_dir):
         raise FewshotError("give exactly one of --out RUN_DIR (a new run) or --resume RUN_DIR")
-    options = {k: v for k, v in options.items() if k != "split_dir" or v is not None}
-    if options.get("split_dir"):
+    if time_limit is not None and time_limit <= 0:
+        raise FewshotError(f"--time-limit must be positive (got {time_limit})")
+    if options["split_dir"] is not None:
         options["split_dir"] = str(options["split_dir"])
-    config = TrainConfig(algorithm=algorithm, iterations=1000 if iterations is None else iterations,
-                         data_root=str(data_root) if data_root else None, **options)
     if resume_dir:
         from fewshot_cli.checkpoint import read_config
+
+        # The run's own configuration is used; only its length may change.
         stored = read_config(resume_dir)
         config = TrainConfig.from_dict({**stored, "algorithm": algorithm,
                                         "iterations": stored.get("iterations", 1000)
                                         if iterations is None else iterations})
     else:
-        config.resolved()  # bad options fail before the data is loaded
+        config = TrainConfig(algorithm=algorithm, iterations=1000 if iterations is None else iterations,
+                             data_root=str(data_root) if data_root else None, **options)
+    config.resolved()  # bad options fail before the data is loaded
     omniglot = load_omniglot(data_root or config.data_root, download=download, progress=not quiet)
-    if time_limit is not None and time_limit <= 0:
-        raise FewshotError(f"--time-limit must be positive (got {time_limit})")
     result = run_training(config, resume_dir or run_dir, resume=bool(resume_dir), data=omniglot,
                           progress=not quiet,
                           max_seconds=time_limit * 60 if time_limit is not None else None)
