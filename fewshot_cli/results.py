@@ -66,7 +66,7 @@ def append_row(path: str | Path, row: dict) -> None:
         header = next(csv.reader([existing.splitlines()[0]]), []) if existing.strip() else []
         if header and not REQUIRED <= set(header):
             raise FewshotError(f"{path} is not an evaluation CSV (no {', '.join(sorted(REQUIRED))} columns)")
-        columns = header or list(COLUMNS)
+        columns = list(header or COLUMNS)  # a copy: extending it must not change `header`
         columns += [c for c in row if c not in columns]
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")

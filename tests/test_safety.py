@@ -314,3 +314,17 @@ def test_a_huge_learning_rate_never_saves_broken_weights(algorithm, tiny_data, t
         assert str(run / "last.pt") in str(error.value)
     else:
         assert "no checkpoint" in str(error.value)
+
+
+def test_append_with_a_new_column_rewrites_the_header(tmp_path):
+    import pandas as pd
+
+    from fewshot_cli.results import append_row
+
+    path = tmp_path / "eval.csv"
+    append_row(path, {"algorithm": "maml", "accuracy_mean": "0.9"})
+    path.write_text("algorithm,accuracy_mean\nmaml,0.9\n")  # an older file without new columns
+    append_row(path, {"algorithm": "protonet", "accuracy_mean": "0.95", "checkpoint_iteration": "7"})
+    frame = pd.read_csv(path)
+    assert list(frame.columns) == ["algorithm", "accuracy_mean", "checkpoint_iteration"]
+    assert frame["checkpoint_iteration"].isna().tolist() == [True, False]
