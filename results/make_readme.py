@@ -9,6 +9,7 @@ lays them out beside the commands that produced them. Run from the project root:
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 from fewshot_cli.aggregate import aggregate_files
@@ -18,9 +19,13 @@ RESULTS = Path(__file__).resolve().parent
 
 SECTIONS = [
     ("cpu", "`cpu` budget: the whole grid, about 2 hours on 2 CPU cores",
-     "FEWSHOT_DATA=../shared/data/omniglot OMP_NUM_THREADS=1 "
-     "fewshot reproduce --budget cpu --out results/cpu --quiet",
-     "Run with one thread (the other core served development work meanwhile). MAML: `random` "
+     "export FEWSHOT_DATA=../shared/data/omniglot OMP_NUM_THREADS=1\n"
+     "fewshot reproduce --budget cpu --out results/cpu --quiet                    # all cells, in order\n"
+     "fewshot reproduce --budget cpu --out results/cpu --algorithms protonet --quiet  # alongside\n"
+     "fewshot reproduce --budget cpu --out results/cpu --algorithms protonet --cells 20w1s --quiet",
+     "The three commands ran side by side on one thread each (they share results/cpu/eval.csv, "
+     "whose appends are locked; the last one tested the finished 1-shot ProtoNet at 20 ways "
+     "while the second trained the 5-shot one), and development work shared the machine. MAML: `random` "
      "split with rotation augmentation, second order, meta-batch 8, Adam 3e-3, 200 "
      "meta-iterations per cell, 600 test episodes. ProtoNet: `vinyals` split, 60-way training, "
      "1500 episodes per shot count, 1000 test episodes. A cell missing below had not finished "
@@ -49,7 +54,9 @@ def training_times(folder: Path) -> list[str]:
         rows = list(csv.DictReader(log.open()))
         if rows:
             last = rows[-1]
-            lines.append(f"- `{log.parent.name}`: {last['iteration']} iterations in "
+            planned = json.loads((log.parent / "config.json").read_text())["iterations"]
+            unfinished = "" if int(last["iteration"]) >= planned else f" of {planned} (unfinished)"
+            lines.append(f"- `{log.parent.name}`: {last['iteration']}{unfinished} iterations in "
                          f"{float(last['elapsed_seconds']) / 60:.1f} min of training "
                          f"(validation included), last validation accuracy "
                          f"{100 * float(last['val_accuracy']):.2f}%")
