@@ -55,7 +55,7 @@ def training_times(folder: Path) -> list[str]:
         if rows:
             last = rows[-1]
             planned = json.loads((log.parent / "config.json").read_text())["iterations"]
-            unfinished = "" if int(last["iteration"]) >= planned else f" of {planned} (unfinished)"
+            unfinished = "" if int(last["iteration"]) >= planned else f" of {planned} planned"
             lines.append(f"- `{log.parent.name}`: {last['iteration']}{unfinished} iterations in "
                          f"{float(last['elapsed_seconds']) / 60:.1f} min of training "
                          f"(validation included), last validation accuracy "
