@@ -18,18 +18,26 @@ from fewshot_cli.reproduce import comparison, format_comparison
 RESULTS = Path(__file__).resolve().parent
 
 SECTIONS = [
-    ("cpu", "`cpu` budget: the whole grid, about 2 hours on 2 CPU cores",
+    ("cpu", "`cpu` budget: the whole grid on 2 CPU cores",
      "export FEWSHOT_DATA=../shared/data/omniglot OMP_NUM_THREADS=1\n"
+     "# first session\n"
      "fewshot reproduce --budget cpu --out results/cpu --quiet                    # all cells, in order\n"
      "fewshot reproduce --budget cpu --out results/cpu --algorithms protonet --quiet  # alongside\n"
-     "fewshot reproduce --budget cpu --out results/cpu --algorithms protonet --cells 20w1s --quiet",
-     "The three commands ran side by side on one thread each (they share results/cpu/eval.csv, "
-     "whose appends are locked; the last one tested the finished 1-shot ProtoNet at 20 ways "
-     "while the second trained the 5-shot one), and development work shared the machine. MAML: `random` "
-     "split with rotation augmentation, second order, meta-batch 8, Adam 3e-3, 200 "
-     "meta-iterations per cell, 600 test episodes. ProtoNet: `vinyals` split, 60-way training, "
-     "1500 episodes per shot count, 1000 test episodes. A cell missing below had not finished "
-     "when this README was written; rerunning the command resumes it."),
+     "fewshot reproduce --budget cpu --out results/cpu --algorithms protonet --cells 20w1s --quiet\n"
+     "# the session ended mid-training; the next one resumed with\n"
+     "fewshot reproduce --budget cpu --out results/cpu --algorithms maml --quiet\n"
+     "fewshot reproduce --budget cpu --out results/cpu --algorithms protonet --quiet  # alongside",
+     "The commands ran side by side, one thread each (they share results/cpu/eval.csv, whose "
+     "appends are locked; the third tested the finished 1-shot ProtoNet at 20 ways while the "
+     "second trained the 5-shot one), and development work shared the machine, so each process "
+     "had at most one busy core. When the first session ended, `maml-20w5s` and "
+     "`protonet-60w5s` were part-trained; the second session's commands skipped the finished "
+     "cells and resumed both trainings from their `last.pt` (the iterations between the last "
+     "checkpoint and the interruption were redone). MAML: `random` split with rotation "
+     "augmentation, second order, meta-batch 8, Adam 3e-3, 200 meta-iterations per cell, 600 "
+     "test episodes. ProtoNet: `vinyals` split, 60-way training, 1500 episodes per shot count "
+     "(one model per shot count serves both way counts), 1000 test episodes. The console output "
+     "of every command is in [cpu/logs/](cpu/logs/)."),
     ("quick", "`quick` budget: the README's main job (`make quick` runs the same into runs/quick)",
      "FEWSHOT_DATA=../shared/data/omniglot fewshot reproduce --budget quick --out results/quick",
      "5-way 1-shot only: second-order MAML 60 meta-iterations of 8 tasks (Adam 3e-3), ProtoNet "
@@ -63,6 +71,27 @@ def training_times(folder: Path) -> list[str]:
     return lines
 
 
+def testing_times(csv_path: Path) -> list[str]:
+    """One line per evaluation row: the cell, its test episodes and the seconds they took."""
+    lines = []
+    for row in csv.DictReader(csv_path.open()):
+        lines.append(f"- `{row['run_id']}` tested {row['test_ways']}-way {row['test_shots']}-shot: "
+                     f"{row['episodes']} episodes in {float(row['eval_seconds']) / 60:.1f} min")
+    return lines
+
+
+def total_minutes(folder: Path) -> tuple[float, float]:
+    """Minutes of training (last log row of each run) and of testing (every evaluation row)."""
+    training = 0.0
+    for log in folder.glob("runs/*/log.csv"):
+        rows = list(csv.DictReader(log.open()))
+        if rows:
+            training += float(rows[-1]["elapsed_seconds"]) / 60
+    testing = sum(float(row["eval_seconds"]) / 60
+                  for row in csv.DictReader((folder / "eval.csv").open()))
+    return training, testing
+
+
 def section(name: str, title: str, command: str, how: str) -> str:
     folder = RESULTS / name
     csv_path = folder / "eval.csv"
@@ -74,6 +103,11 @@ def section(name: str, title: str, command: str, how: str) -> str:
               "--format markdown`):", "",
               aggregate_files([csv_path], fmt="markdown").rstrip(), ""]
     parts += ["Training time:", "", *training_times(folder), ""]
+    parts += ["Testing time:", "", *testing_times(csv_path), ""]
+    training, testing = total_minutes(folder)
+    parts += [f"In all: {training:.0f} min of training and {testing:.0f} min of testing, "
+              f"{(training + testing) / 60:.1f} hours of one-thread processes (the sum over "
+              "cells; processes that ran side by side overlap in wall-clock time).", ""]
     figures = [p.name for p in sorted(folder.glob("*.png"))]
     if figures:
         parts += ["Figures: " + ", ".join(f"[{f}]({name}/{f})" for f in figures), ""]
