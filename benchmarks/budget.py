@@ -1,0 +1,107 @@
+"""How long a ``fewshot reproduce`` budget takes on this machine, from a few timed steps.
+
+Times a few training steps of every training in the budget's plan, a few validation and test
+episodes of every cell, on the real data and with the very settings ``reproduce`` uses, then
+multiplies by the budget's counts. Run it on an idle machine; it prints the estimate for one
+``reproduce`` process with this process's torch thread count.
+
+Usage (from the project root)::
+
+    FEWSHOT_DATA=../shared/data/omniglot python -m benchmarks.budget --budget cpu
+    FEWSHOT_DATA=../shared/data/omniglot OMP_NUM_THREADS=1 python -m benchmarks.budget --budget cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import torch
+
+from fewshot_cli import maml, protonet  # first: it silences gym's import-time notice
+from fewshot_cli.checkpoint import build_model
+from fewshot_cli.episodes import EpisodeSampler, meta_dataset
+from fewshot_cli.evaluation import evaluate
+from fewshot_cli.reproduce import PAPER_SPLITS, TEST_QUERIES, get_budget, plan_cells, training_for
+from fewshot_cli.source import load_omniglot
+from fewshot_cli.splits import make_split
+
+
+def seconds_per_step(config, data, steps: int) -> float:
+    """Mean seconds of one training iteration of ``config`` (after one untimed warm-up)."""
+    split = make_split(data, config.split, config.split_seed)
+    sampler = EpisodeSampler(meta_dataset(data, split, "train"), config.ways, config.shots,
+                             config.queries, seed=0, rotate=config.rotations)
+    torch.manual_seed(0)
+    model = build_model(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    learner = maml.build_learner(model, config.inner_lr, config.first_order) \
+        if config.algorithm == "maml" else None
+
+    def step(i: int) -> None:
+        if learner is not None:
+            batch = [sampler[i * config.meta_batch + j] for j in range(config.meta_batch)]
+            maml.meta_step(learner, optimizer, batch, config.inner_steps)
+        else:
+            protonet.train_step(model, optimizer, sampler[i], config.ways)
+
+    step(0)
+    start = time.perf_counter()
+    for i in range(1, steps + 1):
+        step(i)
+    return (time.perf_counter() - start) / steps
+
+
+def seconds_per_episode(config, data, part: str, ways: int, shots: int, episodes: int) -> float:
+    """Mean seconds of one evaluation episode (``ways``-way ``shots``-shot, 15 queries)."""
+    split = make_split(data, config.split, config.split_seed)
+    sampler = EpisodeSampler(meta_dataset(data, split, part), ways, shots, TEST_QUERIES, seed=0)
+    model = build_model(config)
+    evaluate(config.algorithm, model, sampler, 1, inner_steps=config.test_inner_steps or 0,
+             inner_lr=config.inner_lr or 0.0)  # warm-up
+    result = evaluate(config.algorithm, model, sampler, episodes,
+                      inner_steps=config.test_inner_steps or 0, inner_lr=config.inner_lr or 0.0)
+    return result.seconds / episodes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", default=os.environ.get("FEWSHOT_DATA"))
+    parser.add_argument("--budget", default="cpu", choices=["quick", "cpu", "paper"])
+    parser.add_argument("--steps", type=int, default=3, help="training iterations timed per training")
+    parser.add_argument("--episodes", type=int, default=10, help="test episodes timed per cell")
+    args = parser.parse_args()
+    budget = get_budget(args.budget)
+    data = load_omniglot(args.data_root)
+    plan = plan_cells(budget)
+    val_ways = {a: min(c.ways for c in plan if c.algorithm == a) for a in {c.algorithm for c in plan}}
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, budget {budget.name}")
+    print(f"{'cell':<20}{'training':<16}{'s/step':>8}{'train min':>11}{'val min':>9}"
+          f"{'test min':>10}")
+    trained, totals = set(), [0.0, 0.0, 0.0]
+    for cell in plan:
+        config = training_for(cell, budget, PAPER_SPLITS[cell.algorithm],
+                              val_ways[cell.algorithm])[1].resolved()
+        name = f"{cell.algorithm}-{config.ways}w{config.shots}s"
+        train_min = val_min = step = 0.0
+        if name not in trained:  # ProtoNet's one training serves both way counts
+            trained.add(name)
+            step = seconds_per_step(config, data, args.steps)
+            train_min = step * config.iterations / 60
+            validations = -(-config.iterations // config.val_every)
+            val_min = validations * config.val_episodes * seconds_per_episode(
+                config, data, "val", config.test_ways, config.test_shots, args.episodes) / 60
+        episodes = budget.maml_episodes if cell.algorithm == "maml" else budget.protonet_episodes
+        test_min = episodes * seconds_per_episode(
+            config, data, "test", cell.ways, cell.shots, args.episodes) / 60
+        for i, minutes in enumerate((train_min, val_min, test_min)):
+            totals[i] += minutes
+        print(f"{cell.algorithm + ' ' + cell.name:<20}{name if step else '(shared)':<16}"
+              f"{step:>8.2f}{train_min:>11.1f}{val_min:>9.1f}{test_min:>10.1f}")
+    print(f"{'total':<44}{totals[0]:>11.1f}{totals[1]:>9.1f}{totals[2]:>10.1f}")
+    print(f"estimated: {sum(totals) / 60:.2f} hours for one process running the whole budget")
+
+
+if __name__ == "__main__":
+    main()
