@@ -77,10 +77,11 @@ class Budget:
     val_episodes: int = 100
 
 
-# Speeds behind the budgets, per 2 idle CPU threads (measured on a busy machine, scaled): a
-# ProtoNet 60-way episode ~0.45 s (1-shot) / ~0.65 s (5-shot); a first-order MAML task ~55 ms at
-# 5 ways, ~0.4 s (1-shot) / ~1 s (5-shot) at 20 ways with its 5 inner steps; a test episode
-# 30-70 ms at 5 ways, 0.13-0.19 s (ProtoNet) / 0.33-0.65 s (MAML) at 20 ways.
+# Speeds behind the budgets, measured by ``python -m benchmarks.budget`` on an idle 2-core
+# machine with 2 torch threads (results/cpu/logs): a second-order MAML meta-iteration of 8 tasks
+# takes 0.7 s (5w1s), 1.0 s (5w5s), 5.7 s (20w1s) and 14.5 s (20w5s, with its 5 inner steps); a
+# ProtoNet 60-way episode 0.34 s (1-shot) / 0.71 s (5-shot); a test episode 0.02-0.06 s at 5
+# ways, 0.12-0.44 s at 20 ways.
 BUDGETS = {b.name: b for b in (
     # The README's first job: a few minutes on 2 cores, 5-way 1-shot only.
     # Second-order MAML: a first-order one barely moves in its first few hundred iterations,
@@ -88,9 +89,9 @@ BUDGETS = {b.name: b for b in (
     Budget("quick", ("5w1s",), maml_iterations=60, maml_meta_batch=8, maml_first_order=False,
            protonet_iterations=100, protonet_ways=20, maml_lr=3e-3, maml_episodes=100,
            protonet_episodes=100, val_every=10**9, val_episodes=20),
-    # About 2 hours on 2 cores: ProtoNet 2 x 1500 episodes (~28 min); second-order MAML
-    # 4 x 200 iterations of 8 tasks (~65 min, 20-way 5-shot with its 5 inner steps alone ~40);
-    # validation ~5 min; testing with the papers' episode counts ~18 min.
+    # About 2 hours on 2 cores (1.94 h estimated from timed steps): ProtoNet 2 x 1500 episodes
+    # (26 min); second-order MAML 4 x 200 iterations of 8 tasks (73 min, 48 of them 20-way
+    # 5-shot); validation 3 min; testing with the papers' episode counts 14 min.
     Budget("cpu", GRID, maml_iterations=200, maml_meta_batch=8, maml_first_order=False,
            protonet_iterations=1500, maml_lr=3e-3, val_every=100, val_episodes=50),
     # The papers' lengths, for a GPU: MAML 60000 meta-iterations (its reference code's Omniglot

@@ -92,6 +92,28 @@ def total_minutes(folder: Path) -> tuple[float, float]:
     return training, testing
 
 
+ESTIMATE_COMMANDS = {
+    "2threads-idle": "FEWSHOT_DATA=../shared/data/omniglot python -m benchmarks.budget --budget cpu",
+    "1thread-other-core-busy": "FEWSHOT_DATA=../shared/data/omniglot OMP_NUM_THREADS=1 "
+                               "python -m benchmarks.budget --budget cpu",
+}
+ESTIMATE_CONDITIONS = {
+    "2threads-idle": "after the runs above had finished, on the otherwise idle machine",
+    "1thread-other-core-busy": "while the `maml-20w5s` training used the other core",
+}
+
+
+def budget_estimates(folder: Path) -> list[str]:
+    """The saved outputs of ``benchmarks.budget`` in ``folder/logs``, with their commands."""
+    parts = []
+    for path in sorted((folder / "logs").glob("budget-estimate-*.txt")):
+        kind = path.stem.removeprefix("budget-estimate-")
+        parts += [f"Time of the budget for one `reproduce` process, from timed steps "
+                  f"({ESTIMATE_CONDITIONS[kind]}; [{path.name}]({folder.name}/logs/{path.name})):",
+                  "", "```", "$ " + ESTIMATE_COMMANDS[kind], path.read_text().rstrip(), "```", ""]
+    return parts
+
+
 def section(name: str, title: str, command: str, how: str) -> str:
     folder = RESULTS / name
     csv_path = folder / "eval.csv"
@@ -108,6 +130,7 @@ def section(name: str, title: str, command: str, how: str) -> str:
     parts += [f"In all: {training:.0f} min of training and {testing:.0f} min of testing, "
               f"{(training + testing) / 60:.1f} hours of one-thread processes (the sum over "
               "cells; processes that ran side by side overlap in wall-clock time).", ""]
+    parts += budget_estimates(folder)
     figures = [p.name for p in sorted(folder.glob("*.png"))]
     if figures:
         parts += ["Figures: " + ", ".join(f"[{f}]({name}/{f})" for f in figures), ""]
