@@ -19,43 +19,35 @@ import time
 
 import torch
 
-from fewshot_cli import maml, protonet  # first: it silences gym's import-time notice
+from fewshot_cli import maml  # first: it silences gym's import-time notice
 from fewshot_cli.checkpoint import build_model
 from fewshot_cli.episodes import EpisodeSampler, meta_dataset
 from fewshot_cli.evaluation import evaluate
 from fewshot_cli.reproduce import PAPER_SPLITS, TEST_QUERIES, get_budget, plan_cells, training_for
 from fewshot_cli.source import load_omniglot
 from fewshot_cli.splits import make_split
+from fewshot_cli.training import training_step
 
 
-def seconds_per_step(config, data, steps: int) -> float:
+def seconds_per_step(config, data, split, steps: int) -> float:
     """Mean seconds of one training iteration of ``config`` (after one untimed warm-up)."""
-    split = make_split(data, config.split, config.split_seed)
     sampler = EpisodeSampler(meta_dataset(data, split, "train"), config.ways, config.shots,
                              config.queries, seed=0, rotate=config.rotations)
     torch.manual_seed(0)
     model = build_model(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    learner = maml.build_learner(model, config.inner_lr, config.first_order) \
-        if config.algorithm == "maml" else None
-
-    def step(i: int) -> None:
-        if learner is not None:
-            batch = [sampler[i * config.meta_batch + j] for j in range(config.meta_batch)]
-            maml.meta_step(learner, optimizer, batch, config.inner_steps)
-        else:
-            protonet.train_step(model, optimizer, sampler[i], config.ways)
-
-    step(0)
+    if config.algorithm == "maml":
+        model = maml.build_learner(model, config.inner_lr, config.first_order)
+    training_step(config, model, optimizer, sampler, 0)
     start = time.perf_counter()
     for i in range(1, steps + 1):
-        step(i)
+        training_step(config, model, optimizer, sampler, i)
     return (time.perf_counter() - start) / steps
 
 
-def seconds_per_episode(config, data, part: str, ways: int, shots: int, episodes: int) -> float:
+def seconds_per_episode(config, data, split, part: str, ways: int, shots: int,
+                        episodes: int) -> float:
     """Mean seconds of one evaluation episode (``ways``-way ``shots``-shot, 15 queries)."""
-    split = make_split(data, config.split, config.split_seed)
     sampler = EpisodeSampler(meta_dataset(data, split, part), ways, shots, TEST_QUERIES, seed=0)
     model = build_model(config)
     evaluate(config.algorithm, model, sampler, 1, inner_steps=config.test_inner_steps or 0,
@@ -79,6 +71,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, budget {budget.name}")
     print(f"{'cell':<20}{'training':<16}{'s/step':>8}{'train min':>11}{'val min':>9}"
           f"{'test min':>10}")
+    splits = {a: make_split(data, PAPER_SPLITS[a]) for a in val_ways}
     trained, totals = set(), [0.0, 0.0, 0.0]
     for cell in plan:
         config = training_for(cell, budget, PAPER_SPLITS[cell.algorithm],
@@ -87,14 +80,15 @@ def main() -> None:
         train_min = val_min = step = 0.0
         if name not in trained:  # ProtoNet's one training serves both way counts
             trained.add(name)
-            step = seconds_per_step(config, data, args.steps)
+            step = seconds_per_step(config, data, splits[cell.algorithm], args.steps)
             train_min = step * config.iterations / 60
             validations = -(-config.iterations // config.val_every)
             val_min = validations * config.val_episodes * seconds_per_episode(
-                config, data, "val", config.test_ways, config.test_shots, args.episodes) / 60
+                config, data, splits[cell.algorithm], "val", config.test_ways, config.test_shots,
+                args.episodes) / 60
         episodes = budget.maml_episodes if cell.algorithm == "maml" else budget.protonet_episodes
         test_min = episodes * seconds_per_episode(
-            config, data, "test", cell.ways, cell.shots, args.episodes) / 60
+            config, data, splits[cell.algorithm], "test", cell.ways, cell.shots, args.episodes) / 60
         for i, minutes in enumerate((train_min, val_min, test_min)):
             totals[i] += minutes
         print(f"{cell.algorithm + ' ' + cell.name:<20}{name if step else '(shared)':<16}"

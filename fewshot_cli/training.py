@@ -107,6 +107,25 @@ def read_log(run_dir: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
+def training_step(config: TrainConfig, learner: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                  sampler: EpisodeSampler, iteration: int, device: torch.device | str = "cpu"
+                  ) -> tuple[float, float]:
+    """Training iteration ``iteration`` of a resolved ``config``; its ``(loss, accuracy)``.
+
+    MAML takes one meta-step over tasks ``iteration * meta_batch ...`` of ``sampler`` (``learner``
+    is the ``l2l.algorithms.MAML`` wrapper); ProtoNet one step on episode ``iteration``
+    (``learner`` is the backbone).
+
+    Example:
+        >>> loss, accuracy = training_step(config, model, optimizer, sampler, 0)
+    """
+    if config.algorithm == "maml":
+        batch = [sampler[iteration * config.meta_batch + j].to(device)
+                 for j in range(config.meta_batch)]
+        return maml.meta_step(learner, optimizer, batch, config.inner_steps)
+    return protonet.train_step(learner, optimizer, sampler[iteration].to(device), config.ways)
+
+
 def train(
     config: TrainConfig,
     run_dir: str | Path,
@@ -166,8 +185,8 @@ def train(
 
     torch.manual_seed(config.seed)
     model = build_model(config).to(device)
-    if config.algorithm == "maml":
-        learner = maml.build_learner(model, config.inner_lr, config.first_order)
+    learner = (maml.build_learner(model, config.inner_lr, config.first_order)
+               if config.algorithm == "maml" else model)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(
         optimizer, step_size=config.lr_halve_every or 10**12, gamma=0.5)
@@ -192,13 +211,8 @@ def train(
                dynamic_ncols=True)
     with stop_on_signal() as signal_state:
         for iteration in range(start, config.iterations):
-            if config.algorithm == "maml":
-                batch = [train_sampler[iteration * config.meta_batch + j].to(device)
-                         for j in range(config.meta_batch)]
-                loss, accuracy = maml.meta_step(learner, optimizer, batch, config.inner_steps)
-            else:
-                loss, accuracy = protonet.train_step(
-                    model, optimizer, train_sampler[iteration].to(device), config.ways)
+            loss, accuracy = training_step(config, learner, optimizer, train_sampler, iteration,
+                                           device)
             scheduler.step()
             broken = f"the loss is {loss}" if not math.isfinite(loss) else nonfinite_state(model)
             if broken:

@@ -55,41 +55,34 @@ SECTIONS = [
 ]
 
 
-def training_times(folder: Path) -> list[str]:
-    """One line per run directory: iterations reached and training seconds (from log.csv)."""
-    lines = []
+def last_log_rows(folder: Path) -> dict[Path, dict]:
+    """The last row of each run's log.csv (runs that logged nothing yet are left out)."""
+    rows = {}
     for log in sorted(folder.glob("runs/*/log.csv")):
-        rows = list(csv.DictReader(log.open()))
-        if rows:
-            last = rows[-1]
-            planned = json.loads((log.parent / "config.json").read_text())["iterations"]
-            unfinished = "" if int(last["iteration"]) >= planned else f" of {planned} planned"
-            lines.append(f"- `{log.parent.name}`: {last['iteration']}{unfinished} iterations in "
-                         f"{float(last['elapsed_seconds']) / 60:.1f} min of training "
-                         f"(validation included), last validation accuracy "
-                         f"{100 * float(last['val_accuracy']):.2f}%")
-    return lines
+        logged = list(csv.DictReader(log.open()))
+        if logged:
+            rows[log.parent] = logged[-1]
+    return rows
 
 
-def testing_times(csv_path: Path) -> list[str]:
-    """One line per evaluation row: the cell, its test episodes and the seconds they took."""
+def training_times(last_rows: dict[Path, dict]) -> list[str]:
+    """One line per run directory: iterations reached and training minutes."""
     lines = []
-    for row in csv.DictReader(csv_path.open()):
-        lines.append(f"- `{row['run_id']}` tested {row['test_ways']}-way {row['test_shots']}-shot: "
-                     f"{row['episodes']} episodes in {float(row['eval_seconds']) / 60:.1f} min")
+    for run_dir, last in last_rows.items():
+        planned = json.loads((run_dir / "config.json").read_text())["iterations"]
+        unfinished = "" if int(last["iteration"]) >= planned else f" of {planned} planned"
+        lines.append(f"- `{run_dir.name}`: {last['iteration']}{unfinished} iterations in "
+                     f"{float(last['elapsed_seconds']) / 60:.1f} min of training "
+                     f"(validation included), last validation accuracy "
+                     f"{100 * float(last['val_accuracy']):.2f}%")
     return lines
 
 
-def total_minutes(folder: Path) -> tuple[float, float]:
-    """Minutes of training (last log row of each run) and of testing (every evaluation row)."""
-    training = 0.0
-    for log in folder.glob("runs/*/log.csv"):
-        rows = list(csv.DictReader(log.open()))
-        if rows:
-            training += float(rows[-1]["elapsed_seconds"]) / 60
-    testing = sum(float(row["eval_seconds"]) / 60
-                  for row in csv.DictReader((folder / "eval.csv").open()))
-    return training, testing
+def testing_times(eval_rows: list[dict]) -> list[str]:
+    """One line per evaluation row: the cell, its test episodes and the minutes they took."""
+    return [f"- `{row['run_id']}` tested {row['test_ways']}-way {row['test_shots']}-shot: "
+            f"{row['episodes']} episodes in {float(row['eval_seconds']) / 60:.1f} min"
+            for row in eval_rows]
 
 
 ESTIMATE_COMMANDS = {
@@ -124,12 +117,15 @@ def section(name: str, title: str, command: str, how: str) -> str:
     parts += ["All rows grouped (`fewshot aggregate results/" + name + "/eval.csv "
               "--format markdown`):", "",
               aggregate_files([csv_path], fmt="markdown").rstrip(), ""]
-    parts += ["Training time:", "", *training_times(folder), ""]
-    parts += ["Testing time:", "", *testing_times(csv_path), ""]
-    training, testing = total_minutes(folder)
+    last_rows = last_log_rows(folder)
+    eval_rows = list(csv.DictReader(csv_path.open()))
+    parts += ["Training time:", "", *training_times(last_rows), ""]
+    parts += ["Testing time:", "", *testing_times(eval_rows), ""]
+    training = sum(float(row["elapsed_seconds"]) for row in last_rows.values()) / 60
+    testing = sum(float(row["eval_seconds"]) for row in eval_rows) / 60
     parts += [f"In all: {training:.0f} min of training and {testing:.0f} min of testing, "
-              f"{(training + testing) / 60:.1f} hours of one-thread processes (the sum over "
-              "cells; processes that ran side by side overlap in wall-clock time).", ""]
+              f"{(training + testing) / 60:.1f} hours summed over runs (runs that went side "
+              "by side overlap in wall-clock time).", ""]
     parts += budget_estimates(folder)
     figures = [p.name for p in sorted(folder.glob("*.png"))]
     if figures:
