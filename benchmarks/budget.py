@@ -19,14 +19,14 @@ import time
 
 import torch
 
-from fewshot_cli import maml  # first: it silences gym's import-time notice
-from fewshot_cli.checkpoint import build_model
-from fewshot_cli.episodes import EpisodeSampler, meta_dataset
-from fewshot_cli.evaluation import evaluate
-from fewshot_cli.reproduce import PAPER_SPLITS, TEST_QUERIES, get_budget, plan_cells, training_for
-from fewshot_cli.source import load_omniglot
-from fewshot_cli.splits import make_split
-from fewshot_cli.training import training_step
+from fewshot_cli.algorithms import maml  # first: it silences gym's import-time notice
+from fewshot_cli.run.checkpoint import build_model
+from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
+from fewshot_cli.run.evaluation import evaluate
+from fewshot_cli.report.reproduce import PAPER_SPLITS, TEST_QUERIES, get_budget, plan_cells, training_for
+from fewshot_cli.data.source import load_omniglot
+from fewshot_cli.data.splits import make_split
+from fewshot_cli.run.training import training_step
 
 
 def seconds_per_step(config, data, split, steps: int) -> float:

@@ -18,11 +18,11 @@ import time
 import torch
 import torch.nn.functional as F
 
-from fewshot_cli import maml, protonet  # first: it silences gym's import-time notice
+from fewshot_cli.algorithms import maml, protonet  # first: it silences gym's import-time notice
 from benchmarks.stock import stock_omniglot, stock_taskset
-from fewshot_cli.episodes import EpisodeSampler, meta_dataset
-from fewshot_cli.source import load_omniglot
-from fewshot_cli.splits import make_split
+from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
+from fewshot_cli.data.source import load_omniglot
+from fewshot_cli.data.splits import make_split
 
 
 def per_second(fn, n: int) -> float:

@@ -15,7 +15,7 @@ from PIL import Image
 from torchvision import transforms
 from torchvision.datasets import Omniglot
 
-from fewshot_cli.source import find_image_folder
+from fewshot_cli.data.source import find_image_folder
 
 
 def stock_omniglot(data_root: str | Path) -> l2l.data.MetaDataset:

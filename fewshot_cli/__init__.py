@@ -1,19 +1,17 @@
 """fewshot_cli: MAML and Prototypical Networks baselines on Omniglot.
 
-Each concept lives in one module named after it:
+The package is layered; each layer imports only from the ones above it in this list:
 
-- ``source``: where Omniglot comes from (download or extracted copy) and its tensor cache
-- ``splits``: which characters belong to train / validation / test
-- ``episodes``: N-way K-shot episodes with learn2learn's MetaDataset and task transforms
-  (``transforms`` holds our rotation task transform)
-- ``backbone``: the Conv-4 embedding network shared by both algorithms
-- ``maml`` and ``protonet``: the two meta-learning algorithms
-- ``config``, ``training`` and ``checkpoint``: run settings, the meta-training loop, run folders
-- ``evaluation``: the test protocol (mean accuracy and 95% CI over seeded episodes)
-- ``results`` and ``aggregate``: evaluation CSV rows and the tables built from them
-- ``reproduce`` and ``plots``: the standard grid beside the published numbers, and figures
-- ``predict``: classify a user's own images from a few labelled examples
-- ``atomic`` and ``errors``: safe file writes, and the one-line error type of the CLI
+- ``data``: Omniglot on disk and its tensor cache (``source``), splits (``splits``), seeded
+  learn2learn episodes (``episodes``) and our rotation task transform (``transforms``)
+- ``algorithms``: the Conv-4 ``backbone``, the ``Algorithm`` interface (``base``), one module
+  per algorithm (``maml``, ``protonet``) and the ``registry`` of names
+- ``run``: run settings (``config``), the meta-training loop (``training``), the test protocol
+  (``evaluation``) and run directories (``checkpoint``)
+- ``report``: evaluation CSV rows (``results``), tables (``aggregate``), the standard grid beside
+  the published numbers (``reproduce``), figures (``plots``) and split sizes (``summary``)
+- on top: ``predict`` (classify a user's own images) and ``cli`` (options only), with
+  ``atomic`` (safe file writes) and ``errors`` (the one-line error type) used everywhere
 """
 
 import contextlib

@@ -76,9 +76,9 @@ def data(data_root, download, splits, split_dir, split_seed):
     Locates (or with --download fetches) the images, builds the 28x28 tensor cache on first use,
     and prints alphabets, characters, classes after rotation and images for each split part.
     """
-    from fewshot_cli.source import FULL_IMAGE_COUNT, load_omniglot
-    from fewshot_cli.splits import make_split
-    from fewshot_cli.summary import split_summary
+    from fewshot_cli.data.source import FULL_IMAGE_COUNT, load_omniglot
+    from fewshot_cli.data.splits import make_split
+    from fewshot_cli.report.summary import split_summary
 
     omniglot = load_omniglot(data_root, download=download, progress=True)
     count = len(omniglot.labels)
@@ -141,9 +141,9 @@ def train(algorithm, run_dir, resume_dir, iterations, time_limit, data_root, dow
     run directory, with config.json and a training log (log.csv). Ctrl-C saves last.pt; continue
     with --resume RUN_DIR.
     """
-    from fewshot_cli.config import TrainConfig
-    from fewshot_cli.source import load_omniglot
-    from fewshot_cli.training import train as run_training
+    from fewshot_cli.run.config import TrainConfig
+    from fewshot_cli.data.source import load_omniglot
+    from fewshot_cli.run.training import train as run_training
 
     if bool(run_dir) == bool(resume_dir):
         raise FewshotError("give exactly one of --out RUN_DIR (a new run) or --resume RUN_DIR")
@@ -152,7 +152,7 @@ def train(algorithm, run_dir, resume_dir, iterations, time_limit, data_root, dow
     if options["split_dir"] is not None:
         options["split_dir"] = str(options["split_dir"])
     if resume_dir:
-        from fewshot_cli.checkpoint import read_config
+        from fewshot_cli.run.checkpoint import read_config
 
         # The run's own configuration is used; only its length may change.
         stored = read_config(resume_dir)
@@ -199,8 +199,8 @@ def eval_(run, csv_path, ways, shots, queries, episodes, part, seed, bn_mode, in
     Prints mean accuracy and the 95% confidence interval (1.96 x std / sqrt(episodes)) and, with
     --csv, appends one row describing the run, the protocol and the result.
     """
-    from fewshot_cli.evaluation import evaluate_run
-    from fewshot_cli.source import load_omniglot
+    from fewshot_cli.run.evaluation import evaluate_run
+    from fewshot_cli.data.source import load_omniglot
 
     for name, value in (("ways", ways), ("shots", shots), ("queries", queries),
                         ("episodes", episodes)):
@@ -253,7 +253,7 @@ def predict(run, support_dir, query_path, csv_path, steps, invert, bn_mode, stri
       fewshot predict runs/proto --support examples/ --query photos/ --csv predictions.csv
     """
     from fewshot_cli.predict import format_table, predict as run_predict, write_csv
-    from fewshot_cli.results import check_writable
+    from fewshot_cli.report.results import check_writable
 
     if csv_path is not None:
         check_writable(csv_path)
@@ -285,7 +285,7 @@ def aggregate(csv_files, by, fmt, out):
     behind them and, for several runs (seeds), the standard deviation of the run means. The CI
     of a group of n runs is sqrt(sum ci_i^2) / n: episode noise only, the spread is separate.
     """
-    from fewshot_cli.aggregate import DEFAULT_BY, aggregate_files
+    from fewshot_cli.report.aggregate import DEFAULT_BY, aggregate_files
     from fewshot_cli.atomic import atomic_write_text
 
     columns = [c.strip() for item in by for c in item.split(",") if c.strip()]
@@ -331,7 +331,7 @@ def reproduce(budget, out_dir, algorithms, cells, split, split_dir, fmt, device,
     trainings resume, so rerunning the same command continues a reproduction. Finally prints
     our accuracy per cell next to the published one.
     """
-    from fewshot_cli.reproduce import format_comparison, reproduce as run_reproduction
+    from fewshot_cli.report.reproduce import format_comparison, reproduce as run_reproduction
 
     cell_names = [c.strip() for item in cells for c in item.split(",") if c.strip()]
     table = run_reproduction(out_dir, budget, algorithms or None, cell_names or None, split,
@@ -355,7 +355,7 @@ def curves(run_dirs, out):
 
     Reads each run directory's log.csv (one line per run in both panels).
     """
-    from fewshot_cli.plots import plot_curves
+    from fewshot_cli.report.plots import plot_curves
 
     click.echo(f"written to {plot_curves(run_dirs, out)}")
 
@@ -370,14 +370,14 @@ def accuracy(csv_files, out):
     CSV... are evaluation CSVs or glob patterns; rows are grouped by cell, algorithm and MAML
     order (as fewshot aggregate does).
     """
-    from fewshot_cli.plots import plot_accuracy
+    from fewshot_cli.report.plots import plot_accuracy
 
     click.echo(f"written to {plot_accuracy(csv_files, out)}")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; turn every expected failure into one line and exit code 2."""
-    from fewshot_cli.training import TrainingInterrupted
+    from fewshot_cli.run.training import TrainingInterrupted
 
     try:
         code = cli.main(args=argv, prog_name="fewshot", standalone_mode=False)

@@ -27,13 +27,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fewshot_cli import maml, protonet
+from fewshot_cli.algorithms import maml, protonet
 from fewshot_cli.atomic import atomic_write_text
-from fewshot_cli.checkpoint import load_trained
-from fewshot_cli.config import TrainConfig, pick_device
+from fewshot_cli.run.checkpoint import load_trained
+from fewshot_cli.run.config import TrainConfig, pick_device
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.evaluation import resolve_bn_mode
-from fewshot_cli.source import IMAGE_SIZE
+from fewshot_cli.run.evaluation import resolve_bn_mode
+from fewshot_cli.data.source import IMAGE_SIZE
 
 INVERT_MODES = ("auto", "yes", "no")
 LIGHT_BORDER = 127.5  # mid-gray: a border lighter than this is a light background

@@ -12,8 +12,8 @@ import csv
 import json
 from pathlib import Path
 
-from fewshot_cli.aggregate import aggregate_files
-from fewshot_cli.reproduce import comparison, format_comparison
+from fewshot_cli.report.aggregate import aggregate_files
+from fewshot_cli.report.reproduce import comparison, format_comparison
 
 RESULTS = Path(__file__).resolve().parent
 

@@ -61,7 +61,7 @@ def cache_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_data(tiny_root, cache_dir):
-    from fewshot_cli.source import load_omniglot
+    from fewshot_cli.data.source import load_omniglot
 
     return load_omniglot(tiny_root, cache_dir=cache_dir)
 
@@ -77,6 +77,6 @@ def real_root() -> Path:
 
 @pytest.fixture(scope="session")
 def real_data(real_root):
-    from fewshot_cli.source import load_omniglot
+    from fewshot_cli.data.source import load_omniglot
 
     return load_omniglot(real_root)

@@ -7,10 +7,10 @@ import math
 import pandas as pd
 import pytest
 
-from fewshot_cli.aggregate import aggregate, aggregate_files, format_table, read_results, render
+from fewshot_cli.report.aggregate import aggregate, aggregate_files, format_table, read_results, render
 from fewshot_cli.cli import main
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.results import COLUMNS, append_row
+from fewshot_cli.report.results import COLUMNS, append_row
 
 
 def row(algorithm="protonet", ways=5, shots=1, accuracy=0.9, ci=0.01, episodes=600, seed=0,

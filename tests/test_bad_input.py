@@ -26,9 +26,9 @@ from pathlib import Path
 import pytest
 
 from conftest import make_tiny_omniglot
-from fewshot_cli.config import TrainConfig
-from fewshot_cli.results import append_row
-from fewshot_cli.training import train
+from fewshot_cli.run.config import TrainConfig
+from fewshot_cli.report.results import append_row
+from fewshot_cli.run.training import train
 
 TINY = dict(ways=5, queries=2, test_ways=3, test_queries=2, iterations=2, val_every=1,
             val_episodes=1, device="cpu")

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from fewshot_cli.checkpoint import load_checkpoint, read_config
-from fewshot_cli.config import TrainConfig
-from fewshot_cli.training import TrainingInterrupted, train
+from fewshot_cli.run.checkpoint import load_checkpoint, read_config
+from fewshot_cli.run.config import TrainConfig
+from fewshot_cli.run.training import TrainingInterrupted, train
 
 # Small episodes; enough iterations after the first checkpoint that SIGTERM lands mid-run.
 SETTINGS = {

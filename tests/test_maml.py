@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fewshot_cli import maml
-from fewshot_cli.episodes import EpisodeSampler, meta_dataset
-from fewshot_cli.splits import make_split
+from fewshot_cli.algorithms import maml
+from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
+from fewshot_cli.data.splits import make_split
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ from PIL import Image
 
 from fewshot_cli.cli import main
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.plots import plot_accuracy, plot_curves, read_curve
-from fewshot_cli.results import append_row
+from fewshot_cli.report.plots import plot_accuracy, plot_curves, read_curve
+from fewshot_cli.report.results import append_row
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

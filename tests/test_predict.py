@@ -12,14 +12,14 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from fewshot_cli.checkpoint import load_trained
+from fewshot_cli.run.checkpoint import load_trained
 from fewshot_cli.cli import main
-from fewshot_cli.config import TrainConfig
+from fewshot_cli.run.config import TrainConfig
 from fewshot_cli.errors import FewshotError
 from fewshot_cli.predict import (PROBABILITY_PREFIX, classify, convert_image, find_images,
                                  has_light_border, load_images, load_support, predict)
-from fewshot_cli.source import preprocess
-from fewshot_cli.training import train
+from fewshot_cli.data.source import preprocess
+from fewshot_cli.run.training import train
 
 TINY_CLASSES = ("Chi/character01", "Omega/character01", "Omega/character02", "Psi/character03")
 

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from fewshot_cli.protonet import (episode_loss, prototypes, prototypical_logits,
+from fewshot_cli.algorithms.protonet import (episode_loss, prototypes, prototypical_logits,
                                   prototypical_loss, squared_distances)
 
 
@@ -46,9 +46,9 @@ def test_query_equal_to_a_prototype_gets_its_class():
 
 
 def test_episode_loss_backpropagates_into_the_backbone(tiny_data):
-    from fewshot_cli.episodes import EpisodeSampler, meta_dataset
-    from fewshot_cli.protonet import build_model
-    from fewshot_cli.splits import make_split
+    from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
+    from fewshot_cli.algorithms.protonet import build_model
+    from fewshot_cli.data.splits import make_split
 
     model = build_model()
     episode = EpisodeSampler(meta_dataset(tiny_data, make_split(tiny_data), "train"), 5, 2, 3)[0]

@@ -5,10 +5,10 @@ import pytest
 
 from fewshot_cli.cli import main
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.reproduce import (BUDGETS, GRID, PUBLISHED, Budget, comparison,
+from fewshot_cli.report.reproduce import (BUDGETS, GRID, PUBLISHED, Budget, comparison,
                                    format_comparison, parse_cell, plan_cells, reproduce,
                                    training_for)
-from fewshot_cli.results import append_row
+from fewshot_cli.report.results import append_row
 
 # Seconds on the tiny data. Its lake split validates on a 3-character alphabet, hence 3 ways.
 TINY = Budget("tiny", ("3w1s",), maml_iterations=2, maml_meta_batch=2, maml_first_order=True,
@@ -74,7 +74,7 @@ def test_protonet_model_serves_cells_of_the_same_shots(tmp_path, tiny_data):
 
 
 def test_interrupted_training_resumes(tmp_path, tiny_data):
-    from fewshot_cli.training import TrainingInterrupted, train
+    from fewshot_cli.run.training import TrainingInterrupted, train
 
     budget = Budget(**{**TINY.__dict__, "maml_iterations": 4})
     cell = plan_cells(budget, ["maml"])[0]

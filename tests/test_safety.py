@@ -19,14 +19,14 @@ import pytest
 import torch
 
 from conftest import make_tiny_omniglot
-from fewshot_cli import maml, protonet
-from fewshot_cli.checkpoint import load_checkpoint, save_checkpoint, save_config
+from fewshot_cli.algorithms import maml, protonet
+from fewshot_cli.run.checkpoint import load_checkpoint, save_checkpoint, save_config
 from fewshot_cli.cli import main
-from fewshot_cli.config import TrainConfig
+from fewshot_cli.run.config import TrainConfig
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.results import COLUMNS, append_row
-from fewshot_cli.source import load_omniglot
-from fewshot_cli.training import LOG_COLUMNS, train, write_log
+from fewshot_cli.report.results import COLUMNS, append_row
+from fewshot_cli.data.source import load_omniglot
+from fewshot_cli.run.training import LOG_COLUMNS, train, write_log
 
 TINY = dict(ways=5, queries=2, test_ways=3, test_queries=2, val_episodes=1, device="cpu")
 MAML_TINY = dict(meta_batch=2, first_order=True)
@@ -319,7 +319,7 @@ def test_a_huge_learning_rate_never_saves_broken_weights(algorithm, tiny_data, t
 def test_append_with_a_new_column_rewrites_the_header(tmp_path):
     import pandas as pd
 
-    from fewshot_cli.results import append_row
+    from fewshot_cli.report.results import append_row
 
     path = tmp_path / "eval.csv"
     append_row(path, {"algorithm": "maml", "accuracy_mean": "0.9"})

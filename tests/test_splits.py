@@ -3,7 +3,7 @@
 import pytest
 
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.splits import make_split
+from fewshot_cli.data.splits import make_split
 
 
 def assert_disjoint(split):

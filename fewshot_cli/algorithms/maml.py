@@ -17,8 +17,8 @@ import learn2learn as l2l
 import torch
 import torch.nn.functional as F
 
-from fewshot_cli.backbone import EMBEDDING_DIM, Conv4
-from fewshot_cli.episodes import Episode
+from fewshot_cli.algorithms.backbone import EMBEDDING_DIM, Conv4
+from fewshot_cli.data.episodes import Episode
 
 # Hyper-parameters of the MAML paper for Omniglot, by number of ways.
 PAPER_DEFAULTS = {

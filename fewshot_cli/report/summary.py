@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from fewshot_cli.source import Omniglot
-from fewshot_cli.splits import Split
+from fewshot_cli.data.source import Omniglot
+from fewshot_cli.data.splits import Split
 
 
 def split_summary(data: Omniglot, split: Split) -> pd.DataFrame:

@@ -26,9 +26,9 @@ from typing import Callable, Iterable
 
 import pandas as pd
 
-from fewshot_cli.aggregate import aggregate, natural_key, percent, read_csv, render
-from fewshot_cli.checkpoint import LAST, load_checkpoint, read_config
-from fewshot_cli.config import ALGORITHMS, TrainConfig
+from fewshot_cli.report.aggregate import aggregate, natural_key, percent, read_csv, render
+from fewshot_cli.run.checkpoint import LAST, load_checkpoint, read_config
+from fewshot_cli.run.config import ALGORITHMS, TrainConfig
 from fewshot_cli.errors import FewshotError
 
 # Published test accuracies (%) on Omniglot, by (algorithm, ways, shots).
@@ -234,11 +234,11 @@ def reproduce(
     Example:
         >>> print(format_comparison(reproduce("results/quick", "quick")))
     """
-    from fewshot_cli.evaluation import evaluate_run
-    from fewshot_cli.results import check_writable
-    from fewshot_cli.source import load_omniglot
-    from fewshot_cli.splits import make_split
-    from fewshot_cli.training import TrainingInterrupted, train
+    from fewshot_cli.run.evaluation import evaluate_run
+    from fewshot_cli.report.results import check_writable
+    from fewshot_cli.data.source import load_omniglot
+    from fewshot_cli.data.splits import make_split
+    from fewshot_cli.run.training import TrainingInterrupted, train
 
     budget = get_budget(budget)
     plan = plan_cells(budget, algorithms, cells)

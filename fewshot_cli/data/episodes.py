@@ -24,9 +24,9 @@ import torch
 from learn2learn.data.transforms import ConsecutiveLabels, FusedNWaysKShots, LoadData, RemapLabels
 
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.source import Omniglot
-from fewshot_cli.splits import Split
-from fewshot_cli.transforms import ClassRotation
+from fewshot_cli.data.source import Omniglot
+from fewshot_cli.data.splits import Split
+from fewshot_cli.data.transforms import ClassRotation
 
 
 class PartDataset(torch.utils.data.Dataset):

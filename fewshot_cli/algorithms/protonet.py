@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from fewshot_cli.backbone import Conv4
-from fewshot_cli.episodes import Episode
+from fewshot_cli.algorithms.backbone import Conv4
+from fewshot_cli.data.episodes import Episode
 
 
 def build_model(backbone: str = "conv4") -> torch.nn.Module:

@@ -24,14 +24,15 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from fewshot_cli import __version__, maml, protonet
-from fewshot_cli.checkpoint import load_checkpoint, load_trained
-from fewshot_cli.config import pick_device
-from fewshot_cli.episodes import EpisodeSampler, meta_dataset
+from fewshot_cli import __version__
+from fewshot_cli.algorithms import maml, protonet
+from fewshot_cli.run.checkpoint import load_checkpoint, load_trained
+from fewshot_cli.run.config import pick_device
+from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.results import append_row, check_writable
-from fewshot_cli.source import Omniglot, load_omniglot
-from fewshot_cli.splits import make_split
+from fewshot_cli.report.results import append_row, check_writable
+from fewshot_cli.data.source import Omniglot, load_omniglot
+from fewshot_cli.data.splits import make_split
 
 BN_MODES = ("batch", "running")
 DEFAULT_BN_MODE = {"maml": "batch", "protonet": "running"}

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from fewshot_cli import maml, protonet
+from fewshot_cli.algorithms import maml, protonet
 from fewshot_cli.atomic import atomic_torch_save, atomic_write_text
-from fewshot_cli.config import TrainConfig
+from fewshot_cli.run.config import TrainConfig
 from fewshot_cli.errors import FewshotError
 
 CONFIG, LAST, BEST, LOG = "config.json", "last.pt", "best.pt", "log.csv"

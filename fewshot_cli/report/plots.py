@@ -105,8 +105,8 @@ def plot_accuracy(csv_patterns: Iterable[str | Path], out: str | Path) -> Path:
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
-    from fewshot_cli.aggregate import aggregate, natural_key, read_results
-    from fewshot_cli.reproduce import PUBLISHED
+    from fewshot_cli.report.aggregate import aggregate, natural_key, read_results
+    from fewshot_cli.report.reproduce import PUBLISHED
 
     table = aggregate(read_results(csv_patterns), by=["test_ways", "test_shots", "algorithm", "order"])
     cells = list(dict.fromkeys(zip(table["test_ways"], table["test_shots"])))

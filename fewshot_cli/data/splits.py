@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.source import Omniglot
+from fewshot_cli.data.source import Omniglot
 
 SPLITS = ("lake", "vinyals", "random")
 PARTS = ("train", "val", "test", "trainval")

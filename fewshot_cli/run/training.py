@@ -22,16 +22,16 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from fewshot_cli import maml, protonet
+from fewshot_cli.algorithms import maml, protonet
 from fewshot_cli.atomic import atomic_write_text
-from fewshot_cli.checkpoint import (BEST, LAST, LOG, build_model, load_checkpoint, read_config,
+from fewshot_cli.run.checkpoint import (BEST, LAST, LOG, build_model, load_checkpoint, read_config,
                                     save_checkpoint, save_config)
-from fewshot_cli.config import TrainConfig, pick_device
-from fewshot_cli.episodes import EpisodeSampler, meta_dataset
+from fewshot_cli.run.config import TrainConfig, pick_device
+from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.evaluation import evaluate
-from fewshot_cli.source import Omniglot, load_omniglot
-from fewshot_cli.splits import make_split
+from fewshot_cli.run.evaluation import evaluate
+from fewshot_cli.data.source import Omniglot, load_omniglot
+from fewshot_cli.data.splits import make_split
 
 LOG_COLUMNS = ["iteration", "train_loss", "train_accuracy", "val_accuracy", "elapsed_seconds"]
 VAL_SEED_OFFSET = 10_000  # validation episodes never coincide with training episodes

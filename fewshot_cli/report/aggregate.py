@@ -23,7 +23,7 @@ from typing import Iterable, Sequence
 import pandas as pd
 
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.results import COLUMNS, REQUIRED
+from fewshot_cli.report.results import COLUMNS, REQUIRED
 
 DEFAULT_BY = ("algorithm", "order", "split", "test_ways", "test_shots", "bn_mode")
 FORMATS = ("table", "markdown", "csv")

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from fewshot_cli import maml
-from fewshot_cli.backbone import BACKBONES
+from fewshot_cli.algorithms import maml
+from fewshot_cli.algorithms.backbone import BACKBONES
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.splits import SPLITS
+from fewshot_cli.data.splits import SPLITS
 
 ALGORITHMS = ("maml", "protonet")
 
