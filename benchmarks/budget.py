@@ -19,29 +19,26 @@ import time
 
 import torch
 
-from fewshot_cli.algorithms import maml  # first: it silences gym's import-time notice
-from fewshot_cli.run.checkpoint import build_model
+from fewshot_cli.algorithms import registry  # first: it silences gym's import-time notice
 from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
-from fewshot_cli.run.evaluation import evaluate
-from fewshot_cli.report.reproduce import PAPER_SPLITS, TEST_QUERIES, get_budget, plan_cells, training_for
 from fewshot_cli.data.source import load_omniglot
 from fewshot_cli.data.splits import make_split
-from fewshot_cli.run.training import training_step
+from fewshot_cli.report.reproduce import TEST_QUERIES, get_budget, plan_cells, training_for
+from fewshot_cli.run.evaluation import evaluate
 
 
 def seconds_per_step(config, data, split, steps: int) -> float:
     """Mean seconds of one training iteration of ``config`` (after one untimed warm-up)."""
     sampler = EpisodeSampler(meta_dataset(data, split, "train"), config.ways, config.shots,
                              config.queries, seed=0, rotate=config.rotations)
+    algorithm = registry.get(config.algorithm)
     torch.manual_seed(0)
-    model = build_model(config)
+    model = algorithm.build_model(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    if config.algorithm == "maml":
-        model = maml.build_learner(model, config.inner_lr, config.first_order)
-    training_step(config, model, optimizer, sampler, 0)
+    algorithm.train_step(model, optimizer, sampler, 0, config)
     start = time.perf_counter()
     for i in range(1, steps + 1):
-        training_step(config, model, optimizer, sampler, i)
+        algorithm.train_step(model, optimizer, sampler, i, config)
     return (time.perf_counter() - start) / steps
 
 
@@ -49,11 +46,9 @@ def seconds_per_episode(config, data, split, part: str, ways: int, shots: int,
                         episodes: int) -> float:
     """Mean seconds of one evaluation episode (``ways``-way ``shots``-shot, 15 queries)."""
     sampler = EpisodeSampler(meta_dataset(data, split, part), ways, shots, TEST_QUERIES, seed=0)
-    model = build_model(config)
-    evaluate(config.algorithm, model, sampler, 1, inner_steps=config.test_inner_steps or 0,
-             inner_lr=config.inner_lr or 0.0)  # warm-up
-    result = evaluate(config.algorithm, model, sampler, episodes,
-                      inner_steps=config.test_inner_steps or 0, inner_lr=config.inner_lr or 0.0)
+    model = registry.get(config.algorithm).build_model(config)
+    evaluate(config, model, sampler, 1)  # warm-up
+    result = evaluate(config, model, sampler, episodes)
     return result.seconds / episodes
 
 
@@ -71,10 +66,11 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, budget {budget.name}")
     print(f"{'cell':<20}{'training':<16}{'s/step':>8}{'train min':>11}{'val min':>9}"
           f"{'test min':>10}")
-    splits = {a: make_split(data, PAPER_SPLITS[a]) for a in val_ways}
+    paper_splits = {a: registry.get(a).paper_split for a in val_ways}
+    splits = {a: make_split(data, paper_splits[a]) for a in val_ways}
     trained, totals = set(), [0.0, 0.0, 0.0]
     for cell in plan:
-        config = training_for(cell, budget, PAPER_SPLITS[cell.algorithm],
+        config = training_for(cell, budget, paper_splits[cell.algorithm],
                               val_ways[cell.algorithm])[1].resolved()
         name = f"{cell.algorithm}-{config.ways}w{config.shots}s"
         train_min = val_min = step = 0.0
@@ -86,7 +82,7 @@ def main() -> None:
             val_min = validations * config.val_episodes * seconds_per_episode(
                 config, data, splits[cell.algorithm], "val", config.test_ways, config.test_shots,
                 args.episodes) / 60
-        episodes = budget.maml_episodes if cell.algorithm == "maml" else budget.protonet_episodes
+        episodes = budget.algorithms[cell.algorithm].test_episodes
         test_min = episodes * seconds_per_episode(
             config, data, splits[cell.algorithm], "test", cell.ways, cell.shots, args.episodes) / 60
         for i, minutes in enumerate((train_min, val_min, test_min)):

@@ -23,6 +23,7 @@ from benchmarks.stock import stock_omniglot, stock_taskset
 from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
 from fewshot_cli.data.source import load_omniglot
 from fewshot_cli.data.splits import make_split
+from fewshot_cli.run.config import TrainConfig
 
 
 def per_second(fn, n: int) -> float:
@@ -108,9 +109,10 @@ def bench_training(data_root: str, iterations: int) -> None:
     stock_ds = stock_omniglot(data_root)
     print(f"{'step':<40}{'ours s/it':>11}{'stock s/it':>12}{'ratio':>9}")
 
+    config = TrainConfig("maml", ways=5, shots=1, queries=15, inner_lr=0.4, inner_steps=1,
+                         meta_batch=32).resolved()
     torch.manual_seed(0)
     model = maml.build_model(5)
-    learner = maml.build_learner(model, 0.4)
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
     sampler = EpisodeSampler(train_ds, 5, 1, 15, seed=0)
     torch.manual_seed(0)
@@ -118,11 +120,12 @@ def bench_training(data_root: str, iterations: int) -> None:
     stock_opt = torch.optim.Adam(stock_learner.parameters(), 1e-3)
     stock_tasks = stock_taskset(stock_ds, 5, 1, 15)
     ours, stock = alternate(
-        lambda i: maml.meta_step(learner, optimizer, [sampler[i * 32 + j] for j in range(32)], 1),
+        lambda i: maml.ALGORITHM.train_step(model, optimizer, sampler, i, config),
         lambda i: stock_maml_iteration(stock_learner, stock_opt, stock_tasks, 5, 1, 32, 1),
         iterations)
     print(f"{'MAML 5w1s meta-batch 32, second order':<40}{ours:>11.3f}{stock:>12.3f}{stock / ours:>8.2f}x")
 
+    config = TrainConfig("protonet", ways=60, shots=5, queries=5).resolved()
     model = protonet.build_model()
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
     sampler = EpisodeSampler(train_ds, 60, 5, 5, seed=0)
@@ -130,7 +133,7 @@ def bench_training(data_root: str, iterations: int) -> None:
     stock_opt = torch.optim.Adam(stock_model.parameters(), 1e-3)
     stock_tasks = stock_taskset(stock_ds, 60, 5, 5)
     ours, stock = alternate(
-        lambda i: protonet.train_step(model, optimizer, sampler[i], 60),
+        lambda i: protonet.ALGORITHM.train_step(model, optimizer, sampler, i, config),
         lambda i: stock_protonet_episode(stock_model, stock_opt, stock_tasks, 60, 5),
         iterations * 2)
     print(f"{'ProtoNet 60w5s 5 queries':<40}{ours:>11.3f}{stock:>12.3f}{stock / ours:>8.2f}x")

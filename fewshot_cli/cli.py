@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from fewshot_cli import __version__
+from fewshot_cli.algorithms.registry import NAMES as ALGORITHMS
 from fewshot_cli.errors import FewshotError
 
 DATA_HELP = ("Folder holding images_background/ and images_evaluation/ (an extracted copy of the "
@@ -97,7 +98,7 @@ def data(data_root, download, splits, split_dir, split_seed):
 
 
 @cli.command()
-@click.argument("algorithm", type=click.Choice(["maml", "protonet"]))
+@click.argument("algorithm", type=click.Choice(ALGORITHMS))
 @click.option("--out", "run_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Run directory for config.json, best.pt, last.pt and log.csv.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -118,11 +119,11 @@ def data(data_root, download, splits, split_dir, split_seed):
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate (MAML: meta learning rate).")
 @click.option("--lr-halve-every", type=int,
               help="Halve the learning rate every N iterations (0: never). Default: 2000 (ProtoNet), 0 (MAML).")
-@click.option("--inner-lr", type=float, help="MAML inner learning rate. Default: 0.4 (5-way), 0.1 (20-way).")
-@click.option("--inner-steps", type=int, help="MAML inner steps in training. Default: 1 (5-way), 5 (20-way).")
-@click.option("--test-inner-steps", type=int, help="MAML inner steps at test. Default: 3 (5-way), 5 (20-way).")
-@click.option("--meta-batch", type=int, help="MAML tasks per meta-update. Default: 32 (5-way), 16 (20-way).")
-@click.option("--first-order", is_flag=True, help="First-order MAML (no second derivatives).")
+@click.option("--inner-lr", type=float, help="MAML only: inner learning rate. Default: 0.4 (5-way), 0.1 (20-way).")
+@click.option("--inner-steps", type=int, help="MAML only: inner steps in training. Default: 1 (5-way), 5 (20-way).")
+@click.option("--test-inner-steps", type=int, help="MAML only: inner steps at test. Default: 3 (5-way), 5 (20-way).")
+@click.option("--meta-batch", type=int, help="MAML only: tasks per meta-update. Default: 32 (5-way), 16 (20-way).")
+@click.option("--first-order", is_flag=True, help="MAML only: first order (no second derivatives).")
 @click.option("--test-ways", type=int, help="Ways of validation/test episodes. Default: 5 (ProtoNet), training ways (MAML).")
 @click.option("--test-shots", type=int, help="Shots of validation/test episodes. Default: --shots.")
 @click.option("--test-queries", type=int, default=15, show_default=True)
@@ -137,12 +138,11 @@ def train(algorithm, run_dir, resume_dir, iterations, time_limit, data_root, dow
           **options):
     """Meta-train MAML or ProtoNet on Omniglot.
 
-    Keeps the best checkpoint by validation accuracy (best.pt) and the latest (last.pt) in the
+    Options of one algorithm only (marked "MAML only") are refused for the others. Keeps the best checkpoint by validation accuracy (best.pt) and the latest (last.pt) in the
     run directory, with config.json and a training log (log.csv). Ctrl-C saves last.pt; continue
     with --resume RUN_DIR.
     """
     from fewshot_cli.run.config import TrainConfig
-    from fewshot_cli.data.source import load_omniglot
     from fewshot_cli.run.training import train as run_training
 
     if bool(run_dir) == bool(resume_dir):
@@ -154,18 +154,19 @@ def train(algorithm, run_dir, resume_dir, iterations, time_limit, data_root, dow
     if resume_dir:
         from fewshot_cli.run.checkpoint import read_config
 
-        # The run's own configuration is used; only its length may change.
+        # The run's own configuration is used; only its length (and data folder) may change.
         stored = read_config(resume_dir)
         config = TrainConfig.from_dict({**stored, "algorithm": algorithm,
                                         "iterations": stored.get("iterations", 1000)
                                         if iterations is None else iterations})
     else:
         config = TrainConfig(algorithm=algorithm, iterations=1000 if iterations is None else iterations,
-                             data_root=str(data_root) if data_root else None, **options)
-    config.resolved()  # bad options fail before the data is loaded
-    omniglot = load_omniglot(data_root or config.data_root, download=download, progress=not quiet)
-    result = run_training(config, resume_dir or run_dir, resume=bool(resume_dir), data=omniglot,
-                          progress=not quiet,
+                             **options)
+    if data_root:
+        config.data_root = str(data_root)
+    # train() checks the configuration, then loads the data.
+    result = run_training(config, resume_dir or run_dir, resume=bool(resume_dir),
+                          progress=not quiet, download=download,
                           max_seconds=time_limit * 60 if time_limit is not None else None)
     click.echo(f"done: {result.iterations} iterations, best validation accuracy "
                f"{result.best_val_accuracy:.2%}, {result.seconds:.0f} s; checkpoints in {result.run_dir}")
@@ -185,10 +186,13 @@ def train(algorithm, run_dir, resume_dir, iterations, time_limit, data_root, dow
               help="Episode seed: the same seed gives the same episodes for every model.")
 @click.option("--bn-mode", type=click.Choice(["auto", "batch", "running"]), default="auto",
               show_default=True,
-              help="BatchNorm at test: batch statistics of each episode (transductive, MAML's "
-                   "reference) or running statistics from training. auto: batch for MAML, "
-                   "running for ProtoNet. Recorded in the CSV.")
-@click.option("--inner-steps", type=int, help="MAML adaptation steps at test. Default: the run's test inner steps.")
+              help="BatchNorm at test. batch: the support images and the queries of an episode "
+                   "are normalised together with their own statistics (transductive; MAML "
+                   "adapts on the support images alone), as in training and predict. running: "
+                   "the statistics gathered in training, each image on its own. auto: batch for "
+                   "MAML, running for ProtoNet. Recorded in the CSV.")
+@click.option("--inner-steps", type=int,
+              help="MAML only: adaptation steps at test. Default: the run's test inner steps.")
 @click.option("--device", default="auto", show_default=True)
 @data_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -225,7 +229,8 @@ def eval_(run, csv_path, ways, shots, queries, episodes, part, seed, bn_mode, in
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the predictions to this CSV (replaced if it exists).")
 @click.option("--steps", type=int,
-              help="MAML adaptation steps on the support set. Default: the run's test inner steps.")
+              help="MAML only: adaptation steps on the support set. Default: the run's test "
+                   "inner steps.")
 @click.option("--invert", type=click.Choice(["auto", "yes", "no"]), default="auto",
               show_default=True,
               help="Omniglot models expect bright strokes on a dark background. auto inverts an "
@@ -234,9 +239,9 @@ def eval_(run, csv_path, ways, shots, queries, episodes, part, seed, bn_mode, in
                    "for every image.")
 @click.option("--bn-mode", type=click.Choice(["auto", "batch", "running"]), default="auto",
               show_default=True,
-              help="BatchNorm: running statistics from training (each image on its own) or batch "
-                   "statistics of the support images together with the queries. auto: running for "
-                   "ProtoNet, batch for MAML (as eval).")
+              help="BatchNorm, as in eval: running statistics from training (each image on its "
+                   "own) or batch statistics of the support images together with the queries "
+                   "(in chunks of 256 queries). auto: running for ProtoNet, batch for MAML.")
 @click.option("--strict", is_flag=True,
               help="Stop at an unreadable image instead of skipping it with a warning.")
 @click.option("--device", default="auto", show_default=True)
@@ -269,8 +274,8 @@ def predict(run, support_dir, query_path, csv_path, steps, invert, bn_mode, stri
 @cli.command()
 @click.argument("csv_files", nargs=-1, required=True, metavar="CSV...")
 @click.option("--by", "by", multiple=True, metavar="COLUMNS",
-              help="Columns to group by, comma-separated (repeatable). Default: algorithm, order, "
-                   "split, test_ways, test_shots, bn_mode.")
+              help="Columns to group by, comma-separated (repeatable). Default: algorithm, the "
+                   "columns of its variants (MAML's order), split, test_ways, test_shots, bn_mode.")
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv"]), default="table",
               show_default=True,
               help="table: aligned terminal table; markdown: a table for a README; csv: a tidy file "
@@ -306,8 +311,8 @@ def aggregate(csv_files, by, fmt, out):
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("results/reproduce"), show_default=True,
               help="Folder for eval.csv and runs/; rerun with the same folder to resume.")
-@click.option("--algorithms", "algorithms", multiple=True, type=click.Choice(["maml", "protonet"]),
-              help="Only these algorithms (repeatable). Default: both.")
+@click.option("--algorithms", "algorithms", multiple=True, type=click.Choice(ALGORITHMS),
+              help="Only these algorithms (repeatable). Default: all of them.")
 @click.option("--cells", "cells", multiple=True, metavar="CELLS",
               help="Only these cells, WAYSwSHOTSs, comma-separated or repeated, e.g. 5w1s,20w5s. "
                    "Default: the budget's (quick: 5w1s; others: 5w1s 5w5s 20w1s 20w5s).")

@@ -10,9 +10,10 @@ may come either way, so by default (``invert="auto"``) an image is inverted when
 the outermost row and column of pixels of its grayscale version -- is light (mean above 127.5
 of 255): a light border means a light background, hence dark strokes.
 
-ProtoNet classifies each query by its nearest prototype (mean support embedding); MAML adapts a
-deep copy of the model on the support set (``maml.fit_head`` gives it as many outputs as there
-are classes) and classifies the queries with the adapted clone.
+Queries are classified by the run's algorithm exactly as ``fewshot eval`` classifies an
+episode's queries (``run.evaluation.prepared_copy`` and the algorithm's ``classifier``): ProtoNet by
+the nearest prototype (mean support embedding); MAML adapts a copy of the model on the support
+set (with as many outputs as there are classes) and classifies with the adapted clone.
 """
 
 from __future__ import annotations
@@ -27,12 +28,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fewshot_cli.algorithms import maml, protonet
+from fewshot_cli.algorithms import registry
 from fewshot_cli.atomic import atomic_write_text
 from fewshot_cli.run.checkpoint import load_trained
 from fewshot_cli.run.config import TrainConfig, pick_device
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.run.evaluation import resolve_bn_mode
+from fewshot_cli.run.evaluation import refuse_test_steps, resolve_bn_mode, prepared_copy
 from fewshot_cli.data.source import IMAGE_SIZE
 
 INVERT_MODES = ("auto", "yes", "no")
@@ -263,52 +264,34 @@ def classify(config: TrainConfig, model: torch.nn.Module, support: SupportSet,
              device: torch.device | str = "cpu") -> torch.Tensor:
     """Class probabilities ``[len(query), len(support.classes)]`` (softmax of the logits).
 
+    The same computation as ``fewshot eval`` on an episode with these support images and these
+    queries (up to ``CHUNK`` queries: more are classified in chunks of ``CHUNK``, each with the
+    support images).
+
     Args:
-        config: the run's configuration (algorithm, MAML inner learning rate and steps).
+        config: the run's resolved configuration.
         model: the trained network; left untouched (a deep copy is used).
         support: the labelled examples.
         query: ``float [n, 1, 28, 28]``.
         bn_mode: ``running`` (each image on its own, with training's statistics), ``batch``
             (statistics of the support images together with each chunk of queries) or ``auto``
-            (running for ProtoNet, batch for MAML, as ``fewshot eval``).
-        steps: MAML adaptation steps (default: the run's ``test_inner_steps``).
+            (the algorithm's own: running for ProtoNet, batch for MAML, as ``fewshot eval``).
+        steps: adaptation steps (MAML; default: the run's ``test_inner_steps``).
         device: where to compute.
 
     Example:
         >>> config, model, _ = load_trained("runs/proto")
-        >>> probabilities = classify(config, model, load_support("examples"), images)
+        >>> probabilities = classify(config.resolved(), model, load_support("examples"), images)
     """
+    algorithm = registry.get(config.algorithm)
     mode = resolve_bn_mode(config.algorithm, bn_mode)
     ways = len(support.classes)
-    model = copy.deepcopy(model).to(device)  # MAML clones share BatchNorm buffers with their base
-    support_images, support_labels = support.images.to(device), support.labels.to(device)
-    n_support = len(support_images)
-    if config.algorithm == "maml":
-        steps = steps if steps is not None else config.test_inner_steps
-        if steps is None or steps < 1:
-            raise FewshotError(f"MAML needs at least 1 adaptation step (got {steps})")
-        maml.fit_head(model, ways)
-        model.to(device)
-        model.train(mode == "batch")
-        learner = maml.build_learner(model, config.inner_lr or 0.0, first_order=True)
-        network = maml.adapt(learner, support_images, support_labels, steps)
-    else:
-        model.train(mode == "batch")
-        network = model
-    outputs = []
+    model = prepared_copy(algorithm, model, ways, mode, device)
+    fitted = algorithm.classifier(model, support.images.to(device), support.labels.to(device),
+                                  ways, config, steps=steps)
     with torch.no_grad():
-        running_protonet = config.algorithm == "protonet" and mode == "running"
-        support_emb = network(support_images) if running_protonet else None
-        for chunk in _chunks(query.to(device)):
-            if mode == "batch":
-                out = network(torch.cat([support_images, chunk]))
-                support_out, chunk_out = out[:n_support], out[n_support:]
-            else:
-                support_out, chunk_out = support_emb, network(chunk)
-            if config.algorithm == "protonet":
-                chunk_out = protonet.prototypical_logits(support_out, support_labels, chunk_out, ways)
-            outputs.append(torch.softmax(chunk_out, dim=1).cpu())
-    return torch.cat(outputs)
+        return torch.cat([torch.softmax(fitted(chunk), dim=1).cpu()
+                          for chunk in _chunks(query.to(device))])
 
 
 def predict(
@@ -351,10 +334,7 @@ def predict(
     config, model, _ = load_trained(run)
     config = config.resolved()
     resolve_bn_mode(config.algorithm, bn_mode)  # a bad mode fails before images are read
-    if steps is not None and config.algorithm != "maml":
-        raise FewshotError(f"--steps applies to MAML runs only; {run} is a {config.algorithm} run")
-    if steps is not None and steps < 1:
-        raise FewshotError(f"--steps must be at least 1 (got {steps})")
+    refuse_test_steps(config, steps, "--steps", run)
     support = load_support(support_dir, invert, strict, warn)
     query, paths = load_query(query_path, invert, strict, warn)
     probabilities = classify(config, model, support, query, bn_mode, steps, pick_device(device))

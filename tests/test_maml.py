@@ -7,8 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from fewshot_cli.algorithms import maml
+from fewshot_cli.algorithms.base import step_on_episodes
 from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
 from fewshot_cli.data.splits import make_split
+from fewshot_cli.run.config import TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -20,6 +22,16 @@ def episodes(tiny_data):
 def fresh_model(ways=5):
     torch.manual_seed(0)
     return maml.build_model(ways)
+
+
+def config(first_order=False, steps=1):
+    return TrainConfig("maml", ways=5, queries=5, inner_lr=0.4, inner_steps=steps,
+                       first_order=first_order).resolved()
+
+
+def task_loss(model, episode, cfg):
+    logits = maml.ALGORITHM.query_logits(model, episode, cfg, training=True)
+    return F.cross_entropy(logits, episode.query_labels)
 
 
 def test_adaptation_leaves_base_parameters_untouched(episodes):
@@ -36,22 +48,20 @@ def test_adaptation_leaves_base_parameters_untouched(episodes):
 def meta_gradient(first_order, episode, steps=1):
     model = fresh_model()
     model.train()
-    learner = maml.build_learner(model, inner_lr=0.4, first_order=first_order)
-    loss, _ = maml.task_loss(learner, episode, steps)
-    loss.backward()
-    return model, learner, {n: p.grad.clone() for n, p in model.named_parameters()}
+    task_loss(model, episode, config(first_order, steps)).backward()
+    return model, {n: p.grad.clone() for n, p in model.named_parameters()}
 
 
 def test_second_order_differs_from_first_order(episodes):
-    _, _, second = meta_gradient(False, episodes[0])
-    _, _, first = meta_gradient(True, episodes[0])
+    _, second = meta_gradient(False, episodes[0])
+    _, first = meta_gradient(True, episodes[0])
     differs = [n for n in second if not torch.allclose(second[n], first[n], atol=1e-7)]
     assert differs, "second-order meta-gradient should differ from first-order"
 
 
 def test_first_order_is_query_gradient_at_adapted_weights(episodes):
     episode = episodes[1]
-    model, learner, first = meta_gradient(True, episode)
+    model, first = meta_gradient(True, episode)
     # Recompute by hand: adapt a detached copy, then differentiate the query loss there.
     adapted = fresh_model()
     adapted.train()
@@ -60,7 +70,10 @@ def test_first_order_is_query_gradient_at_adapted_weights(episodes):
     with torch.no_grad():
         for p, g in zip(adapted.parameters(), grads):
             p -= 0.4 * g
-    query_loss = F.cross_entropy(adapted(episode.query), episode.query_labels)
+    # Queries are classified in one batch with the support images (batch-BatchNorm definition).
+    n = len(episode.support)
+    logits = adapted(torch.cat([episode.support, episode.query]))[n:]
+    query_loss = F.cross_entropy(logits, episode.query_labels)
     expected = torch.autograd.grad(query_loss, list(adapted.parameters()))
     for (name, _), g in zip(adapted.named_parameters(), expected):
         assert torch.allclose(first[name], g, atol=1e-5), name
@@ -68,17 +81,17 @@ def test_first_order_is_query_gradient_at_adapted_weights(episodes):
 
 def test_one_meta_step_lowers_the_query_loss(episodes):
     model = fresh_model()
-    learner = maml.build_learner(model, inner_lr=0.4)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    cfg = config()
 
     def batch_loss():
         state = copy.deepcopy(model.state_dict())  # BatchNorm buffers move with each pass
-        total = sum(maml.task_loss(learner, e, 1)[0].item() for e in episodes) / len(episodes)
+        total = sum(task_loss(model, e, cfg).item() for e in episodes) / len(episodes)
         model.load_state_dict(state)
         return total
 
     before = batch_loss()
-    maml.meta_step(learner, optimizer, episodes, steps=1)
+    step_on_episodes(maml.ALGORITHM, model, optimizer, episodes, cfg)
     assert batch_loss() < before
 
 
@@ -89,6 +102,27 @@ def test_fit_head_resizes_to_zero_head():
     same = fresh_model(5)
     head = same.head
     assert maml.fit_head(same, 5).head is head
+
+
+def test_new_head_follows_the_model_device():
+    # The order evaluation uses: move the copy first, then fit the head (a CUDA crash before).
+    model = fresh_model(5).to("meta")
+    maml.fit_head(model, 3)
+    assert {p.device.type for p in model.parameters()} == {"meta"}
+    assert model.head.out_features == 3
+    # ... and the other order still works.
+    model = maml.fit_head(fresh_model(5), 3).to("meta")
+    assert {p.device.type for p in model.parameters()} == {"meta"}
+
+
+def test_test_copy_at_other_ways_lives_on_the_device():
+    from fewshot_cli.run.evaluation import prepared_copy
+
+    model = fresh_model(5)
+    tested = prepared_copy(maml.ALGORITHM, model, 20, "batch", "meta")
+    assert {p.device.type for p in tested.parameters()} == {"meta"}
+    assert tested.head.out_features == 20 and tested.training
+    assert model.head.out_features == 5 and model.head.weight.device.type == "cpu"
 
 
 def test_paper_defaults():

@@ -12,13 +12,17 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from fewshot_cli.run.checkpoint import load_trained
+from fewshot_cli.algorithms import registry
 from fewshot_cli.cli import main
-from fewshot_cli.run.config import TrainConfig
+from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
+from fewshot_cli.data.source import preprocess
+from fewshot_cli.data.splits import make_split
 from fewshot_cli.errors import FewshotError
 from fewshot_cli.predict import (PROBABILITY_PREFIX, classify, convert_image, find_images,
                                  has_light_border, load_images, load_support, predict)
-from fewshot_cli.data.source import preprocess
+from fewshot_cli.run.checkpoint import load_trained
+from fewshot_cli.run.config import TrainConfig
+from fewshot_cli.run.evaluation import episode_logits, evaluate, prepared_copy
 from fewshot_cli.run.training import train
 
 TINY_CLASSES = ("Chi/character01", "Omega/character01", "Omega/character02", "Psi/character03")
@@ -226,6 +230,41 @@ def test_maml_adapts_a_copy_with_as_many_outputs_as_classes(tiny_runs, tiny_tree
     assert all(torch.equal(before[k], after[k]) for k in before)  # BatchNorm buffers too
 
 
+@pytest.mark.parametrize("algorithm", ["protonet", "maml"])
+@pytest.mark.parametrize("bn_mode", ["batch", "running"])
+def test_eval_and_predict_agree_on_the_same_images(tiny_runs, tiny_data, tmp_path, algorithm,
+                                                   bn_mode):
+    """An eval episode written out as image folders gets the same predictions from predict."""
+    config, model, _ = load_trained(tiny_runs[algorithm])
+    config = config.resolved()
+    sampler = EpisodeSampler(meta_dataset(tiny_data, make_split(tiny_data), "test"), 3, 2, 4,
+                             seed=1)
+    result = evaluate(config, model, sampler, episodes=2, bn_mode=bn_mode)
+    for index in range(2):
+        episode = sampler[index]
+        tested = prepared_copy(registry.get(algorithm), model, episode.ways, bn_mode, "cpu")
+        logits = episode_logits(registry.get(algorithm), tested, episode, config)
+        folder = tmp_path / f"episode{index}"
+        for i, (image, label) in enumerate(zip(episode.support, episode.support_labels)):
+            (folder / "support" / f"class{label}").mkdir(parents=True, exist_ok=True)
+            save_tensor_png(image, folder / "support" / f"class{label}" / f"s{i:03d}.png")
+        (folder / "query").mkdir()
+        for i, image in enumerate(episode.query):
+            save_tensor_png(image, folder / "query" / f"q{i:03d}.png")
+        frame = predict(tiny_runs[algorithm], folder / "support", folder / "query",
+                        invert="no", bn_mode=bn_mode)
+        assert list(frame["label"]) == [f"class{c}" for c in logits.argmax(1).tolist()]
+        assert np.allclose(frame[probability_columns(frame)].to_numpy(),
+                           torch.softmax(logits, 1).numpy(), atol=1e-6)
+        correct = [label == f"class{c}" for label, c in zip(frame["label"], episode.query_labels)]
+        assert result.accuracies[index] == pytest.approx(sum(correct) / len(correct))
+
+
+def save_tensor_png(image: torch.Tensor, path: Path) -> None:
+    """A ``[1, 28, 28]`` image in ``[0, 1]`` as an 8-bit PNG of the very same pixels."""
+    Image.fromarray((image[0] * 255).round().byte().numpy(), mode="L").save(path)
+
+
 def test_maml_steps_change_the_adaptation(tiny_runs, tiny_tree):
     frames = [predict(tiny_runs["maml"], tiny_tree / "support", tiny_tree / "query", steps=s)
               for s in (1, 5)]
@@ -323,7 +362,7 @@ def _broken_query_file(tree):
     (None, "support", "nowhere", [], "query path .*nowhere does not exist"),
     (_empty_query, "support", "query", [], "no images found in query folder"),
     (_broken_query_file, "support", "one.jpg", [], "cannot read image .*one.jpg"),
-    (None, "support", "query", ["--steps", "3"], "--steps applies to MAML runs only"),
+    (None, "support", "query", ["--steps", "3"], "--steps applies to maml only, not to .*proto, a protonet run"),
     (None, "support", "query", ["--invert", "maybe"], "invalid value for '--invert'"),
     (None, "support", "query", ["--bn-mode", "sometimes"], "invalid value for '--bn-mode'"),
 ])

@@ -5,15 +5,24 @@ import pytest
 
 from fewshot_cli.cli import main
 from fewshot_cli.errors import FewshotError
+import dataclasses
+
+from fewshot_cli.algorithms.base import BudgetSettings
 from fewshot_cli.report.reproduce import (BUDGETS, GRID, PUBLISHED, Budget, comparison,
-                                   format_comparison, parse_cell, plan_cells, reproduce,
-                                   training_for)
+                                          format_comparison, parse_cell, plan_cells, reproduce,
+                                          training_for)
 from fewshot_cli.report.results import append_row
 
 # Seconds on the tiny data. Its lake split validates on a 3-character alphabet, hence 3 ways.
-TINY = Budget("tiny", ("3w1s",), maml_iterations=2, maml_meta_batch=2, maml_first_order=True,
-              protonet_iterations=3, protonet_ways=5, maml_episodes=4, protonet_episodes=5,
-              val_every=2, val_episodes=2)
+TINY = Budget("tiny", ("3w1s",), {
+    "maml": BudgetSettings(2, 4, {"meta_batch": 2, "first_order": True}),
+    "protonet": BudgetSettings(3, 5, {"ways": 5}),
+}, val_every=2, val_episodes=2)
+
+
+def with_maml_iterations(iterations):
+    maml = dataclasses.replace(TINY.algorithms["maml"], iterations=iterations)
+    return dataclasses.replace(TINY, algorithms={**TINY.algorithms, "maml": maml})
 
 
 def run(out, data, lines=None, **options):
@@ -34,11 +43,11 @@ def test_trains_and_tests_every_cell_into_one_csv(tmp_path, tiny_data):
     assert sorted(rows["algorithm"]) == ["maml", "protonet"]
     assert set(rows["test_ways"]) == {3} and set(rows["test_shots"]) == {1}
     by_algorithm = rows.set_index("algorithm")
-    assert by_algorithm.loc["maml", "episodes"] == TINY.maml_episodes
-    assert by_algorithm.loc["protonet", "episodes"] == TINY.protonet_episodes
+    assert by_algorithm.loc["maml", "episodes"] == TINY.algorithms["maml"].test_episodes
+    assert by_algorithm.loc["protonet", "episodes"] == TINY.algorithms["protonet"].test_episodes
     assert by_algorithm.loc["maml", "order"] == "first"
-    assert by_algorithm.loc["maml", "train_iterations"] == TINY.maml_iterations
-    assert by_algorithm.loc["protonet", "train_ways"] == TINY.protonet_ways
+    assert by_algorithm.loc["maml", "train_iterations"] == TINY.algorithms["maml"].iterations
+    assert by_algorithm.loc["protonet", "train_ways"] == TINY.algorithms["protonet"].options["ways"]
     assert (tmp_path / "runs" / "maml-3w1s" / "last.pt").is_file()
     assert (tmp_path / "runs" / "protonet-5w1s" / "best.pt").is_file()
     assert any(line.startswith("[1/2] maml 3-way 1-shot: training") for line in lines)
@@ -76,7 +85,7 @@ def test_protonet_model_serves_cells_of_the_same_shots(tmp_path, tiny_data):
 def test_interrupted_training_resumes(tmp_path, tiny_data):
     from fewshot_cli.run.training import TrainingInterrupted, train
 
-    budget = Budget(**{**TINY.__dict__, "maml_iterations": 4})
+    budget = with_maml_iterations(4)
     cell = plan_cells(budget, ["maml"])[0]
     name, config = training_for(cell, budget, "lake", val_ways=3)
     config.device = "cpu"
@@ -92,7 +101,7 @@ def test_interrupted_training_resumes(tmp_path, tiny_data):
 
 def test_run_dir_of_another_budget_is_refused(tmp_path, tiny_data):
     run(tmp_path, tiny_data, algorithms=["maml"])
-    longer = Budget(**{**TINY.__dict__, "maml_iterations": 3})
+    longer = with_maml_iterations(3)
     with pytest.raises(FewshotError, match="iterations=2, not 3"):
         run(tmp_path, tiny_data, budget=longer, algorithms=["maml"])
 
@@ -127,6 +136,23 @@ def test_cells_and_budgets():
     assert [c.name for c in plan_cells(BUDGETS["cpu"], ["maml"], ["20w1s"])] == ["20w1s"]
     with pytest.raises(FewshotError, match="unknown algorithm"):
         plan_cells(BUDGETS["cpu"], ["matching"])
+    with pytest.raises(FewshotError, match="budget 'tiny' has no settings for protonet"):
+        plan_cells(dataclasses.replace(TINY, algorithms={"maml": TINY.algorithms["maml"]}),
+                   ["protonet"])
+
+
+def test_budgets_keep_their_settings():
+    # The per-algorithm settings moved into the algorithm modules; the budgets stay the same.
+    cpu, quick, paper = BUDGETS["cpu"], BUDGETS["quick"], BUDGETS["paper"]
+    assert cpu.algorithms["maml"] == BudgetSettings(200, 600, {"meta_batch": 8, "first_order": False, "lr": 3e-3})
+    assert cpu.algorithms["protonet"] == BudgetSettings(1500, 1000, {"ways": 60})
+    assert (quick.algorithms["maml"].iterations, quick.algorithms["protonet"].options) == (60, {"ways": 20})
+    assert (paper.algorithms["maml"].iterations, paper.algorithms["protonet"].iterations) == (60000, 20000)
+    name, config = training_for(plan_cells(cpu, ["protonet"], ["20w5s"])[0], cpu, "vinyals", 5)
+    assert name == "protonet-60w5s" and (config.ways, config.test_ways) == (60, 5)
+    name, config = training_for(plan_cells(cpu, ["maml"], ["20w5s"])[0], cpu, "random", 5)
+    assert name == "maml-20w5s" and (config.ways, config.meta_batch, config.lr) == (20, 8, 3e-3)
+    assert config.resolved().test_ways == 20
 
 
 def test_cli_bad_cell_is_a_one_line_error(tmp_path, capsys):

@@ -61,7 +61,7 @@ def test_evaluation_leaves_the_model_unchanged(maml_run, tiny_data):
     config, model, _ = load_trained(maml_run)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     sampler = EpisodeSampler(meta_dataset(tiny_data, make_split(tiny_data), "test"), 5, 1, 3)
-    evaluate("maml", model, sampler, episodes=3, bn_mode="batch", inner_steps=2, inner_lr=0.4)
+    evaluate(config.resolved(), model, sampler, episodes=3, bn_mode="batch", steps=2)
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]), key  # BatchNorm buffers included
 

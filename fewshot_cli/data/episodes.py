@@ -98,17 +98,19 @@ class Episode:
     """One few-shot task: a labelled support set and a query set to classify.
 
     Support and query hold ``ways * shots`` and ``ways * queries`` images; labels are
-    ``0 .. ways-1``, grouped by class.
+    ``0 .. ways-1``, grouped by class. ``ways`` travels with the episode, so whoever classifies
+    it needs no other source for the number of classes.
     """
 
     support: torch.Tensor
     support_labels: torch.Tensor
     query: torch.Tensor
     query_labels: torch.Tensor
+    ways: int
 
     def to(self, device: torch.device | str) -> "Episode":
         return Episode(*(t.to(device) for t in (
-            self.support, self.support_labels, self.query, self.query_labels)))
+            self.support, self.support_labels, self.query, self.query_labels)), ways=self.ways)
 
 
 def check_episode_shape(dataset: l2l.data.MetaDataset, ways: int, shots: int, queries: int,
@@ -178,4 +180,5 @@ class EpisodeSampler:
         return Episode(
             support=images[self.support_index], support_labels=labels[self.support_index],
             query=images[self.query_index], query_labels=labels[self.query_index],
+            ways=self.ways,
         )

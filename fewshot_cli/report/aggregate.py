@@ -22,10 +22,14 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
+from fewshot_cli.algorithms import registry
 from fewshot_cli.errors import FewshotError
 from fewshot_cli.report.results import COLUMNS, REQUIRED
 
-DEFAULT_BY = ("algorithm", "order", "split", "test_ways", "test_shots", "bn_mode")
+# The algorithm, the columns its variants differ by (``Algorithm.group_by``: MAML's order), and
+# the protocol.
+DEFAULT_BY = ("algorithm", *registry.group_columns(), "split", "test_ways", "test_shots",
+              "bn_mode")
 FORMATS = ("table", "markdown", "csv")
 STATS = ("accuracy_mean", "ci95", "runs", "episodes", "run_std")
 GLOB_CHARS = set("*?[")

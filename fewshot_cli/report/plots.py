@@ -15,9 +15,14 @@ import pandas as pd
 from fewshot_cli.errors import FewshotError
 
 DPI = 120
-# Ours: a strong colour per algorithm (first-order MAML its own shade); the papers: lighter.
-OURS_COLORS = {"maml": "#1f77b4", "maml first": "#17becf", "protonet": "#d62728"}
-PAPER_COLORS = {"maml": "#aec7e8", "protonet": "#ff9896"}
+UNKNOWN_COLORS = {"ours": "#7f7f7f", "paper": "#c7c7c7"}  # an algorithm this version lacks
+
+
+def colors_of(algorithm: str) -> dict:
+    """Plot colours of ``algorithm`` (``Algorithm.colors``): ours strong, the paper's lighter."""
+    from fewshot_cli.algorithms import registry
+
+    return dict(registry.get(algorithm).colors) if algorithm in registry.NAMES else UNKNOWN_COLORS
 
 
 def read_curve(run_dir: str | Path) -> pd.DataFrame:
@@ -91,8 +96,8 @@ def plot_curves(run_dirs: Iterable[str | Path], out: str | Path) -> Path:
 def plot_accuracy(csv_patterns: Iterable[str | Path], out: str | Path) -> Path:
     """Test accuracy with 95% CI error bars per grid cell, ours beside the published numbers.
 
-    Rows are grouped by algorithm, MAML order and cell (as ``aggregate`` does); each group is a
-    bar, and each published result (``reproduce.PUBLISHED``) for a cell we have is a lighter,
+    Rows are grouped by cell, algorithm and the algorithms' variant columns (``Algorithm.
+    group_by``: MAML's order), as ``aggregate`` does; each group is a bar, and each published result (``reproduce.PUBLISHED``) for a cell we have is a lighter,
     hatched bar beside it.
 
     Args:
@@ -105,26 +110,30 @@ def plot_accuracy(csv_patterns: Iterable[str | Path], out: str | Path) -> Path:
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
+    from fewshot_cli.algorithms import registry
     from fewshot_cli.report.aggregate import aggregate, natural_key, read_results
     from fewshot_cli.report.reproduce import PUBLISHED
 
-    table = aggregate(read_results(csv_patterns), by=["test_ways", "test_shots", "algorithm", "order"])
+    variants = list(registry.group_columns())
+    table = aggregate(read_results(csv_patterns),
+                      by=["test_ways", "test_shots", "algorithm", *variants])
     cells = list(dict.fromkeys(zip(table["test_ways"], table["test_shots"])))
     bars = []  # (cell index, label, height %, ci %, colour, hatch)
     for index, (ways, shots) in enumerate(cells):
         here = table[(table["test_ways"] == ways) & (table["test_shots"] == shots)]
         for algorithm in dict.fromkeys(here["algorithm"]):
+            colors = colors_of(algorithm)
             for record in here[here["algorithm"] == algorithm].to_dict("records"):
-                order = f", {record['order']} order" if record["order"] else ""
+                values = [record[v] for v in variants if record[v]]
+                variant = "".join(f", {record[v]} {v}" for v in variants if record[v])
+                color = next((colors[v] for v in values if v in colors), colors["ours"])
                 ci = record["ci95"]
-                bars.append((index, f"{algorithm}{order} (ours)", 100 * record["accuracy_mean"],
-                             0.0 if math.isnan(ci) else 100 * ci,
-                             OURS_COLORS.get(f"{algorithm} {record['order']}",
-                                             OURS_COLORS.get(algorithm, "#7f7f7f")), ""))
+                bars.append((index, f"{algorithm}{variant} (ours)", 100 * record["accuracy_mean"],
+                             0.0 if math.isnan(ci) else 100 * ci, color, ""))
             key = (algorithm, int(natural_key(ways)[1]), int(natural_key(shots)[1]))
             if key in PUBLISHED:
-                bars.append((index, f"{algorithm} (paper)", PUBLISHED[key], 0.0,
-                             PAPER_COLORS.get(algorithm, "#c7c7c7"), "//"))
+                bars.append((index, f"{algorithm} (paper)", PUBLISHED[key], 0.0, colors["paper"],
+                             "//"))
     figure = Figure(figsize=(max(6.0, 2.4 * len(cells) + 2), 4.5), layout="constrained")
     axes = figure.subplots()
     per_cell = {i: [b for b in bars if b[0] == i] for i in range(len(cells))}

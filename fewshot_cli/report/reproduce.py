@@ -1,14 +1,17 @@
 """The standard Omniglot grid, trained and evaluated in one go, beside the published numbers.
 
-The grid is MAML and ProtoNet at 5 and 20 ways, 1 and 5 shots, each with its paper's protocol:
+The grid is every algorithm of the registry at 5 and 20 ways, 1 and 5 shots, each with its
+paper's protocol: its split (``Algorithm.paper_split``; rotation augmentation on the splits
+without rotated classes) and, per budget, its ``BudgetSettings`` (training length, test
+episodes, options). Today:
 
 - MAML (Finn et al.): the ``random`` split (1100 / 100 / 423 characters; the paper trains on
   1200) with 90-degree rotation augmentation, one model per cell, 600 test episodes.
 - ProtoNet (Snell et al.): the ``vinyals`` split (rotations as classes), 60-way training with 5
   queries, one model per shot count that serves both the 5-way and the 20-way cell (as in the
-  paper), 1000 test episodes.
+  paper: its budgets fix the training ways), 1000 test episodes.
 
-Test episodes have 15 queries per class, seed 0, BatchNorm per algorithm (``evaluation``).
+Test episodes have 15 queries per class, seed 0, BatchNorm per algorithm (``run.evaluation``).
 
 Every cell appends one row to ``DIR/eval.csv``; run directories are ``DIR/runs/<training>``
 (``maml-5w1s``, ``protonet-60w1s``...). A cell whose row (same run, training length and test
@@ -22,27 +25,22 @@ import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 import pandas as pd
 
+from fewshot_cli.algorithms import registry
+from fewshot_cli.algorithms.base import BudgetSettings
+from fewshot_cli.errors import FewshotError
 from fewshot_cli.report.aggregate import aggregate, natural_key, percent, read_csv, render
 from fewshot_cli.run.checkpoint import LAST, load_checkpoint, read_config
-from fewshot_cli.run.config import ALGORITHMS, TrainConfig
-from fewshot_cli.errors import FewshotError
+from fewshot_cli.run.config import TrainConfig
 
-# Published test accuracies (%) on Omniglot, by (algorithm, ways, shots).
-PUBLISHED_SOURCES = {
-    "maml": "Finn, Abbeel & Levine (2017), Model-Agnostic Meta-Learning, Table 1 (Omniglot)",
-    "protonet": "Snell, Swersky & Zemel (2017), Prototypical Networks, Table 1 (Omniglot)",
-}
-PUBLISHED = {
-    ("maml", 5, 1): 98.7, ("maml", 5, 5): 99.9, ("maml", 20, 1): 95.8, ("maml", 20, 5): 98.9,
-    ("protonet", 5, 1): 98.8, ("protonet", 5, 5): 99.7, ("protonet", 20, 1): 96.0,
-    ("protonet", 20, 5): 98.9,
-}
+# Published test accuracies (%) on Omniglot, by (algorithm, ways, shots), and their sources.
+PUBLISHED = {(a.name, ways, shots): value for a in registry.algorithms()
+             for (ways, shots), value in a.published.accuracy.items()}
+PUBLISHED_SOURCES = {a.name: a.published.source for a in registry.algorithms()}
 GRID = ("5w1s", "5w5s", "20w1s", "20w5s")
-PAPER_SPLITS = {"maml": "random", "protonet": "vinyals"}
 TEST_QUERIES = 15
 
 
@@ -53,52 +51,32 @@ class Budget:
     Attributes:
         name: what ``--budget`` calls it.
         cells: the grid cells it runs unless ``cells`` are given.
-        maml_iterations: meta-iterations of each MAML cell.
-        maml_meta_batch: tasks per meta-update; ``None``: the paper's 32 (5-way) / 16 (20-way).
-        maml_first_order: first-order MAML (the papers' numbers are second order).
-        maml_lr: Adam's meta learning rate (the paper: 1e-3; short budgets learn faster at 3e-3).
-        protonet_iterations: training episodes of each ProtoNet model.
-        protonet_ways: ways of the ProtoNet training episodes (the paper: 60).
-        maml_episodes, protonet_episodes: test episodes per cell (the papers: 600 and 1000).
+        algorithms: ``BudgetSettings`` of each algorithm it runs (by name): training
+            iterations, test episodes per cell, and options of its trainings.
         val_every, val_episodes: validation during training.
     """
 
     name: str
     cells: tuple[str, ...]
-    maml_iterations: int
-    maml_meta_batch: int | None
-    maml_first_order: bool
-    protonet_iterations: int
-    protonet_ways: int = 60
-    maml_lr: float = 1e-3
-    maml_episodes: int = 600
-    protonet_episodes: int = 1000
+    algorithms: Mapping[str, BudgetSettings]
     val_every: int = 500
     val_episodes: int = 100
 
 
-# Speeds behind the budgets, measured by ``python -m benchmarks.budget`` on an idle 2-core
-# machine with 2 torch threads (results/cpu/logs): a second-order MAML meta-iteration of 8 tasks
-# takes 0.7 s (5w1s), 1.0 s (5w5s), 5.7 s (20w1s) and 14.5 s (20w5s, with its 5 inner steps); a
-# ProtoNet 60-way episode 0.34 s (1-shot) / 0.71 s (5-shot); a test episode 0.02-0.06 s at 5
-# ways, 0.12-0.44 s at 20 ways.
+def settings_of(budget: str) -> dict[str, BudgetSettings]:
+    """Every registered algorithm's settings for the budget called ``budget``."""
+    return {a.name: a.budgets[budget] for a in registry.algorithms() if budget in a.budgets}
+
+
+# Each algorithm's settings (and the speeds measured behind them) live in its module.
 BUDGETS = {b.name: b for b in (
     # The README's first job: a few minutes on 2 cores, 5-way 1-shot only.
-    # Second-order MAML: a first-order one barely moves in its first few hundred iterations,
-    # at nearly the same cost per iteration on a CPU.
-    Budget("quick", ("5w1s",), maml_iterations=60, maml_meta_batch=8, maml_first_order=False,
-           protonet_iterations=100, protonet_ways=20, maml_lr=3e-3, maml_episodes=100,
-           protonet_episodes=100, val_every=10**9, val_episodes=20),
-    # About 2 hours on 2 cores (1.94 h estimated from timed steps): ProtoNet 2 x 1500 episodes
-    # (26 min); second-order MAML 4 x 200 iterations of 8 tasks (73 min, 48 of them 20-way
-    # 5-shot); validation 3 min; testing with the papers' episode counts 14 min.
-    Budget("cpu", GRID, maml_iterations=200, maml_meta_batch=8, maml_first_order=False,
-           protonet_iterations=1500, maml_lr=3e-3, val_every=100, val_episodes=50),
-    # The papers' lengths, for a GPU: MAML 60000 meta-iterations (its reference code's Omniglot
-    # commands), second order, paper meta-batches; ProtoNet 20000 episodes (the paper trains
-    # until validation stops improving).
-    Budget("paper", GRID, maml_iterations=60000, maml_meta_batch=None, maml_first_order=False,
-           protonet_iterations=20000, val_every=500, val_episodes=100),
+    Budget("quick", ("5w1s",), settings_of("quick"), val_every=10**9, val_episodes=20),
+    # About 2 hours on 2 cores (1.94 h estimated from timed steps by benchmarks.budget, with
+    # validation 3 min and testing with the papers' episode counts 14 min).
+    Budget("cpu", GRID, settings_of("cpu"), val_every=100, val_episodes=50),
+    # The papers' lengths, for a GPU.
+    Budget("paper", GRID, settings_of("paper"), val_every=500, val_episodes=100),
 )}
 
 
@@ -139,11 +117,12 @@ def get_budget(budget: str | Budget) -> Budget:
 
 def plan_cells(budget: Budget, algorithms: Iterable[str] | None = None,
                cells: Iterable[str] | None = None) -> list[Cell]:
-    """The cells to run: ``algorithms`` x ``cells`` (default: both algorithms x the budget's cells)."""
-    algorithms = list(dict.fromkeys(algorithms or ALGORITHMS))
+    """The cells to run: ``algorithms`` x ``cells`` (default: the budget's algorithms x cells)."""
+    algorithms = list(dict.fromkeys(algorithms or budget.algorithms))
     for algorithm in algorithms:
-        if algorithm not in ALGORITHMS:
-            raise FewshotError(f"unknown algorithm '{algorithm}' (choose from {', '.join(ALGORITHMS)})")
+        registry.get(algorithm)  # an unknown name fails here
+        if algorithm not in budget.algorithms:
+            raise FewshotError(f"budget '{budget.name}' has no settings for {algorithm}")
     shapes = list(dict.fromkeys(parse_cell(c) for c in (cells or budget.cells)))
     return [Cell(a, w, s) for a in algorithms for w, s in shapes]
 
@@ -151,19 +130,18 @@ def plan_cells(budget: Budget, algorithms: Iterable[str] | None = None,
 def training_for(cell: Cell, budget: Budget, split: str, val_ways: int) -> tuple[str, TrainConfig]:
     """``(run name, configuration)`` of the training behind ``cell``.
 
-    ProtoNet's run depends on the shots only (its ``val_ways``: the fewest ways it is tested at).
+    When the budget fixes the algorithm's training ways, its run depends on the shots only and
+    is validated at ``val_ways`` (the fewest ways it is tested at); otherwise it trains and
+    validates at the cell's ways.
     """
-    common = dict(shots=cell.shots, split=split, rotations=split != "vinyals",
-                  val_every=budget.val_every, val_episodes=budget.val_episodes,
-                  test_queries=TEST_QUERIES)
-    if cell.algorithm == "maml":
-        config = TrainConfig("maml", ways=cell.ways, iterations=budget.maml_iterations,
-                             meta_batch=budget.maml_meta_batch, lr=budget.maml_lr,
-                             first_order=budget.maml_first_order, **common)
-        return f"maml-{cell.name}", config
-    config = TrainConfig("protonet", ways=budget.protonet_ways,
-                         iterations=budget.protonet_iterations, test_ways=val_ways, **common)
-    return f"protonet-{budget.protonet_ways}w{cell.shots}s", config
+    settings = budget.algorithms[cell.algorithm]
+    options = {"ways": cell.ways, **settings.options}
+    if "ways" in settings.options:
+        options.setdefault("test_ways", val_ways)
+    config = TrainConfig(cell.algorithm, shots=cell.shots, iterations=settings.iterations,
+                         split=split, rotations=split != "vinyals", val_every=budget.val_every,
+                         val_episodes=budget.val_episodes, test_queries=TEST_QUERIES, **options)
+    return f"{cell.algorithm}-{config.ways}w{cell.shots}s", config
 
 
 # What makes two trainings the same (validation and paths may differ).
@@ -246,13 +224,13 @@ def reproduce(
     csv_path = out_dir / "eval.csv"
     check_writable(csv_path)
     done = done_cells(csv_path)
-    splits = {a: split or PAPER_SPLITS[a] for a in ALGORITHMS}
+    splits = {c.algorithm: split or registry.get(c.algorithm).paper_split for c in plan}
     val_ways = {a: min(c.ways for c in plan if c.algorithm == a) for a in {c.algorithm for c in plan}}
     jobs = []
     for cell in plan:
         name, config = training_for(cell, budget, splits[cell.algorithm], val_ways[cell.algorithm])
         config.resolved()  # a bad cell fails before anything runs
-        episodes = budget.maml_episodes if cell.algorithm == "maml" else budget.protonet_episodes
+        episodes = budget.algorithms[cell.algorithm].test_episodes
         key = (cell.algorithm, str(cell.ways), str(cell.shots), name, str(config.iterations),
                str(episodes))
         if key not in done and (out_dir / "runs" / name / LAST).is_file():
@@ -299,22 +277,24 @@ def reproduce(
 def comparison(csv_path: str | Path) -> pd.DataFrame:
     """Our results in ``csv_path`` per cell beside the published accuracy.
 
-    Columns: ``algorithm``, ``order``, ``split``, ``cell``, ``accuracy_mean``, ``ci95``,
+    Columns: ``algorithm``, the algorithms' variant columns (``registry.group_columns()``:
+    MAML's ``order``), ``split``, ``cell``, ``accuracy_mean``, ``ci95``,
     ``runs``, ``episodes`` (fractions, as ``aggregate``), ``published`` (%, NaN where the papers
     have none) and ``difference`` (ours minus published, percentage points).
 
     Example:
         >>> comparison("results/quick/eval.csv")
     """
+    variants = list(registry.group_columns())
     table = aggregate(read_csv(Path(csv_path)),
-                      by=["algorithm", "order", "split", "test_ways", "test_shots"])
+                      by=["algorithm", *variants, "split", "test_ways", "test_shots"])
     table = table.assign(ways=[natural_key(w)[1] for w in table["test_ways"]],
                          shots=[natural_key(s)[1] for s in table["test_shots"]])
     table["cell"] = [f"{w}w{s}s" for w, s in zip(table["test_ways"], table["test_shots"])]
     table["published"] = [PUBLISHED.get((a, int(w), int(s)), float("nan"))
                           for a, w, s in zip(table["algorithm"], table["ways"], table["shots"])]
     table["difference"] = 100 * table["accuracy_mean"] - table["published"]
-    return table[["algorithm", "order", "split", "cell", "accuracy_mean", "ci95", "runs",
+    return table[["algorithm", *variants, "split", "cell", "accuracy_mean", "ci95", "runs",
                   "episodes", "published", "difference"]].reset_index(drop=True)
 
 
@@ -324,7 +304,8 @@ def format_comparison(table: pd.DataFrame, fmt: str = "table") -> str:
     Example:
         >>> print(format_comparison(comparison("results/quick/eval.csv"), "markdown"))
     """
-    headers = ["algorithm", "order", "split", "cell", "ours (%)", "episodes", "published (%)",
+    variants = list(registry.group_columns())
+    headers = ["algorithm", *variants, "split", "cell", "ours (%)", "episodes", "published (%)",
                "ours - published"]
     rows = []
     for r in table.to_dict("records"):
@@ -332,11 +313,11 @@ def format_comparison(table: pd.DataFrame, fmt: str = "table") -> str:
         if r["runs"] > 1:
             ours += f" ({r['runs']} runs)"
         known = pd.notna(r["published"])
-        rows.append([r["algorithm"], r["order"], r["split"], r["cell"], ours,
+        rows.append([r["algorithm"], *(r[v] for v in variants), r["split"], r["cell"], ours,
                      str(int(r["episodes"])) if pd.notna(r["episodes"]) else "",
                      f"{r['published']:.1f}" if known else "",
                      f"{r['difference']:+.2f}" if known else ""])
     sources = [f"published: {name} -- {source}" for name, source in PUBLISHED_SOURCES.items()
                if name in set(table["algorithm"])]
-    text = render(headers, rows, fmt, right=headers[4:])
+    text = render(headers, rows, fmt, right=headers[headers.index("ours (%)"):])
     return text + "\n" + ("\n" if fmt == "markdown" and sources else "") + "\n".join(sources) + "\n"

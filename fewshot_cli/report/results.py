@@ -14,15 +14,17 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+from fewshot_cli.algorithms import registry
 from fewshot_cli.atomic import atomic_write_text
 from fewshot_cli.errors import FewshotError
 
+# Every row has these, and after ``algorithm`` each algorithm's own columns (empty in the rows
+# of the other algorithms).
 COLUMNS = [
-    "timestamp", "run_id", "algorithm", "order", "backbone", "dataset", "split", "split_part",
-    "rotations", "train_ways", "train_shots", "train_queries", "test_ways", "test_shots",
-    "test_queries", "inner_steps_train", "inner_steps_test", "inner_lr", "train_iterations",
-    "checkpoint_iteration", "episodes", "seed", "bn_mode", "accuracy_mean", "ci95",
-    "eval_seconds", "checkpoint", "version",
+    "timestamp", "run_id", "algorithm", *registry.csv_columns(), "backbone", "dataset", "split",
+    "split_part", "rotations", "train_ways", "train_shots", "train_queries", "test_ways",
+    "test_shots", "test_queries", "train_iterations", "checkpoint_iteration", "episodes", "seed",
+    "bn_mode", "accuracy_mean", "ci95", "eval_seconds", "checkpoint", "version",
 ]
 REQUIRED = {"algorithm", "accuracy_mean"}  # what makes a CSV an evaluation CSV
 

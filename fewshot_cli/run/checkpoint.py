@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from fewshot_cli.algorithms import maml, protonet
+from fewshot_cli.algorithms import registry
 from fewshot_cli.atomic import atomic_torch_save, atomic_write_text
 from fewshot_cli.run.config import TrainConfig
 from fewshot_cli.errors import FewshotError
@@ -102,13 +102,6 @@ def resolve_run(path: Path, which: str = BEST) -> tuple[Path, Path]:
     return path.parent, path
 
 
-def build_model(config: TrainConfig) -> torch.nn.Module:
-    """The network a configuration trains (Conv-4, plus a linear head for MAML)."""
-    if config.algorithm == "maml":
-        return maml.build_model(config.ways, config.backbone)
-    return protonet.build_model(config.backbone)
-
-
 def load_trained(path: str | Path) -> tuple[TrainConfig, torch.nn.Module, Path]:
     """The configuration and trained model of a run directory or checkpoint.
 
@@ -123,7 +116,7 @@ def load_trained(path: str | Path) -> tuple[TrainConfig, torch.nn.Module, Path]:
             f"{checkpoint_path} holds a {state['algorithm']} model but {run_dir}/config.json "
             f"describes {config.algorithm}"
         )
-    model = build_model(config)
+    model = registry.get(config.algorithm).build_model(config)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:

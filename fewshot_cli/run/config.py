@@ -1,4 +1,4 @@
-"""The configuration of a training run, with each algorithm's published defaults."""
+"""The configuration of a training run; each algorithm's published defaults fill its gaps."""
 
 from __future__ import annotations
 
@@ -7,22 +7,22 @@ from dataclasses import dataclass, field
 
 import torch
 
-from fewshot_cli.algorithms import maml
+from fewshot_cli.algorithms import registry
 from fewshot_cli.algorithms.backbone import BACKBONES
-from fewshot_cli.errors import FewshotError
 from fewshot_cli.data.splits import SPLITS
-
-ALGORITHMS = ("maml", "protonet")
+from fewshot_cli.errors import FewshotError
 
 
 @dataclass
 class TrainConfig:
     """Everything that defines a training run; saved as ``config.json`` in the run directory.
 
-    ``None`` fields take the algorithm's paper defaults in ``resolved()``: MAML follows Finn et
-    al. for Omniglot (5-way: inner lr 0.4, 1 step, 3 at test, meta-batch 32; 20-way: 0.1, 5, 5,
-    16); ProtoNet follows Snell et al. (60-way training with 5 queries, Adam 1e-3 halved every
-    2000 episodes, tested at 5 ways with the training shots).
+    ``None`` fields take the algorithm's paper defaults in ``resolved()`` (its ``default_ways``
+    and ``defaults(ways)``): MAML follows Finn et al. for Omniglot (5-way: inner lr 0.4, 1 step,
+    3 at test, meta-batch 32; 20-way: 0.1, 5, 5, 16); ProtoNet follows Snell et al. (60-way
+    training with 5 queries, Adam 1e-3 halved every 2000 episodes, tested at 5 ways with the
+    training shots). Fields that belong to other algorithms only (``Algorithm.options``, e.g.
+    MAML's ``inner_lr`` for a ProtoNet) must stay unset.
 
     Example:
         >>> TrainConfig("protonet", iterations=500).resolved().ways
@@ -58,36 +58,29 @@ class TrainConfig:
 
     def resolved(self) -> "TrainConfig":
         """A copy with every ``None`` replaced by the algorithm's default, validated."""
-        if self.algorithm not in ALGORITHMS:
-            raise FewshotError(f"unknown algorithm '{self.algorithm}' (choose from {', '.join(ALGORITHMS)})")
+        algorithm = registry.get(self.algorithm)
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        registry.refuse_options(self.algorithm, {
+            name: "--" + name.replace("_", "-") for name in registry.own_options()
+            if getattr(self, name) != defaults[name]})
         c = dataclasses.replace(self)
-        protonet = c.algorithm == "protonet"
-        defaults = {"ways": 60 if protonet else 5, "queries": 5 if protonet else 15,
-                    "lr_halve_every": 2000 if protonet else 0}
-        for key, value in defaults.items():
+        if c.ways is None:
+            c.ways = algorithm.default_ways
+        c.validate()  # before ways is used to pick the other defaults
+        for key, value in algorithm.defaults(c.ways).items():
             if getattr(c, key) is None:
                 setattr(c, key, value)
-        c.validate()  # before ways is used to pick the other defaults
-        if c.test_ways is None:
-            c.test_ways = 5 if protonet else c.ways
         if c.test_shots is None:
             c.test_shots = c.shots
-        if protonet:
-            c.first_order = False
-        else:
-            for key, value in maml.paper_defaults(c.ways).items():
-                if getattr(c, key) is None:
-                    setattr(c, key, value)
         c.validate()
         return c
 
     def validate(self) -> None:
         """Raise a one-line error for an impossible configuration."""
         positive = ["ways", "shots", "queries", "iterations", "test_ways", "test_shots",
-                    "test_queries", "val_every", "val_episodes"]
-        if self.algorithm == "maml":
-            positive += ["inner_steps", "test_inner_steps", "meta_batch"]
-        for name in positive:
+                    "test_queries", "val_every", "val_episodes", "inner_steps",
+                    "test_inner_steps", "meta_batch"]
+        for name in positive:  # unset (None) ones are checked once resolved
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise FewshotError(f"--{name.replace('_', '-')} must be at least 1 (got {value})")

@@ -1,16 +1,17 @@
 """The test protocol: mean accuracy and 95% confidence interval over seeded episodes.
 
-Both algorithms are evaluated on the same episodes for the same seed. The BatchNorm mode is an
-explicit choice, recorded with every result:
+Every algorithm is evaluated on the same episodes for the same seed, its queries classified by
+its ``query_logits`` (the function training and ``predict`` use too). The BatchNorm mode is an
+explicit choice, recorded with every result (defined once in ``algorithms.base``):
 
-- ``batch``: each episode normalises with its own batch statistics (transductive; what MAML's
-  reference code does, since its BatchNorm keeps no running statistics);
+- ``batch``: the support images and the queries of an episode are normalised together with
+  their own batch statistics (transductive; MAML's reference code keeps no running statistics);
 - ``running``: the running statistics gathered in training (``model.eval()``), each query judged
   on its own.
 
-Evaluation works on a deep copy of the model: adapted MAML clones share BatchNorm buffers with
-their base model, and batch-mode forward passes update them, so the caller's model must not be
-the one used.
+Evaluation works on a deep copy of the model (``prepared_copy``): adapted MAML clones share
+BatchNorm buffers with their base model, and batch-mode forward passes update them, so the
+caller's model must not be the one used.
 """
 
 from __future__ import annotations
@@ -25,17 +26,15 @@ import torch
 from tqdm import tqdm
 
 from fewshot_cli import __version__
-from fewshot_cli.algorithms import maml, protonet
+from fewshot_cli.algorithms import registry
+from fewshot_cli.algorithms.base import BN_MODES, Algorithm
 from fewshot_cli.run.checkpoint import load_checkpoint, load_trained
-from fewshot_cli.run.config import pick_device
-from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
+from fewshot_cli.run.config import TrainConfig, pick_device
+from fewshot_cli.data.episodes import Episode, EpisodeSampler, meta_dataset
 from fewshot_cli.errors import FewshotError
 from fewshot_cli.report.results import append_row, check_writable
 from fewshot_cli.data.source import Omniglot, load_omniglot
 from fewshot_cli.data.splits import make_split
-
-BN_MODES = ("batch", "running")
-DEFAULT_BN_MODE = {"maml": "batch", "protonet": "running"}
 
 
 @dataclass
@@ -65,64 +64,97 @@ class EvalResult:
 
 
 def resolve_bn_mode(algorithm: str, bn_mode: str = "auto") -> str:
-    """``auto`` is ``batch`` for MAML and ``running`` for ProtoNet (each paper's practice)."""
-    mode = DEFAULT_BN_MODE[algorithm] if bn_mode == "auto" else bn_mode
+    """``auto`` is the algorithm's own mode (batch for MAML, running for ProtoNet: each paper's
+    practice); ``batch`` and ``running`` pass through.
+
+    Example:
+        >>> resolve_bn_mode(config.algorithm, "auto")  # e.g. 'running' for ProtoNet
+    """
+    mode = registry.get(algorithm).bn_mode if bn_mode == "auto" else bn_mode
     if mode not in BN_MODES:
         raise FewshotError(f"unknown BatchNorm mode '{bn_mode}' (choose from auto, {', '.join(BN_MODES)})")
     return mode
 
 
+def prepared_copy(algorithm: Algorithm, model: torch.nn.Module, ways: int, bn_mode: str,
+              device: torch.device | str) -> torch.nn.Module:
+    """A copy of ``model`` on ``device``, ready for ``ways``-way episodes in ``bn_mode``.
+
+    ``model`` itself is left untouched (see the module docstring).
+
+    Example:
+        >>> model_20 = prepared_copy(registry.get(config.algorithm), model, 20, "batch", "cuda")
+    """
+    model = algorithm.for_ways(copy.deepcopy(model).to(device), ways)
+    model.train(bn_mode == "batch")
+    return model
+
+
+def refuse_test_steps(config: TrainConfig, steps: int | None, flag: str, run: object) -> None:
+    """Refuse test adaptation ``steps`` (``flag`` on the command line) that a run cannot use."""
+    if steps is None:
+        return
+    registry.refuse_options(config.algorithm, {"test_inner_steps": flag},
+                            f"{run}, a {config.algorithm} run")
+    if steps < 1:
+        raise FewshotError(f"{flag} must be at least 1 (got {steps})")
+
+
 def evaluate(
-    algorithm: str,
+    config: TrainConfig,
     model: torch.nn.Module,
     sampler: EpisodeSampler,
     episodes: int = 600,
     bn_mode: str = "auto",
-    inner_steps: int = 3,
-    inner_lr: float = 0.4,
+    steps: int | None = None,
     device: torch.device | str = "cpu",
     progress: bool = False,
 ) -> EvalResult:
     """Accuracy of ``model`` on episodes ``0 .. episodes-1`` of ``sampler``.
 
     Args:
-        algorithm: ``maml`` or ``protonet``.
+        config: the run's resolved configuration (its algorithm and settings).
         model: the trained network (left untouched).
         sampler: seeded test episodes.
         episodes: how many episodes.
         bn_mode: ``batch``, ``running`` or ``auto``.
-        inner_steps, inner_lr: MAML's adaptation at test.
+        steps: adaptation steps at test (MAML); default: the run's ``test_inner_steps``.
         device: where to compute.
         progress: show a progress bar (on a terminal only).
 
     Example:
-        >>> result = evaluate("protonet", model, EpisodeSampler(test_ds, 5, 1, 15), episodes=600)
+        >>> result = evaluate(config, model, EpisodeSampler(test_ds, 5, 1, 15), episodes=600)
         >>> f"{result.mean:.1%} ± {result.ci95:.1%}"
     """
     if episodes < 1:
         raise FewshotError(f"episodes must be at least 1 (got {episodes})")
-    mode = resolve_bn_mode(algorithm, bn_mode)
-    model = copy.deepcopy(model).to(device)
-    model.train(mode == "batch")
-    if algorithm == "maml":
-        learner = maml.build_learner(maml.fit_head(model, sampler.ways), inner_lr, first_order=True)
+    algorithm = registry.get(config.algorithm)
+    mode = resolve_bn_mode(config.algorithm, bn_mode)
+    model = prepared_copy(algorithm, model, sampler.ways, mode, device)
     start = time.perf_counter()
     accuracies = []
     for index in tqdm(range(episodes), desc="evaluating", unit="episode",
                       disable=None if progress else True, leave=False):  # None: terminal only
         episode = sampler[index].to(device)
-        if algorithm == "maml":
-            clone = maml.adapt(learner, episode.support, episode.support_labels, inner_steps)
-            with torch.no_grad():
-                predictions = clone(episode.query).argmax(1)
-        else:
-            with torch.no_grad():
-                embeddings = model(torch.cat([episode.support, episode.query]))
-                n = len(episode.support)
-                predictions = protonet.prototypical_logits(
-                    embeddings[:n], episode.support_labels, embeddings[n:], sampler.ways).argmax(1)
+        predictions = episode_logits(algorithm, model, episode, config, steps).argmax(1)
         accuracies.append((predictions == episode.query_labels).float().mean().item())
     return EvalResult(accuracies, time.perf_counter() - start)
+
+
+def episode_logits(algorithm: Algorithm, model: torch.nn.Module, episode: Episode,
+                   config: TrainConfig, steps: int | None = None) -> torch.Tensor:
+    """Logits ``[queries, ways]`` of ``episode``'s queries at test (``model``: a ``prepared_copy``).
+
+    The adaptation (if any) runs with gradients; the queries are classified without. ``predict``
+    computes the same for a user's images.
+
+    Example:
+        >>> predictions = episode_logits(algorithm, tested, episode, config).argmax(1)
+    """
+    fitted = algorithm.classifier(model, episode.support, episode.support_labels, episode.ways,
+                                  config, steps=steps)
+    with torch.no_grad():
+        return fitted(episode.query)
 
 
 def evaluate_run(
@@ -144,6 +176,8 @@ def evaluate_run(
     """Evaluate a run directory (or checkpoint) and append the result to ``csv_path``.
 
     Ways, shots and queries default to the run's test settings; the split is the run's own.
+    ``inner_steps`` (``--inner-steps``) changes the test adaptation of an algorithm that adapts
+    (MAML) and is refused for others.
 
     Returns:
         ``(result, row)``: the accuracies and the CSV row written (also when ``csv_path`` is None).
@@ -151,34 +185,29 @@ def evaluate_run(
     Example:
         >>> result, row = evaluate_run("runs/protonet", "results/eval.csv", episodes=600)
     """
-    if inner_steps is not None and inner_steps < 1:
-        raise FewshotError(f"--inner-steps must be at least 1 (got {inner_steps})")
     if csv_path is not None:
         check_writable(csv_path)
     config, model, checkpoint_path = load_trained(path)
+    config = config.resolved()
+    refuse_test_steps(config, inner_steps, "--inner-steps", path)
     ways, shots = ways or config.test_ways, shots or config.test_shots
     queries = queries or config.test_queries
-    steps = inner_steps if inner_steps is not None else (config.test_inner_steps or 0)
     if data is None:
         data = load_omniglot(data_root or config.data_root, progress=progress)
     split = make_split(data, config.split, config.split_seed, config.split_dir)
     sampler = EpisodeSampler(meta_dataset(data, split, part), ways, shots, queries, seed=seed, part=part)
     mode = resolve_bn_mode(config.algorithm, bn_mode)
-    result = evaluate(config.algorithm, model, sampler, episodes, mode, steps,
-                      config.inner_lr or 0.0, pick_device(device), progress)
-    is_maml = config.algorithm == "maml"
+    result = evaluate(config, model, sampler, episodes, mode, inner_steps, pick_device(device),
+                      progress)
     row = {
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "run_id": checkpoint_path.parent.name,
         "algorithm": config.algorithm,
-        "order": ("first" if config.first_order else "second") if is_maml else "",
+        **registry.get(config.algorithm).csv_values(config, inner_steps),
         "backbone": config.backbone, "dataset": "omniglot", "split": config.split,
         "split_part": part, "rotations": config.rotations or config.split == "vinyals",
         "train_ways": config.ways, "train_shots": config.shots, "train_queries": config.queries,
         "test_ways": ways, "test_shots": shots, "test_queries": queries,
-        "inner_steps_train": config.inner_steps if is_maml else "",
-        "inner_steps_test": steps if is_maml else "",
-        "inner_lr": config.inner_lr if is_maml else "",
         "train_iterations": config.iterations,
         # A best.pt (or a time-limited run) may stop short of the planned iterations.
         "checkpoint_iteration": load_checkpoint(checkpoint_path)["iteration"],

@@ -1,4 +1,7 @@
-"""The meta-training loop shared by MAML and ProtoNet, with validation, checkpoints and resume.
+"""The meta-training loop shared by every algorithm, with validation, checkpoints and resume.
+
+The loop asks the run's ``Algorithm`` (``algorithms.registry``) for its model and for each
+training iteration; it knows no algorithm by name.
 
 Iteration ``t`` trains on episodes drawn from ``(seed, t)`` alone (see ``episodes``), and the
 model, optimizer and schedule are saved at iteration boundaries only, so an interrupted run
@@ -22,10 +25,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from fewshot_cli.algorithms import maml, protonet
+from fewshot_cli.algorithms import registry
 from fewshot_cli.atomic import atomic_write_text
-from fewshot_cli.run.checkpoint import (BEST, LAST, LOG, build_model, load_checkpoint, read_config,
-                                    save_checkpoint, save_config)
+from fewshot_cli.run.checkpoint import (BEST, LAST, LOG, load_checkpoint, read_config,
+                                        save_checkpoint, save_config)
 from fewshot_cli.run.config import TrainConfig, pick_device
 from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
 from fewshot_cli.errors import FewshotError
@@ -107,25 +110,6 @@ def read_log(run_dir: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def training_step(config: TrainConfig, learner: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                  sampler: EpisodeSampler, iteration: int, device: torch.device | str = "cpu"
-                  ) -> tuple[float, float]:
-    """Training iteration ``iteration`` of a resolved ``config``; its ``(loss, accuracy)``.
-
-    MAML takes one meta-step over tasks ``iteration * meta_batch ...`` of ``sampler`` (``learner``
-    is the ``l2l.algorithms.MAML`` wrapper); ProtoNet one step on episode ``iteration``
-    (``learner`` is the backbone).
-
-    Example:
-        >>> loss, accuracy = training_step(config, model, optimizer, sampler, 0)
-    """
-    if config.algorithm == "maml":
-        batch = [sampler[iteration * config.meta_batch + j].to(device)
-                 for j in range(config.meta_batch)]
-        return maml.meta_step(learner, optimizer, batch, config.inner_steps)
-    return protonet.train_step(learner, optimizer, sampler[iteration].to(device), config.ways)
-
-
 def train(
     config: TrainConfig,
     run_dir: str | Path,
@@ -134,6 +118,7 @@ def train(
     progress: bool = True,
     stop_after: int | None = None,
     max_seconds: float | None = None,
+    download: bool = False,
 ) -> TrainResult:
     """Meta-train ``config.algorithm`` and keep its checkpoints in ``run_dir``.
 
@@ -141,8 +126,9 @@ def train(
         config: the run's settings (``None`` fields take the paper defaults).
         run_dir: where ``config.json``, ``last.pt``, ``best.pt`` and ``log.csv`` go.
         resume: continue from ``run_dir/last.pt`` (``config`` then comes from the run, except
-            its ``iterations``, which may extend the run).
-        data: preloaded Omniglot (loaded from ``config.data_root`` otherwise).
+            its ``iterations``, which may extend the run, and a ``data_root`` given).
+        data: preloaded Omniglot (loaded from ``config.data_root`` otherwise, once the
+            configuration is known to be sound, with ``download``).
         progress: show a progress bar with the running loss and accuracy (on a terminal only).
         stop_after: stop as if interrupted after this iteration (used by tests).
         max_seconds: end the run (validating and saving as at its last iteration) once this
@@ -162,14 +148,16 @@ def train(
         if stored.algorithm != config.algorithm:
             raise FewshotError(f"{run_dir} is a {stored.algorithm} run, not {config.algorithm}")
         stored.iterations = config.iterations
+        stored.data_root = config.data_root or stored.data_root
         config = stored
         state = load_checkpoint(run_dir / LAST)
         if state["algorithm"] != config.algorithm:
             raise FewshotError(f"{run_dir / LAST} does not hold a {config.algorithm} model")
     config = config.resolved()
+    algorithm = registry.get(config.algorithm)
     device = pick_device(config.device)
     if data is None:
-        data = load_omniglot(config.data_root, progress=progress)
+        data = load_omniglot(config.data_root, download=download, progress=progress)
     split = make_split(data, config.split, config.split_seed, config.split_dir)
     train_sampler = EpisodeSampler(meta_dataset(data, split, "train"), config.ways, config.shots,
                                    config.queries, seed=config.seed, rotate=config.rotations,
@@ -184,9 +172,7 @@ def train(
     save_config(run_dir, config)
 
     torch.manual_seed(config.seed)
-    model = build_model(config).to(device)
-    learner = (maml.build_learner(model, config.inner_lr, config.first_order)
-               if config.algorithm == "maml" else model)
+    model = algorithm.build_model(config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(
         optimizer, step_size=config.lr_halve_every or 10**12, gamma=0.5)
@@ -211,14 +197,14 @@ def train(
                dynamic_ncols=True)
     with stop_on_signal() as signal_state:
         for iteration in range(start, config.iterations):
-            loss, accuracy = training_step(config, learner, optimizer, train_sampler, iteration,
-                                           device)
+            loss, accuracy = algorithm.train_step(model, optimizer, train_sampler, iteration,
+                                                  config, device)
             scheduler.step()
             broken = f"the loss is {loss}" if not math.isfinite(loss) else nonfinite_state(model)
             if broken:
                 saved = (f"the last good checkpoint is {run_dir / LAST}"
                          if (run_dir / LAST).exists() else "no checkpoint was saved yet")
-                rates = "--lr or --inner-lr" if config.algorithm == "maml" else "--lr"
+                rates = "--lr or --inner-lr" if "inner_lr" in algorithm.options else "--lr"
                 raise FewshotError(f"training diverged: {broken} at iteration {iteration + 1}; "
                                    f"{saved}; try a lower learning rate ({rates})")
             losses.append(loss)
@@ -229,9 +215,7 @@ def train(
             bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}",
                             acc=f"{sum(accuracies[-20:]) / len(accuracies[-20:]):.3f}")
             if done % config.val_every == 0 or done == config.iterations or out_of_time:
-                val = evaluate(config.algorithm, model, val_sampler, config.val_episodes,
-                               inner_steps=config.test_inner_steps or 0,
-                               inner_lr=config.inner_lr or 0.0, device=device)
+                val = evaluate(config, model, val_sampler, config.val_episodes, device=device)
                 elapsed = time.perf_counter() - began
                 log.append({"iteration": done, "train_loss": f"{sum(losses) / len(losses):.5f}",
                             "train_accuracy": f"{sum(accuracies) / len(accuracies):.5f}",

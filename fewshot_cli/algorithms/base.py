@@ -1,0 +1,216 @@
+"""The one interface every algorithm fills in: ``Algorithm``, a dataclass of data and functions.
+
+The rest of the package (training loop, evaluation, predict, reproduce, aggregate, plots, CLI)
+asks an ``Algorithm`` (found by name in ``registry``) and never compares names itself. Adding an
+algorithm is one module that builds an ``Algorithm`` plus one line in ``registry``.
+
+Functions receive the run's *resolved* configuration (a ``run.config.TrainConfig``; only its
+attributes are used, so this layer does not import the run layer).
+
+BatchNorm modes, one definition everywhere (training, validation, ``eval`` and ``predict``):
+
+- ``batch``: the network is in training mode and every forward pass normalises with the
+  statistics of its own batch. Adapting to a support set (MAML's inner steps) sees the support
+  images alone; the queries are always classified in one forward pass *together with the
+  support images* (support first, queries after), so a query's logits depend on the support set
+  and on the queries passed with it, the same way in training, ``eval`` and ``predict``.
+- ``running``: the network is in evaluation mode and uses the running statistics gathered in
+  training: each image is judged on its own.
+
+Example:
+    >>> from fewshot_cli.algorithms import registry
+    >>> algorithm = registry.get("protonet")
+    >>> model = algorithm.build_model(config)
+    >>> logits = algorithm.query_logits(model, episode, config)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+
+if TYPE_CHECKING:  # the run layer sits above this one: type hints only
+    from fewshot_cli.data.episodes import Episode, EpisodeSampler
+    from fewshot_cli.run.config import TrainConfig
+
+BN_MODES = ("batch", "running")
+
+# Query images to logits, for one support set the classifier was fitted to.
+Classifier = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Published:
+    """Published Omniglot test accuracies (%) of an algorithm and where they come from.
+
+    Attributes:
+        accuracy: ``{(ways, shots): percent}``.
+        source: the paper and table, as cited beside the numbers.
+
+    Example:
+        >>> Published({(5, 1): 98.8}, "Snell et al. (2017), Table 1").accuracy[(5, 1)]
+        98.8
+    """
+
+    accuracy: Mapping[tuple[int, int], float]
+    source: str
+
+
+@dataclass(frozen=True)
+class BudgetSettings:
+    """How one algorithm trains and tests in a ``reproduce`` budget.
+
+    Attributes:
+        iterations: training iterations of each of its trainings.
+        test_episodes: test episodes per grid cell.
+        options: ``TrainConfig`` fields set for its trainings (e.g. ``{"meta_batch": 8}``). When
+            they fix ``ways``, one model per shot count serves every cell of that shot count
+            (validated at the fewest ways it is tested at); otherwise each cell trains at its
+            own ways.
+
+    Example:
+        >>> BudgetSettings(iterations=200, test_episodes=600, options={"lr": 3e-3})
+    """
+
+    iterations: int
+    test_episodes: int
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+def keep_model(model: torch.nn.Module, ways: int) -> torch.nn.Module:
+    """``for_ways`` of an algorithm whose model serves any number of ways unchanged."""
+    return model
+
+
+def one_episode(config: TrainConfig) -> int:
+    """``episodes_per_step`` of an algorithm that trains on one episode per iteration."""
+    return 1
+
+
+def no_columns(config: TrainConfig, steps: int | None) -> dict:
+    """``csv_values`` of an algorithm without columns of its own."""
+    return {}
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """A meta-learning algorithm: what the training loop, evaluation and reports need of it.
+
+    Attributes:
+        name: the name on the command line, in ``config.json`` and in the CSV.
+        title: one line for help texts, e.g. ``"MAML (Finn et al., 2017)"``.
+        default_ways: training ways when ``--ways`` is not given.
+        defaults: ``defaults(ways)``: its paper's values, at these training ways, for the
+            ``TrainConfig`` fields left ``None`` (queries, test ways, learning-rate schedule, its
+            own options).
+        build_model: ``build_model(config)``: the freshly initialised network of a configuration;
+            its ``state_dict`` is what checkpoints hold.
+        classifier: ``classifier(model, support, support_labels, ways, config, training=False,
+            steps=None)``: fit to a support set (MAML adapts a clone), returning the function
+            from query images to logits ``[queries, ways]``. The one definition of an episode's
+            query logits, used by training, validation, ``eval`` and ``predict`` (see the
+            module docstring for BatchNorm). ``training`` selects the training-time adaptation
+            (with its graph, for the meta-gradient); ``steps`` overrides the test-time steps.
+        episodes_per_step: ``episodes_per_step(config)``: episodes of one training iteration
+            (MAML's meta-batch; 1 by default). Iteration ``t`` trains on episodes
+            ``t * n ... t * n + n - 1`` of the training sampler.
+        step: replaces the default training iteration (``step_on_episodes``) when given:
+            ``step(algorithm, model, optimizer, episodes, config)`` returning ``(loss, accuracy)``
+            (e.g. another engine computing the same meta-gradient).
+        for_ways: ``for_ways(model, ways)``: the model ready for ``ways``-way episodes at test
+            (MAML's new head follows the model's device); it may change ``model`` in place.
+        bn_mode: BatchNorm mode at test when ``--bn-mode auto`` (``batch`` or ``running``).
+        options: the ``TrainConfig`` fields only this algorithm uses; set for another one, they
+            are refused (``registry.refuse_options``).
+        csv_columns: names of its own columns in evaluation CSVs.
+        csv_values: ``csv_values(config, steps)``: the values of ``csv_columns`` for a result
+            (``steps``: the test adaptation steps asked for, ``None`` for the run's own).
+        group_by: those of ``csv_columns`` that tell two protocols apart in ``aggregate``'s
+            default grouping and in plots (e.g. MAML's ``order``).
+        published: its published Omniglot numbers.
+        paper_split: the split its paper uses (``reproduce``'s default).
+        budgets: its ``BudgetSettings`` per ``reproduce`` budget name.
+        colors: plot colours: ``ours``, ``paper``, and optionally one per value of a
+            ``group_by`` column (e.g. ``first`` for first-order MAML).
+    """
+
+    name: str
+    title: str
+    default_ways: int
+    defaults: Callable[[int], dict]
+    build_model: Callable[[TrainConfig], torch.nn.Module]
+    classifier: Callable[..., Classifier]
+    published: Published
+    paper_split: str
+    budgets: Mapping[str, BudgetSettings]
+    episodes_per_step: Callable[[TrainConfig], int] = one_episode
+    step: Callable[..., tuple[float, float]] | None = None
+    for_ways: Callable[[torch.nn.Module, int], torch.nn.Module] = keep_model
+    bn_mode: str = "batch"
+    options: frozenset[str] = frozenset()
+    csv_columns: tuple[str, ...] = ()
+    csv_values: Callable[[TrainConfig, int | None], dict] = no_columns
+    group_by: tuple[str, ...] = ()
+    colors: Mapping[str, str] = field(default_factory=lambda: {"ours": "#7f7f7f",
+                                                               "paper": "#c7c7c7"})
+
+    def query_logits(self, model: torch.nn.Module, episode: Episode, config: TrainConfig,
+                     training: bool = False, steps: int | None = None) -> torch.Tensor:
+        """Logits ``[queries, ways]`` of an episode's queries, fitted to its support set.
+
+        Example:
+            >>> predictions = algorithm.query_logits(model, episode, config).argmax(1)
+        """
+        fitted = self.classifier(model, episode.support, episode.support_labels, episode.ways,
+                                 config, training=training, steps=steps)
+        return fitted(episode.query)
+
+    def train_step(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                   sampler: EpisodeSampler, iteration: int, config: TrainConfig,
+                   device: torch.device | str = "cpu") -> tuple[float, float]:
+        """Training iteration ``iteration`` on its episodes of ``sampler``; ``(loss, accuracy)``.
+
+        Example:
+            >>> loss, accuracy = algorithm.train_step(model, optimizer, sampler, 0, config)
+        """
+        episodes = episodes_of_step(sampler, iteration, self.episodes_per_step(config), device)
+        return (self.step or step_on_episodes)(self, model, optimizer, episodes, config)
+
+
+def step_on_episodes(algorithm: Algorithm, model: torch.nn.Module,
+                     optimizer: torch.optim.Optimizer, episodes: list[Episode],
+                     config: TrainConfig) -> tuple[float, float]:
+    """One optimizer step on the mean query loss of ``episodes``; their mean ``(loss, accuracy)``.
+
+    The query logits come from ``algorithm.query_logits(..., training=True)``. Each episode's
+    loss is back-propagated on its own, which frees its graph at once instead of holding the
+    whole batch (MAML's meta-batch).
+
+    Example:
+        >>> loss, accuracy = step_on_episodes(algorithm, model, optimizer, [episode], config)
+    """
+    model.train()
+    optimizer.zero_grad()
+    total_loss, total_accuracy = 0.0, 0.0
+    for episode in episodes:
+        logits = algorithm.query_logits(model, episode, config, training=True)
+        loss = F.cross_entropy(logits, episode.query_labels)
+        (loss / len(episodes)).backward()
+        total_loss += loss.item()
+        total_accuracy += (logits.argmax(1) == episode.query_labels).float().mean().item()
+    optimizer.step()
+    return total_loss / len(episodes), total_accuracy / len(episodes)
+
+
+def episodes_of_step(sampler: EpisodeSampler, iteration: int, per_step: int,
+                     device: torch.device | str) -> list[Episode]:
+    """Episodes ``iteration * per_step ...`` of ``sampler`` on ``device``: one iteration's tasks.
+
+    Example:
+        >>> batch = episodes_of_step(sampler, 3, per_step=32, device="cpu")  # episodes 96..127
+    """
+    return [sampler[iteration * per_step + j].to(device) for j in range(per_step)]
