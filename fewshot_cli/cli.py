@@ -138,9 +138,9 @@ def train(algorithm, run_dir, resume_dir, iterations, time_limit, data_root, dow
           **options):
     """Meta-train MAML or ProtoNet on Omniglot.
 
-    Options of one algorithm only (marked "MAML only") are refused for the others. Keeps the best checkpoint by validation accuracy (best.pt) and the latest (last.pt) in the
+    Keeps the best checkpoint by validation accuracy (best.pt) and the latest (last.pt) in the
     run directory, with config.json and a training log (log.csv). Ctrl-C saves last.pt; continue
-    with --resume RUN_DIR.
+    with --resume RUN_DIR. Options marked "MAML only" are refused for other algorithms.
     """
     from fewshot_cli.run.config import TrainConfig
     from fewshot_cli.run.training import train as run_training

@@ -151,7 +151,7 @@ class Algorithm:
     step: Callable[..., tuple[float, float]] | None = None
     for_ways: Callable[[torch.nn.Module, int], torch.nn.Module] = keep_model
     bn_mode: str = "batch"
-    options: frozenset[str] = frozenset()
+    options: tuple[str, ...] = ()
     csv_columns: tuple[str, ...] = ()
     csv_values: Callable[[TrainConfig, int | None], dict] = no_columns
     group_by: tuple[str, ...] = ()

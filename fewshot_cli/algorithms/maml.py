@@ -147,8 +147,7 @@ ALGORITHM = Algorithm(
     for_ways=fit_head,
     # Its reference BatchNorm keeps no running statistics: each batch normalises itself.
     bn_mode="batch",
-    options=frozenset({"inner_lr", "inner_steps", "test_inner_steps", "meta_batch",
-                       "first_order"}),
+    options=("inner_lr", "inner_steps", "test_inner_steps", "meta_batch", "first_order"),
     csv_columns=("order", "inner_steps_train", "inner_steps_test", "inner_lr"),
     csv_values=csv_values,
     group_by=("order",),

@@ -54,9 +54,9 @@ def csv_columns() -> tuple[str, ...]:
     return tuple(dict.fromkeys(c for a in algorithms() for c in a.csv_columns))
 
 
-def own_options() -> frozenset[str]:
-    """The ``TrainConfig`` fields that belong to some algorithms only."""
-    return frozenset(o for a in algorithms() for o in a.options)
+def own_options() -> tuple[str, ...]:
+    """The ``TrainConfig`` fields that belong to some algorithms only, each once, in order."""
+    return tuple(dict.fromkeys(o for a in algorithms() for o in a.options))
 
 
 def refuse_options(name: str, given: Mapping[str, str], subject: str | None = None) -> None:
