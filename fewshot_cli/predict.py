@@ -18,7 +18,6 @@ set (with as many outputs as there are classes) and classifies with the adapted 
 
 from __future__ import annotations
 
-import copy
 import warnings
 from dataclasses import dataclass
 from pathlib import Path

@@ -12,7 +12,7 @@ from fewshot_cli.algorithms.base import BN_MODES
 from fewshot_cli.cli import cli
 from fewshot_cli.errors import FewshotError
 from fewshot_cli.report.aggregate import DEFAULT_BY
-from fewshot_cli.report.reproduce import BUDGETS, GRID, PUBLISHED, parse_cell
+from fewshot_cli.report.reproduce import BUDGETS, GRID, PUBLISHED
 from fewshot_cli.report.results import COLUMNS
 from fewshot_cli.run.config import TrainConfig
 

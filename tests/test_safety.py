@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from conftest import make_tiny_omniglot
-from fewshot_cli.algorithms import maml, protonet
+from fewshot_cli.algorithms.base import Algorithm
 from fewshot_cli.run.checkpoint import load_checkpoint, save_checkpoint, save_config
 from fewshot_cli.cli import main
 from fewshot_cli.run.config import TrainConfig
@@ -272,18 +272,17 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(
     monkeypatch.setenv("FEWSHOT_DATA", str(tiny_root))
     monkeypatch.setenv("FEWSHOT_CACHE", str(cache_dir))
     run, bad_iteration, val_every, at_failure = tmp_path / "run", 5, 2, {}
-    module, name = (protonet, "train_step") if algorithm == "protonet" else (maml, "meta_step")
-    real_step, calls = getattr(module, name), []
+    real_step, calls = Algorithm.train_step, []
 
-    def step(*args, **kwargs):
+    def step(self, *args, **kwargs):
         calls.append(1)
-        loss, accuracy = real_step(*args, **kwargs)
+        loss, accuracy = real_step(self, *args, **kwargs)
         if len(calls) == bad_iteration:
             at_failure["last.pt"] = (run / "last.pt").read_bytes()
             return float("nan"), accuracy
         return loss, accuracy
 
-    monkeypatch.setattr(module, name, step)
+    monkeypatch.setattr(Algorithm, "train_step", step)
     code = main(cli_train(algorithm, run, "--iterations", "10", "--val-every", str(val_every)))
     err = capsys.readouterr().err
     assert code == 2 and len(err.splitlines()) == 1 and err.startswith("error: "), err
