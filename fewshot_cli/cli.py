@@ -101,8 +101,9 @@ def data(data_root, download, splits, split_dir, split_seed):
 @click.option("--out", "run_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Run directory for config.json, best.pt, last.pt and log.csv.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Continue the interrupted run in this directory from its last.pt "
-                   "(its configuration is reused; --iterations may extend it).")
+              help="Continue the interrupted run in this directory from its last.pt with its own "
+                   "configuration. --iterations (to extend it), --device, --time-limit and "
+                   "--quiet may be given; another option that differs from the run's is refused.")
 @click.option("--ways", type=int, help="Classes per training episode. Default: 5 (MAML), 60 (ProtoNet).")
 @click.option("--shots", type=int, default=1, show_default=True, help="Support images per class.")
 @click.option("--queries", type=int, help="Query images per class. Default: 15 (MAML), 5 (ProtoNet).")
@@ -152,13 +153,18 @@ def train(algorithm, run_dir, resume_dir, iterations, time_limit, data_root, dow
     if options["split_dir"] is not None:
         options["split_dir"] = str(options["split_dir"])
     if resume_dir:
-        from fewshot_cli.checkpoint import read_config
+        from click.core import ParameterSource
 
-        # The run's own configuration is used; only its length may change.
-        stored = read_config(resume_dir)
-        config = TrainConfig.from_dict({**stored, "algorithm": algorithm,
-                                        "iterations": stored.get("iterations", 1000)
-                                        if iterations is None else iterations})
+        from fewshot_cli.checkpoint import read_config
+        from fewshot_cli.config import resume_config
+
+        # The run's own configuration goes on; options given here may change its length and
+        # device only (a differing --lr, --ways... is refused).
+        context = click.get_current_context()
+        given = {name: value for name, value in {**options, "iterations": iterations}.items()
+                 if context.get_parameter_source(name) in (ParameterSource.COMMANDLINE,
+                                                           ParameterSource.ENVIRONMENT)}
+        config = resume_config(read_config(resume_dir), {"algorithm": algorithm, **given})
     else:
         config = TrainConfig(algorithm=algorithm, iterations=1000 if iterations is None else iterations,
                              data_root=str(data_root) if data_root else None, **options)

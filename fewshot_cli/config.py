@@ -13,6 +13,8 @@ from fewshot_cli.errors import FewshotError
 from fewshot_cli.splits import SPLITS
 
 ALGORITHMS = ("maml", "protonet")
+# What a resumed run may change: where and how long it goes on, never what it learns.
+RESUME_MAY_CHANGE = ("iterations", "device")
 
 
 @dataclass
@@ -109,6 +111,38 @@ class TrainConfig:
         """Rebuild from ``config.json`` contents, ignoring keys this version does not know."""
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def resume_config(stored: dict, given: dict) -> TrainConfig:
+    """The configuration a resumed run goes on with: ``stored``, changed where it may be.
+
+    Fields in ``RESUME_MAY_CHANGE`` take their value from ``given``; any other given field must
+    equal the run's own (resolved) value, since it would change the training.
+
+    Args:
+        stored: the run's ``config.json`` contents.
+        given: the options the user set explicitly, by field name (``algorithm`` included).
+
+    Raises:
+        FewshotError: a given option (named in the message) differs from the run's.
+
+    Example:
+        >>> resume_config({"algorithm": "protonet", "iterations": 500}, {"iterations": 900}).iterations
+        900
+        >>> resume_config({"algorithm": "protonet"}, {"lr": 0.01})  # FewshotError: --lr cannot change...
+    """
+    config = TrainConfig.from_dict(stored)
+    algorithm = given.get("algorithm", config.algorithm)
+    if algorithm != config.algorithm:
+        raise FewshotError(f"the run to resume is a {config.algorithm} run, not {algorithm}")
+    run = config.resolved()
+    for name, value in given.items():
+        if name not in RESUME_MAY_CHANGE and value != getattr(run, name):
+            option = f"--{name.replace('_', '-')}"
+            raise FewshotError(f"{option} cannot change when resuming: the run has "
+                               f"{name}={getattr(run, name)} (leave {option} out, or start a new "
+                               "run with --out)")
+    return dataclasses.replace(config, **{k: v for k, v in given.items() if k in RESUME_MAY_CHANGE})
 
 
 def pick_device(name: str = "auto") -> torch.device:

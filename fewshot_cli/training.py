@@ -141,7 +141,7 @@ def train(
         config: the run's settings (``None`` fields take the paper defaults).
         run_dir: where ``config.json``, ``last.pt``, ``best.pt`` and ``log.csv`` go.
         resume: continue from ``run_dir/last.pt`` (``config`` then comes from the run, except
-            its ``iterations``, which may extend the run).
+            its ``iterations``, which may extend the run, and its ``device``).
         data: preloaded Omniglot (loaded from ``config.data_root`` otherwise).
         progress: show a progress bar with the running loss and accuracy (on a terminal only).
         stop_after: stop as if interrupted after this iteration (used by tests).
@@ -161,7 +161,7 @@ def train(
         stored = TrainConfig.from_dict(read_config(run_dir))
         if stored.algorithm != config.algorithm:
             raise FewshotError(f"{run_dir} is a {stored.algorithm} run, not {config.algorithm}")
-        stored.iterations = config.iterations
+        stored.iterations, stored.device = config.iterations, config.device
         config = stored
         state = load_checkpoint(run_dir / LAST)
         if state["algorithm"] != config.algorithm:

@@ -9,6 +9,7 @@ import torch
 from fewshot_cli.checkpoint import load_checkpoint, load_trained
 from fewshot_cli.cli import main
 from fewshot_cli.config import TrainConfig
+from fewshot_cli.errors import FewshotError
 from fewshot_cli.episodes import EpisodeSampler, meta_dataset
 from fewshot_cli.evaluation import evaluate, evaluate_run
 from fewshot_cli.results import COLUMNS
@@ -136,3 +137,52 @@ def test_maml_learns_omniglot(real_data, tmp_path):
     result, _ = evaluate_run(tmp_path / "maml", episodes=200, data=real_data)
     print(f"MAML 5-way 1-shot after 50 meta-iterations: {result.mean:.2%} ± {result.ci95:.2%}")
     assert result.mean > 0.60
+
+
+def tiny_cli_run(tiny_root, run, monkeypatch, iterations=2):
+    monkeypatch.setenv("FEWSHOT_DATA", str(tiny_root))
+    assert main(["train", "protonet", "--out", str(run), "--ways", "4", "--queries", "2",
+                 "--iterations", str(iterations), "--val-every", "2", "--val-episodes", "2",
+                 "--test-ways", "3", "--quiet"]) == 0
+
+
+@pytest.mark.parametrize("option", [["--lr", "0.01"], ["--ways", "3"], ["--seed", "1"],
+                                    ["--split", "vinyals"], ["--first-order"]])
+def test_resume_refuses_options_that_change_the_training(option, tiny_root, tmp_path, monkeypatch,
+                                                          capsys):
+    run = tmp_path / "r"
+    tiny_cli_run(tiny_root, run, monkeypatch)
+    before = (run / "config.json").read_text()
+    capsys.readouterr()
+    assert main(["train", "protonet", "--resume", str(run), "--iterations", "4", *option,
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {option[0]} cannot change when resuming") and err.count("\n") == 1
+    assert (run / "config.json").read_text() == before
+    assert load_checkpoint(run / "last.pt")["iteration"] == 2
+
+
+def test_resume_honours_iterations_device_and_same_values(tiny_root, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "r"
+    tiny_cli_run(tiny_root, run, monkeypatch)
+    # The run's own values may be repeated; --device and --iterations change.
+    assert main(["train", "protonet", "--resume", str(run), "--iterations", "4", "--device", "cpu",
+                 "--ways", "4", "--lr", "0.001", "--shots", "1", "--quiet"]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert (config["device"], config["iterations"], config["ways"]) == ("cpu", 4, 4)
+    assert load_checkpoint(run / "last.pt")["iteration"] == 4
+    assert main(["train", "maml", "--resume", str(run), "--quiet"]) == 2
+    assert "is a protonet run, not maml" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_resume_uses_the_device_given(tiny_root, tiny_data, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "r"
+    tiny_cli_run(tiny_root, run, monkeypatch)
+    capsys.readouterr()
+    assert main(["train", "protonet", "--resume", str(run), "--iterations", "4", "--device", "cuda",
+                 "--quiet"]) == 2
+    assert "no CUDA device is available" in capsys.readouterr().err
+    with pytest.raises(FewshotError, match="no CUDA device"):  # the library too (reproduce)
+        train(TrainConfig("protonet", iterations=4, device="cuda"), run, resume=True,
+              data=tiny_data, progress=False)
