@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -56,7 +56,6 @@ class TrainConfig:
     val_every: int = 100
     val_episodes: int = 100
     data_root: str | None = None
-    extra: dict = field(default_factory=dict)
 
     def resolved(self) -> "TrainConfig":
         """A copy with every ``None`` replaced by the algorithm's default, validated."""

@@ -25,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from fewshot_cli import __version__, maml, protonet
-from fewshot_cli.checkpoint import load_checkpoint, load_trained
+from fewshot_cli.checkpoint import load_run
 from fewshot_cli.config import pick_device
 from fewshot_cli.episodes import EpisodeSampler, meta_dataset
 from fewshot_cli.errors import FewshotError
@@ -59,7 +59,8 @@ class EvalResult:
         n = len(self.accuracies)
         if n < 2:
             return float("nan")
-        variance = sum((a - self.mean) ** 2 for a in self.accuracies) / (n - 1)
+        mean = self.mean  # once: the property walks the whole list
+        variance = sum((a - mean) ** 2 for a in self.accuracies) / (n - 1)
         return 1.96 * math.sqrt(variance) / math.sqrt(n)
 
 
@@ -154,7 +155,7 @@ def evaluate_run(
         raise FewshotError(f"--inner-steps must be at least 1 (got {inner_steps})")
     if csv_path is not None:
         check_writable(csv_path)
-    config, model, checkpoint_path = load_trained(path)
+    config, model, checkpoint_path, state = load_run(path)
     ways, shots = ways or config.test_ways, shots or config.test_shots
     queries = queries or config.test_queries
     steps = inner_steps if inner_steps is not None else (config.test_inner_steps or 0)
@@ -180,7 +181,7 @@ def evaluate_run(
         "inner_lr": config.inner_lr if is_maml else "",
         "train_iterations": config.iterations,
         # A best.pt (or a time-limited run) may stop short of the planned iterations.
-        "checkpoint_iteration": load_checkpoint(checkpoint_path)["iteration"],
+        "checkpoint_iteration": state["iteration"],
         "episodes": episodes, "seed": seed,
         "bn_mode": mode, "accuracy_mean": f"{result.mean:.5f}", "ci95": f"{result.ci95:.5f}",
         "eval_seconds": f"{result.seconds:.2f}", "checkpoint": str(checkpoint_path),

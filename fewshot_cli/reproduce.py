@@ -45,6 +45,7 @@ PUBLISHED = {
 GRID = ("5w1s", "5w5s", "20w1s", "20w5s")
 PAPER_SPLITS = {"maml": "random", "protonet": "vinyals"}
 TEST_QUERIES = 15
+COMPARISON_FORMATS = ("table", "markdown")  # what format_comparison writes
 
 
 @dataclass(frozen=True)

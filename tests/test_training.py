@@ -186,3 +186,41 @@ def test_resume_uses_the_device_given(tiny_root, tiny_data, tmp_path, monkeypatc
     with pytest.raises(FewshotError, match="no CUDA device"):  # the library too (reproduce)
         train(TrainConfig("protonet", iterations=4, device="cuda"), run, resume=True,
               data=tiny_data, progress=False)
+
+
+def test_ci95_walks_the_accuracies_a_fixed_number_of_times():
+    import statistics
+
+    from fewshot_cli.evaluation import EvalResult
+
+    class Counted(list):
+        walks = 0
+
+        def __iter__(self):
+            Counted.walks += 1
+            return super().__iter__()
+
+    values = [(i * 37 % 101) / 100 for i in range(500)]
+    result = EvalResult(Counted(values), 0.0)
+    ci = result.ci95
+    assert Counted.walks <= 3  # the mean inside the loop walked the list once per episode
+    assert ci == pytest.approx(1.96 * statistics.stdev(values) / len(values) ** 0.5)
+
+
+def test_evaluate_run_reads_the_checkpoint_once(proto_run, tiny_data, monkeypatch):
+    loads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    _, row = evaluate_run(proto_run, episodes=2, data=tiny_data)
+    assert len(loads) == 1
+    assert row["checkpoint_iteration"] == load_checkpoint(proto_run / "best.pt")["iteration"]
+
+
+def test_config_json_holds_the_training_fields_only(proto_run):
+    import dataclasses
+
+    stored = json.loads((proto_run / "config.json").read_text())
+    assert "extra" not in stored  # a field nothing read
+    assert set(stored) == {f.name for f in dataclasses.fields(TrainConfig)}
+    # A config.json of an older version, with its unused "extra", still loads.
+    assert TrainConfig.from_dict({**stored, "extra": {}}).resolved() == TrainConfig.from_dict(stored)
