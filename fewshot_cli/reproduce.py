@@ -28,7 +28,7 @@ from typing import Callable, Iterable
 import pandas as pd
 
 from fewshot_cli.aggregate import aggregate, natural_key, percent, read_csv, render
-from fewshot_cli.checkpoint import LAST, load_checkpoint, read_config
+from fewshot_cli.checkpoint import CONFIG, LAST, load_checkpoint, read_config
 from fewshot_cli.config import ALGORITHMS, TrainConfig
 from fewshot_cli.errors import FewshotError
 
@@ -45,6 +45,7 @@ PUBLISHED = {
 GRID = ("5w1s", "5w5s", "20w1s", "20w5s")
 PAPER_SPLITS = {"maml": "random", "protonet": "vinyals"}
 TEST_QUERIES = 15
+TEST_SEED = 0
 COMPARISON_FORMATS = ("table", "markdown")  # what format_comparison writes
 
 
@@ -198,7 +199,7 @@ def cell_protocol(cell: Cell, episodes: int) -> dict[str, str]:
     from fewshot_cli.evaluation import resolve_bn_mode
 
     return {"test_ways": str(cell.ways), "test_shots": str(cell.shots),
-            "test_queries": str(TEST_QUERIES), "episodes": str(episodes), "seed": "0",
+            "test_queries": str(TEST_QUERIES), "episodes": str(episodes), "seed": str(TEST_SEED),
             "split_part": "test", "bn_mode": resolve_bn_mode(cell.algorithm)}
 
 
@@ -290,8 +291,9 @@ def reproduce(
         config.resolved()  # a bad cell fails before anything runs
         episodes = budget.maml_episodes if cell.algorithm == "maml" else budget.protonet_episodes
         done = is_done(rows, out_dir / "runs" / name, config, cell_protocol(cell, episodes))
-        if not done and (out_dir / "runs" / name / LAST).is_file():
-            check_same_training(out_dir / "runs" / name, config)  # before the data is loaded
+        if not done and (out_dir / "runs" / name / CONFIG).is_file():
+            # Before the data is loaded; also without checkpoints (results/ keeps config.json only).
+            check_same_training(out_dir / "runs" / name, config)
         jobs.append((cell, name, config, episodes, done))
 
     todo = [job for job in jobs if not job[4]]
@@ -323,7 +325,7 @@ def reproduce(
             echo(f"{title}: {run_dir} already trained")
         echo(f"{title}: testing on {episodes} episodes")
         result, _ = evaluate_run(run_dir, csv_path, ways=cell.ways, shots=cell.shots,
-                                 queries=TEST_QUERIES, episodes=episodes, seed=0, data=data,
+                                 queries=TEST_QUERIES, episodes=episodes, seed=TEST_SEED, data=data,
                                  device=device, progress=progress)
         echo(f"{title}: {result.mean:.2%} ± {result.ci95:.2%}"
              + (f" (published {PUBLISHED[(cell.algorithm, cell.ways, cell.shots)]}%)"

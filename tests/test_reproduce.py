@@ -165,3 +165,13 @@ def test_another_test_protocol_tests_again_without_training(tmp_path, tiny_data)
     assert read_rows(tmp_path)["episodes"].tolist() == [4, 6]
     assert any("already trained" in line for line in lines)
     assert checkpoint.stat().st_mtime_ns == stamp
+
+
+def test_a_run_kept_without_checkpoints_is_refused_for_another_split(tmp_path, tiny_data):
+    # results/ keeps config.json and log.csv of each run, not its checkpoints.
+    run(tmp_path, tiny_data, algorithms=["maml"], cells=["2w1s"])
+    for checkpoint in (tmp_path / "runs").glob("*/*.pt"):
+        checkpoint.unlink()
+    with pytest.raises(FewshotError, match="split=lake, not random"):
+        run(tmp_path, tiny_data, algorithms=["maml"], cells=["2w1s"], split="random")
+    assert not list((tmp_path / "runs").glob("*/*.pt"))
