@@ -14,6 +14,14 @@ from fewshot_cli import __version__
 from fewshot_cli.algorithms.registry import NAMES as ALGORITHMS
 from fewshot_cli.errors import FewshotError
 
+# The names users choose from, as the library defines them (not repeated here).
+from fewshot_cli.algorithms.backbone import BACKBONES
+from fewshot_cli.algorithms.base import BN_MODES
+from fewshot_cli.data.splits import PARTS, SPLITS
+from fewshot_cli.predict import INVERT_MODES
+from fewshot_cli.report.aggregate import FORMATS
+from fewshot_cli.report.reproduce import BUDGETS, COMPARISON_FORMATS
+
 DATA_HELP = ("Folder holding images_background/ and images_evaluation/ (an extracted copy of the "
              "official zips), or where --download puts them. Default: $FEWSHOT_DATA, else "
              "~/.cache/fewshot.")
@@ -34,7 +42,7 @@ def data_options(func):
 
 def split_options(func):
     options = [
-        click.option("--split", type=click.Choice(["lake", "vinyals", "random"]), default="lake",
+        click.option("--split", type=click.Choice(SPLITS), default="lake",
                      show_default=True,
                      help="lake: background alphabets train, evaluation alphabets test. vinyals: "
                           "the 1028/172/423-character split with rotations as classes. random: a "
@@ -66,7 +74,7 @@ def cli():
 
 @cli.command()
 @data_options
-@click.option("--split", "splits", multiple=True, type=click.Choice(["lake", "vinyals", "random"]),
+@click.option("--split", "splits", multiple=True, type=click.Choice(SPLITS),
               help="Split(s) to summarise (repeatable). Default: all that are available.")
 @click.option("--split-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder of the Vinyals split files. Default: <data root>/splits/vinyals.")
@@ -102,8 +110,9 @@ def data(data_root, download, splits, split_dir, split_seed):
 @click.option("--out", "run_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Run directory for config.json, best.pt, last.pt and log.csv.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Continue the interrupted run in this directory from its last.pt "
-                   "(its configuration is reused; --iterations may extend it).")
+              help="Continue the interrupted run in this directory from its last.pt with its own "
+                   "configuration. --iterations (to extend it), --device, --time-limit and "
+                   "--quiet may be given; another option that differs from the run's is refused.")
 @click.option("--ways", type=int, help="Classes per training episode. Default: 5 (MAML), 60 (ProtoNet).")
 @click.option("--shots", type=int, default=1, show_default=True, help="Support images per class.")
 @click.option("--queries", type=int, help="Query images per class. Default: 15 (MAML), 5 (ProtoNet).")
@@ -114,7 +123,7 @@ def data(data_root, download, splits, split_dir, split_seed):
               help="Augment training classes with random 90-degree rotations (lake/random splits).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of weights and episodes.")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda, cuda:1...")
-@click.option("--backbone", type=click.Choice(["conv4", "conv4-strided"]), default="conv4",
+@click.option("--backbone", type=click.Choice(BACKBONES), default="conv4",
               show_default=True, help="conv4: max-pooling blocks; conv4-strided: the MAML paper's variant.")
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate (MAML: meta learning rate).")
 @click.option("--lr-halve-every", type=int,
@@ -152,13 +161,18 @@ def train(algorithm, run_dir, resume_dir, iterations, time_limit, data_root, dow
     if options["split_dir"] is not None:
         options["split_dir"] = str(options["split_dir"])
     if resume_dir:
-        from fewshot_cli.run.checkpoint import read_config
+        from click.core import ParameterSource
 
-        # The run's own configuration is used; only its length (and data folder) may change.
-        stored = read_config(resume_dir)
-        config = TrainConfig.from_dict({**stored, "algorithm": algorithm,
-                                        "iterations": stored.get("iterations", 1000)
-                                        if iterations is None else iterations})
+        from fewshot_cli.run.checkpoint import read_config
+        from fewshot_cli.run.config import resume_config
+
+        # The run's own configuration goes on; options given here may change its length and
+        # device only (a differing --lr, --ways... is refused).
+        context = click.get_current_context()
+        given = {name: value for name, value in {**options, "iterations": iterations}.items()
+                 if context.get_parameter_source(name) in (ParameterSource.COMMANDLINE,
+                                                           ParameterSource.ENVIRONMENT)}
+        config = resume_config(read_config(resume_dir), {"algorithm": algorithm, **given})
     else:
         config = TrainConfig(algorithm=algorithm, iterations=1000 if iterations is None else iterations,
                              **options)
@@ -180,11 +194,11 @@ def train(algorithm, run_dir, resume_dir, iterations, time_limit, data_root, dow
 @click.option("--shots", type=int, help="Default: the run's test shots.")
 @click.option("--queries", type=int, help="Default: the run's test queries.")
 @click.option("--episodes", type=int, default=600, show_default=True, help="Number of test episodes.")
-@click.option("--part", type=click.Choice(["test", "val", "train", "trainval"]), default="test",
+@click.option("--part", type=click.Choice(PARTS), default="test",
               show_default=True, help="Split part to draw episodes from (the run's split).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Episode seed: the same seed gives the same episodes for every model.")
-@click.option("--bn-mode", type=click.Choice(["auto", "batch", "running"]), default="auto",
+@click.option("--bn-mode", type=click.Choice(["auto", *BN_MODES]), default="auto",
               show_default=True,
               help="BatchNorm at test. batch: the support images and the queries of an episode "
                    "are normalised together with their own statistics (transductive; MAML "
@@ -231,13 +245,13 @@ def eval_(run, csv_path, ways, shots, queries, episodes, part, seed, bn_mode, in
 @click.option("--steps", type=int,
               help="MAML only: adaptation steps on the support set. Default: the run's test "
                    "inner steps.")
-@click.option("--invert", type=click.Choice(["auto", "yes", "no"]), default="auto",
+@click.option("--invert", type=click.Choice(INVERT_MODES), default="auto",
               show_default=True,
               help="Omniglot models expect bright strokes on a dark background. auto inverts an "
                    "image whose border (the outermost pixels of its grayscale version) averages "
                    "lighter than mid-gray, i.e. dark strokes on a light background; yes/no force it "
                    "for every image.")
-@click.option("--bn-mode", type=click.Choice(["auto", "batch", "running"]), default="auto",
+@click.option("--bn-mode", type=click.Choice(["auto", *BN_MODES]), default="auto",
               show_default=True,
               help="BatchNorm, as in eval: running statistics from training (each image on its "
                    "own) or batch statistics of the support images together with the queries "
@@ -276,7 +290,7 @@ def predict(run, support_dir, query_path, csv_path, steps, invert, bn_mode, stri
 @click.option("--by", "by", multiple=True, metavar="COLUMNS",
               help="Columns to group by, comma-separated (repeatable). Default: algorithm, the "
                    "columns of its variants (MAML's order), split, test_ways, test_shots, bn_mode.")
-@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv"]), default="table",
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
               show_default=True,
               help="table: aligned terminal table; markdown: a table for a README; csv: a tidy file "
                    "(fractions, not percent).")
@@ -303,7 +317,7 @@ def aggregate(csv_files, by, fmt, out):
 
 
 @cli.command()
-@click.option("--budget", type=click.Choice(["quick", "cpu", "paper"]), default="quick",
+@click.option("--budget", type=click.Choice(list(BUDGETS)), default="quick",
               show_default=True,
               help="quick: 5-way 1-shot only, short trainings, 100 test episodes (minutes on 2 CPU "
                    "cores). cpu: the whole grid in about 2 hours on 2 cores (shorter trainings). "
@@ -316,12 +330,12 @@ def aggregate(csv_files, by, fmt, out):
 @click.option("--cells", "cells", multiple=True, metavar="CELLS",
               help="Only these cells, WAYSwSHOTSs, comma-separated or repeated, e.g. 5w1s,20w5s. "
                    "Default: the budget's (quick: 5w1s; others: 5w1s 5w5s 20w1s 20w5s).")
-@click.option("--split", type=click.Choice(["lake", "vinyals", "random"]),
+@click.option("--split", type=click.Choice(SPLITS),
               help="One split for both algorithms. Default: each paper's (MAML: random with "
                    "rotation augmentation; ProtoNet: vinyals).")
 @click.option("--split-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder of the Vinyals split files. Default: <data root>/splits/vinyals.")
-@click.option("--format", "fmt", type=click.Choice(["table", "markdown"]), default="table",
+@click.option("--format", "fmt", type=click.Choice(COMPARISON_FORMATS), default="table",
               show_default=True, help="Format of the final comparison table.")
 @click.option("--device", default="auto", show_default=True)
 @data_options

@@ -147,3 +147,20 @@ def test_real_lake_train_episodes_never_touch_test_alphabets(real_data):
     assert len(part_classes) == 822
     assert not {real_data.alphabets[c] for c, _ in part_classes} & test_alphabets
     assert sampler[0].support.shape == (300, 1, 28, 28)
+
+
+def test_neighbouring_seeds_share_no_episodes(tiny_data, lake):
+    dataset = meta_dataset(tiny_data, lake, "test")
+    zero, one = EpisodeSampler(dataset, 5, 1, 5, seed=0), EpisodeSampler(dataset, 5, 1, 5, seed=1)
+    # seed * 1_000_003 + index made episode i of seed 1 episode i + 1_000_003 of seed 0.
+    for i in (0, 1, 7):
+        a, b = one[i], zero[i + 1_000_003]
+        assert not (torch.equal(a.support, b.support) and torch.equal(a.query, b.query))
+    # No two (seed, index) pairs share a generator, negative seeds included.
+    import random
+
+    from fewshot_cli.data.episodes import episode_seed
+
+    pairs = [(s, i) for s in range(-3, 4) for i in (0, 1, 2, 1_000_003, 1_000_004, 2_000_006)]
+    draws = {random.Random(episode_seed(s, i)).getrandbits(64) for s, i in pairs}
+    assert len(draws) == len(pairs)

@@ -160,3 +160,47 @@ def test_cli_bad_cell_is_a_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: bad cell '5x5'") and err.count("\n") == 1
     assert not (tmp_path / "eval.csv").exists()
+
+
+def test_a_row_of_another_split_is_no_done_cell(tmp_path, tiny_data):
+    # The tiny random split validates on 2 characters, hence 2 ways.
+    run(tmp_path, tiny_data, algorithms=["maml"], cells=["2w1s"])
+    lines = []
+    with pytest.raises(FewshotError, match="split=lake, not random"):
+        run(tmp_path, tiny_data, lines, algorithms=["maml"], cells=["2w1s"], split="random")
+    assert not any(line.endswith("skipped") for line in lines)
+    assert read_rows(tmp_path)["split"].tolist() == ["lake"]
+
+
+def test_a_row_of_another_learning_rate_is_no_done_cell(tmp_path, tiny_data):
+    # The CSV row does not record the meta learning rate: the run's config.json does.
+    run(tmp_path, tiny_data, algorithms=["maml"])
+    maml = TINY.algorithms["maml"]
+    faster = dataclasses.replace(maml, options={**maml.options, "lr": 0.01})
+    other = dataclasses.replace(TINY, algorithms={**TINY.algorithms, "maml": faster})
+    with pytest.raises(FewshotError, match="lr=0.001, not 0.01"):
+        run(tmp_path, tiny_data, budget=other, algorithms=["maml"])
+    assert len(read_rows(tmp_path)) == 1
+
+
+def test_another_test_protocol_tests_again_without_training(tmp_path, tiny_data):
+    run(tmp_path, tiny_data, algorithms=["maml"])
+    checkpoint = tmp_path / "runs" / "maml-3w1s" / "last.pt"
+    stamp = checkpoint.stat().st_mtime_ns
+    lines = []
+    longer = dataclasses.replace(TINY.algorithms["maml"], test_episodes=6)
+    more = dataclasses.replace(TINY, algorithms={**TINY.algorithms, "maml": longer})
+    run(tmp_path, tiny_data, lines, budget=more, algorithms=["maml"])
+    assert read_rows(tmp_path)["episodes"].tolist() == [4, 6]
+    assert any("already trained" in line for line in lines)
+    assert checkpoint.stat().st_mtime_ns == stamp
+
+
+def test_a_run_kept_without_checkpoints_is_refused_for_another_split(tmp_path, tiny_data):
+    # results/ keeps config.json and log.csv of each run, not its checkpoints.
+    run(tmp_path, tiny_data, algorithms=["maml"], cells=["2w1s"])
+    for checkpoint in (tmp_path / "runs").glob("*/*.pt"):
+        checkpoint.unlink()
+    with pytest.raises(FewshotError, match="split=lake, not random"):
+        run(tmp_path, tiny_data, algorithms=["maml"], cells=["2w1s"], split="random")
+    assert not list((tmp_path / "runs").glob("*/*.pt"))

@@ -9,6 +9,7 @@ import torch
 from fewshot_cli.run.checkpoint import load_checkpoint, load_trained
 from fewshot_cli.cli import main
 from fewshot_cli.run.config import TrainConfig
+from fewshot_cli.errors import FewshotError
 from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
 from fewshot_cli.run.evaluation import evaluate, evaluate_run
 from fewshot_cli.report.results import COLUMNS
@@ -136,3 +137,90 @@ def test_maml_learns_omniglot(real_data, tmp_path):
     result, _ = evaluate_run(tmp_path / "maml", episodes=200, data=real_data)
     print(f"MAML 5-way 1-shot after 50 meta-iterations: {result.mean:.2%} ± {result.ci95:.2%}")
     assert result.mean > 0.60
+
+
+def tiny_cli_run(tiny_root, run, monkeypatch, iterations=2):
+    monkeypatch.setenv("FEWSHOT_DATA", str(tiny_root))
+    assert main(["train", "protonet", "--out", str(run), "--ways", "4", "--queries", "2",
+                 "--iterations", str(iterations), "--val-every", "2", "--val-episodes", "2",
+                 "--test-ways", "3", "--quiet"]) == 0
+
+
+@pytest.mark.parametrize("option", [["--lr", "0.01"], ["--ways", "3"], ["--seed", "1"],
+                                    ["--split", "vinyals"], ["--first-order"]])
+def test_resume_refuses_options_that_change_the_training(option, tiny_root, tmp_path, monkeypatch,
+                                                          capsys):
+    run = tmp_path / "r"
+    tiny_cli_run(tiny_root, run, monkeypatch)
+    before = (run / "config.json").read_text()
+    capsys.readouterr()
+    assert main(["train", "protonet", "--resume", str(run), "--iterations", "4", *option,
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {option[0]} cannot change when resuming") and err.count("\n") == 1
+    assert (run / "config.json").read_text() == before
+    assert load_checkpoint(run / "last.pt")["iteration"] == 2
+
+
+def test_resume_honours_iterations_device_and_same_values(tiny_root, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "r"
+    tiny_cli_run(tiny_root, run, monkeypatch)
+    # The run's own values may be repeated; --device and --iterations change.
+    assert main(["train", "protonet", "--resume", str(run), "--iterations", "4", "--device", "cpu",
+                 "--ways", "4", "--lr", "0.001", "--shots", "1", "--quiet"]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert (config["device"], config["iterations"], config["ways"]) == ("cpu", 4, 4)
+    assert load_checkpoint(run / "last.pt")["iteration"] == 4
+    assert main(["train", "maml", "--resume", str(run), "--quiet"]) == 2
+    assert "is a protonet run, not maml" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_resume_uses_the_device_given(tiny_root, tiny_data, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "r"
+    tiny_cli_run(tiny_root, run, monkeypatch)
+    capsys.readouterr()
+    assert main(["train", "protonet", "--resume", str(run), "--iterations", "4", "--device", "cuda",
+                 "--quiet"]) == 2
+    assert "no CUDA device is available" in capsys.readouterr().err
+    with pytest.raises(FewshotError, match="no CUDA device"):  # the library too (reproduce)
+        train(TrainConfig("protonet", iterations=4, device="cuda"), run, resume=True,
+              data=tiny_data, progress=False)
+
+
+def test_ci95_walks_the_accuracies_a_fixed_number_of_times():
+    import statistics
+
+    from fewshot_cli.run.evaluation import EvalResult
+
+    class Counted(list):
+        walks = 0
+
+        def __iter__(self):
+            Counted.walks += 1
+            return super().__iter__()
+
+    values = [(i * 37 % 101) / 100 for i in range(500)]
+    result = EvalResult(Counted(values), 0.0)
+    ci = result.ci95
+    assert Counted.walks <= 3  # the mean inside the loop walked the list once per episode
+    assert ci == pytest.approx(1.96 * statistics.stdev(values) / len(values) ** 0.5)
+
+
+def test_evaluate_run_reads_the_checkpoint_once(proto_run, tiny_data, monkeypatch):
+    loads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    _, row = evaluate_run(proto_run, episodes=2, data=tiny_data)
+    assert len(loads) == 1
+    assert row["checkpoint_iteration"] == load_checkpoint(proto_run / "best.pt")["iteration"]
+
+
+def test_config_json_holds_the_training_fields_only(proto_run):
+    import dataclasses
+
+    stored = json.loads((proto_run / "config.json").read_text())
+    assert "extra" not in stored  # a field nothing read
+    assert set(stored) == {f.name for f in dataclasses.fields(TrainConfig)}
+    # A config.json of an older version, with its unused "extra", still loads.
+    assert TrainConfig.from_dict({**stored, "extra": {}}).resolved() == TrainConfig.from_dict(stored)

@@ -129,6 +129,25 @@ def check_episode_shape(dataset: l2l.data.MetaDataset, ways: int, shots: int, qu
         )
 
 
+def episode_seed(seed: int, index: int) -> str:
+    """The seed of Python's ``random`` for episode ``index`` of the stream ``seed``.
+
+    A text naming both numbers: ``random.seed`` uses every bit of a text (its bytes and their
+    SHA-512), so no two ``(seed, index)`` pairs share a generator. An arithmetic mix such as
+    ``seed * 1_000_003 + index`` would make neighbouring seeds share most of their episodes
+    once a run draws that many (and ``random.seed`` of an int drops its sign).
+
+    Args:
+        seed: the sampler's seed (any int, negative included).
+        index: the episode's index in the stream.
+
+    Example:
+        >>> episode_seed(1, 0) != episode_seed(0, 1_000_003)
+        True
+    """
+    return f"fewshot-episode:{int(seed)}:{int(index)}"
+
+
 class EpisodeSampler:
     """Seeded N-way K-shot episodes from one ``MetaDataset``.
 
@@ -165,7 +184,7 @@ class EpisodeSampler:
         # learn2learn's transforms draw from Python's global `random`; seed it for this episode
         # and put the caller's state back afterwards.
         state = random.getstate()
-        random.seed(self.seed * 1_000_003 + index)
+        random.seed(episode_seed(self.seed, index))
         # learn2learn builds a few small objects per sample; the cyclic garbage collector,
         # triggered by them, would scan every live object and cost more than the sampling.
         # They hold no cycles, so reference counting frees them with the collector paused.

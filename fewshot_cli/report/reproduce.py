@@ -14,9 +14,10 @@ episodes, options). Today:
 Test episodes have 15 queries per class, seed 0, BatchNorm per algorithm (``run.evaluation``).
 
 Every cell appends one row to ``DIR/eval.csv``; run directories are ``DIR/runs/<training>``
-(``maml-5w1s``, ``protonet-60w1s``...). A cell whose row (same run, training length and test
-episodes) is in the CSV is skipped, and a training with a ``last.pt`` resumes from it, so an
-interrupted reproduction continues where it stopped when the same command is run again.
+(``maml-5w1s``, ``protonet-60w1s``...). A cell is skipped when the CSV holds a row of the same
+training (every field of ``TRAINING_FIELDS``) and test protocol (ways, shots, queries, episodes,
+BatchNorm mode); a training with a ``last.pt`` resumes from it, so an interrupted reproduction
+continues where it stopped when the same command is run again.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from fewshot_cli.algorithms import registry
 from fewshot_cli.algorithms.base import BudgetSettings
 from fewshot_cli.errors import FewshotError
 from fewshot_cli.report.aggregate import aggregate, natural_key, percent, read_csv, render
-from fewshot_cli.run.checkpoint import LAST, load_checkpoint, read_config
+from fewshot_cli.run.checkpoint import CONFIG, LAST, load_checkpoint, read_config
 from fewshot_cli.run.config import TrainConfig
 
 # Published test accuracies (%) on Omniglot, by (algorithm, ways, shots), and their sources.
@@ -42,6 +43,8 @@ PUBLISHED = {(a.name, ways, shots): value for a in registry.algorithms()
 PUBLISHED_SOURCES = {a.name: a.published.source for a in registry.algorithms()}
 GRID = ("5w1s", "5w5s", "20w1s", "20w5s")
 TEST_QUERIES = 15
+TEST_SEED = 0
+COMPARISON_FORMATS = ("table", "markdown")  # what format_comparison writes
 
 
 @dataclass(frozen=True)
@@ -162,16 +165,50 @@ def check_same_training(run_dir: Path, config: TrainConfig) -> None:
             f"{getattr(planned, field)} (another budget or split?); use another --out directory")
 
 
-def done_cells(csv_path: Path) -> set[tuple]:
-    """Keys ``(algorithm, ways, shots, run name, training length, episodes)`` of the CSV's rows."""
-    if not csv_path.exists():
-        return set()
-    rows = read_csv(csv_path)
-    columns = ["algorithm", "test_ways", "test_shots", "run_id", "train_iterations", "episodes"]
-    for column in columns:
-        if column not in rows.columns:
-            rows[column] = ""
-    return {tuple(str(v) for v in r) for r in rows[columns].itertuples(index=False)}
+# Training fields that a CSV row records itself, and their columns. The rest of
+# TRAINING_FIELDS is read from the row's run directory, whose config.json holds them all.
+ROW_TRAINING_COLUMNS = {"algorithm": "algorithm", "ways": "train_ways", "shots": "train_shots",
+                        "queries": "train_queries", "iterations": "train_iterations",
+                        "split": "split", "backbone": "backbone"}
+
+
+def cell_protocol(cell: Cell, episodes: int) -> dict[str, str]:
+    """The CSV columns of the test protocol a reproduction gives ``cell``, as the CSV holds them."""
+    from fewshot_cli.run.evaluation import resolve_bn_mode
+
+    return {"test_ways": str(cell.ways), "test_shots": str(cell.shots),
+            "test_queries": str(TEST_QUERIES), "episodes": str(episodes), "seed": str(TEST_SEED),
+            "split_part": "test", "bn_mode": resolve_bn_mode(cell.algorithm)}
+
+
+def csv_rows(csv_path: Path) -> list[dict[str, str]]:
+    """The rows of the CSV at ``csv_path`` as dicts of strings (none when it is absent)."""
+    return read_csv(csv_path).to_dict("records") if csv_path.exists() else []
+
+
+def is_done(rows: list[dict[str, str]], run_dir: Path, config: TrainConfig,
+            protocol: dict[str, str]) -> bool:
+    """Whether one of ``rows`` tested the training ``config`` of ``run_dir`` with ``protocol``.
+
+    A row counts when it names ``run_dir``, records the planned training and the planned test
+    protocol, and the run directory's configuration agrees on every field of
+    ``TRAINING_FIELDS`` (a row of another split, learning rate or seed does not).
+
+    Example:
+        >>> is_done(csv_rows(Path("X/eval.csv")), Path("X/runs/maml-5w1s"), config,
+        ...         cell_protocol(Cell("maml", 5, 1), 600))
+        False
+    """
+    planned = config.resolved()
+    wanted = {"run_id": run_dir.name, **protocol,
+              **{column: str(getattr(planned, field)) for field, column in ROW_TRAINING_COLUMNS.items()}}
+    if not any(all(row.get(k) == v for k, v in wanted.items()) for row in rows):
+        return False
+    try:
+        stored = TrainConfig.from_dict(read_config(run_dir)).resolved()
+    except FewshotError:  # run directory gone or unreadable: nothing proves what the row tested
+        return False
+    return all(getattr(stored, f) == getattr(planned, f) for f in TRAINING_FIELDS)
 
 
 def reproduce(
@@ -223,7 +260,7 @@ def reproduce(
     out_dir = Path(out_dir)
     csv_path = out_dir / "eval.csv"
     check_writable(csv_path)
-    done = done_cells(csv_path)
+    rows = csv_rows(csv_path)
     splits = {c.algorithm: split or registry.get(c.algorithm).paper_split for c in plan}
     val_ways = {a: min(c.ways for c in plan if c.algorithm == a) for a in {c.algorithm for c in plan}}
     jobs = []
@@ -231,11 +268,11 @@ def reproduce(
         name, config = training_for(cell, budget, splits[cell.algorithm], val_ways[cell.algorithm])
         config.resolved()  # a bad cell fails before anything runs
         episodes = budget.algorithms[cell.algorithm].test_episodes
-        key = (cell.algorithm, str(cell.ways), str(cell.shots), name, str(config.iterations),
-               str(episodes))
-        if key not in done and (out_dir / "runs" / name / LAST).is_file():
-            check_same_training(out_dir / "runs" / name, config)  # before the data is loaded
-        jobs.append((cell, name, config, episodes, key in done))
+        done = is_done(rows, out_dir / "runs" / name, config, cell_protocol(cell, episodes))
+        if not done and (out_dir / "runs" / name / CONFIG).is_file():
+            # Before the data is loaded; also without checkpoints (results/ keeps config.json only).
+            check_same_training(out_dir / "runs" / name, config)
+        jobs.append((cell, name, config, episodes, done))
 
     todo = [job for job in jobs if not job[4]]
     if todo:
@@ -266,7 +303,7 @@ def reproduce(
             echo(f"{title}: {run_dir} already trained")
         echo(f"{title}: testing on {episodes} episodes")
         result, _ = evaluate_run(run_dir, csv_path, ways=cell.ways, shots=cell.shots,
-                                 queries=TEST_QUERIES, episodes=episodes, seed=0, data=data,
+                                 queries=TEST_QUERIES, episodes=episodes, seed=TEST_SEED, data=data,
                                  device=device, progress=progress)
         echo(f"{title}: {result.mean:.2%} ± {result.ci95:.2%}"
              + (f" (published {PUBLISHED[(cell.algorithm, cell.ways, cell.shots)]}%)"

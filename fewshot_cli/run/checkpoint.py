@@ -108,6 +108,19 @@ def load_trained(path: str | Path) -> tuple[TrainConfig, torch.nn.Module, Path]:
     Example:
         >>> config, model, checkpoint = load_trained("runs/protonet")
     """
+    return load_run(path)[:3]
+
+
+def load_run(path: str | Path) -> tuple[TrainConfig, torch.nn.Module, Path, dict]:
+    """``load_trained`` plus the checkpoint's contents (iteration, best validation...).
+
+    The checkpoint is read once.
+
+    Example:
+        >>> config, model, checkpoint, state = load_run("runs/protonet")
+        >>> state["iteration"]
+        1000
+    """
     run_dir, checkpoint_path = resolve_run(Path(path))
     config = TrainConfig.from_dict(read_config(run_dir))
     state = load_checkpoint(checkpoint_path)
@@ -121,4 +134,4 @@ def load_trained(path: str | Path) -> tuple[TrainConfig, torch.nn.Module, Path]:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:
         raise FewshotError(f"{checkpoint_path} does not fit the network of its config.json") from exc
-    return config, model, checkpoint_path
+    return config, model, checkpoint_path, state

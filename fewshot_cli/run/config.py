@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -11,6 +11,9 @@ from fewshot_cli.algorithms import registry
 from fewshot_cli.algorithms.backbone import BACKBONES
 from fewshot_cli.data.splits import SPLITS
 from fewshot_cli.errors import FewshotError
+
+# What a resumed run may change: where and how long it goes on, never what it learns.
+RESUME_MAY_CHANGE = ("iterations", "device")
 
 
 @dataclass
@@ -54,7 +57,6 @@ class TrainConfig:
     val_every: int = 100
     val_episodes: int = 100
     data_root: str | None = None
-    extra: dict = field(default_factory=dict)
 
     def resolved(self) -> "TrainConfig":
         """A copy with every ``None`` replaced by the algorithm's default, validated."""
@@ -102,6 +104,38 @@ class TrainConfig:
         """Rebuild from ``config.json`` contents, ignoring keys this version does not know."""
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def resume_config(stored: dict, given: dict) -> TrainConfig:
+    """The configuration a resumed run goes on with: ``stored``, changed where it may be.
+
+    Fields in ``RESUME_MAY_CHANGE`` take their value from ``given``; any other given field must
+    equal the run's own (resolved) value, since it would change the training.
+
+    Args:
+        stored: the run's ``config.json`` contents.
+        given: the options the user set explicitly, by field name (``algorithm`` included).
+
+    Raises:
+        FewshotError: a given option (named in the message) differs from the run's.
+
+    Example:
+        >>> resume_config({"algorithm": "protonet", "iterations": 500}, {"iterations": 900}).iterations
+        900
+        >>> resume_config({"algorithm": "protonet"}, {"lr": 0.01})  # FewshotError: --lr cannot change...
+    """
+    config = TrainConfig.from_dict(stored)
+    algorithm = given.get("algorithm", config.algorithm)
+    if algorithm != config.algorithm:
+        raise FewshotError(f"the run to resume is a {config.algorithm} run, not {algorithm}")
+    run = config.resolved()
+    for name, value in given.items():
+        if name not in RESUME_MAY_CHANGE and value != getattr(run, name):
+            option = f"--{name.replace('_', '-')}"
+            raise FewshotError(f"{option} cannot change when resuming: the run has "
+                               f"{name}={getattr(run, name)} (leave {option} out, or start a new "
+                               "run with --out)")
+    return dataclasses.replace(config, **{k: v for k, v in given.items() if k in RESUME_MAY_CHANGE})
 
 
 def pick_device(name: str = "auto") -> torch.device:

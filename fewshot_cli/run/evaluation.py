@@ -28,7 +28,7 @@ from tqdm import tqdm
 from fewshot_cli import __version__
 from fewshot_cli.algorithms import registry
 from fewshot_cli.algorithms.base import BN_MODES, Algorithm
-from fewshot_cli.run.checkpoint import load_checkpoint, load_trained
+from fewshot_cli.run.checkpoint import load_run
 from fewshot_cli.run.config import TrainConfig, pick_device
 from fewshot_cli.data.episodes import Episode, EpisodeSampler, meta_dataset
 from fewshot_cli.errors import FewshotError
@@ -59,7 +59,8 @@ class EvalResult:
         n = len(self.accuracies)
         if n < 2:
             return float("nan")
-        variance = sum((a - self.mean) ** 2 for a in self.accuracies) / (n - 1)
+        mean = self.mean  # once: the property walks the whole list
+        variance = sum((a - mean) ** 2 for a in self.accuracies) / (n - 1)
         return 1.96 * math.sqrt(variance) / math.sqrt(n)
 
 
@@ -187,7 +188,7 @@ def evaluate_run(
     """
     if csv_path is not None:
         check_writable(csv_path)
-    config, model, checkpoint_path = load_trained(path)
+    config, model, checkpoint_path, state = load_run(path)
     config = config.resolved()
     refuse_test_steps(config, inner_steps, "--inner-steps", path)
     ways, shots = ways or config.test_ways, shots or config.test_shots
@@ -210,7 +211,7 @@ def evaluate_run(
         "test_ways": ways, "test_shots": shots, "test_queries": queries,
         "train_iterations": config.iterations,
         # A best.pt (or a time-limited run) may stop short of the planned iterations.
-        "checkpoint_iteration": load_checkpoint(checkpoint_path)["iteration"],
+        "checkpoint_iteration": state["iteration"],
         "episodes": episodes, "seed": seed,
         "bn_mode": mode, "accuracy_mean": f"{result.mean:.5f}", "ci95": f"{result.ci95:.5f}",
         "eval_seconds": f"{result.seconds:.2f}", "checkpoint": str(checkpoint_path),

@@ -126,7 +126,8 @@ def train(
         config: the run's settings (``None`` fields take the paper defaults).
         run_dir: where ``config.json``, ``last.pt``, ``best.pt`` and ``log.csv`` go.
         resume: continue from ``run_dir/last.pt`` (``config`` then comes from the run, except
-            its ``iterations``, which may extend the run, and a ``data_root`` given).
+            its ``iterations``, which may extend the run, its ``device``, and a ``data_root``
+            given).
         data: preloaded Omniglot (loaded from ``config.data_root`` otherwise, once the
             configuration is known to be sound, with ``download``).
         progress: show a progress bar with the running loss and accuracy (on a terminal only).
@@ -147,7 +148,7 @@ def train(
         stored = TrainConfig.from_dict(read_config(run_dir))
         if stored.algorithm != config.algorithm:
             raise FewshotError(f"{run_dir} is a {stored.algorithm} run, not {config.algorithm}")
-        stored.iterations = config.iterations
+        stored.iterations, stored.device = config.iterations, config.device
         stored.data_root = config.data_root or stored.data_root
         config = stored
         state = load_checkpoint(run_dir / LAST)
