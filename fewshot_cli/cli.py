@@ -103,6 +103,9 @@ def data(data_root, download, splits, split_dir, split_seed):
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Continue the interrupted run in this directory from its last.pt "
                    "(its configuration is reused; --iterations may extend it).")
+@click.option("--overwrite", is_flag=True,
+              help="Let --out replace the run already in that directory (its checkpoints and "
+                   "logs are deleted). Without it an existing run is refused.")
 @click.option("--ways", type=int, help="Classes per training episode. Default: 5 (MAML), 60 (ProtoNet).")
 @click.option("--shots", type=int, default=1, show_default=True, help="Support images per class.")
 @click.option("--queries", type=int, help="Query images per class. Default: 15 (MAML), 5 (ProtoNet).")
@@ -133,8 +136,8 @@ def data(data_root, download, splits, split_dir, split_seed):
                    "this many minutes, validating and saving first; --resume continues it.")
 @data_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(algorithm, run_dir, resume_dir, iterations, time_limit, data_root, download, quiet,
-          **options):
+def train(algorithm, run_dir, resume_dir, overwrite, iterations, time_limit, data_root, download,
+          quiet, **options):
     """Meta-train MAML or ProtoNet on Omniglot.
 
     Keeps the best checkpoint by validation accuracy (best.pt) and the latest (last.pt) in the
@@ -147,6 +150,8 @@ def train(algorithm, run_dir, resume_dir, iterations, time_limit, data_root, dow
 
     if bool(run_dir) == bool(resume_dir):
         raise FewshotError("give exactly one of --out RUN_DIR (a new run) or --resume RUN_DIR")
+    if overwrite and resume_dir:
+        raise FewshotError("--overwrite starts a new run and --resume continues one: give one of them")
     if time_limit is not None and time_limit <= 0:
         raise FewshotError(f"--time-limit must be positive (got {time_limit})")
     if options["split_dir"] is not None:
@@ -166,7 +171,8 @@ def train(algorithm, run_dir, resume_dir, iterations, time_limit, data_root, dow
     omniglot = load_omniglot(data_root or config.data_root, download=download, progress=not quiet)
     result = run_training(config, resume_dir or run_dir, resume=bool(resume_dir), data=omniglot,
                           progress=not quiet,
-                          max_seconds=time_limit * 60 if time_limit is not None else None)
+                          max_seconds=time_limit * 60 if time_limit is not None else None,
+                          overwrite=overwrite)
     click.echo(f"done: {result.iterations} iterations, best validation accuracy "
                f"{result.best_val_accuracy:.2%}, {result.seconds:.0f} s; checkpoints in {result.run_dir}")
 

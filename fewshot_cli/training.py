@@ -34,6 +34,7 @@ from fewshot_cli.source import Omniglot, load_omniglot
 from fewshot_cli.splits import make_split
 
 LOG_COLUMNS = ["iteration", "train_loss", "train_accuracy", "val_accuracy", "elapsed_seconds"]
+RUN_FILES = (LAST, BEST, LOG)  # what a run has done; refused unless resumed or overwritten
 VAL_SEED_OFFSET = 10_000  # validation episodes never coincide with training episodes
 
 
@@ -91,6 +92,15 @@ def nonfinite_state(model: torch.nn.Module) -> str | None:
     return f"{bad[0]} is no longer finite" if bad else None
 
 
+def run_files(run_dir: Path) -> list[str]:
+    """The checkpoints and logs of a training run that ``run_dir`` holds (none: a new run).
+
+    ``config.json`` alone does not count: it is all a run killed before its first checkpoint
+    leaves, and nothing of it is lost by starting again.
+    """
+    return [name for name in RUN_FILES if (Path(run_dir) / name).is_file()]
+
+
 def write_log(run_dir: Path, rows: list[dict]) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS)
@@ -134,6 +144,7 @@ def train(
     progress: bool = True,
     stop_after: int | None = None,
     max_seconds: float | None = None,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Meta-train ``config.algorithm`` and keep its checkpoints in ``run_dir``.
 
@@ -147,6 +158,8 @@ def train(
         stop_after: stop as if interrupted after this iteration (used by tests).
         max_seconds: end the run (validating and saving as at its last iteration) once this
             much wall-clock time has passed; ``--resume`` can continue it later.
+        overwrite: start afresh in a ``run_dir`` that already holds a run, deleting its
+            checkpoints and logs first (without it, such a directory is refused).
 
     Raises:
         TrainingInterrupted: after a signal (``last.pt`` saved).
@@ -166,6 +179,10 @@ def train(
         state = load_checkpoint(run_dir / LAST)
         if state["algorithm"] != config.algorithm:
             raise FewshotError(f"{run_dir / LAST} does not hold a {config.algorithm} model")
+    elif not overwrite and run_files(run_dir):
+        raise FewshotError(f"{run_dir} already holds a training run ({', '.join(run_files(run_dir))}); "
+                           f"continue it with --resume {run_dir}, replace it with --overwrite, "
+                           f"or choose another --out")
     config = config.resolved()
     device = pick_device(config.device)
     if data is None:
@@ -181,6 +198,10 @@ def train(
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise FewshotError(f"cannot create run directory {run_dir}: {exc.strerror}") from exc
+    if not resume:
+        # A fresh start must not leave the previous run's best.pt beside the new config.json.
+        for name in run_files(run_dir):
+            (run_dir / name).unlink()
     save_config(run_dir, config)
 
     torch.manual_seed(config.seed)

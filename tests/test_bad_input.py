@@ -178,6 +178,10 @@ CASES = [
          ["plot", "accuracy", "{binary_csv}", "--out", "{work}/a.png"], "not an evaluation CSV"),
     case("plot-accuracy-out-under-file",
          ["plot", "accuracy", "{eval_csv}", "--out", "{file}/a.png"], "{file}"),
+    # issue 14: results you can trust
+    case("train-out-existing-run", TRAIN[:-1] + ["{proto_copy}"], "already holds a training run"),
+    case("train-overwrite-with-resume", ["train", "protonet", "--resume", "{proto_copy}",
+                                         "--overwrite"], "--overwrite"),
 ]
 
 
@@ -256,6 +260,7 @@ def paths(tiny_root, tiny_data, tmp_path_factory) -> dict[str, str]:
         "config_list": copy_run(proto, work / "config-list",
                                 lambda r: (r / "config.json").write_text('["protonet"]')),
         "vinyals_run": copy_run(proto, work / "vinyals-run", vinyals),
+        "proto_copy": copy_run(proto, work / "proto-copy", lambda r: None),
     }.items()}
 
 

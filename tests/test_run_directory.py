@@ -1,0 +1,65 @@
+"""A run directory keeps what it holds: no silent overwrite, honest end-of-run messages,
+checkpoints named only when this run wrote them, and a per-iteration training log."""
+
+import json
+
+import pytest
+
+from fewshot_cli.checkpoint import load_checkpoint
+from fewshot_cli.cli import main
+from fewshot_cli.config import TrainConfig
+from fewshot_cli.errors import FewshotError
+from fewshot_cli.training import TrainingInterrupted, train
+
+TINY = dict(ways=5, queries=2, test_ways=3, test_queries=2, val_every=2, val_episodes=2,
+            device="cpu")
+
+
+def tiny_train(run, data, iterations=4, **options):
+    return train(TrainConfig("protonet", iterations=iterations, **TINY), run, data=data,
+                 progress=False, **options)
+
+
+def test_out_on_an_existing_run_is_refused_and_keeps_it(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    tiny_train(run, tiny_data, iterations=4)
+    before = {name: (run / name).read_bytes() for name in ("config.json", "last.pt", "best.pt", "log.csv")}
+    with pytest.raises(FewshotError, match="already holds a training run.*--resume.*--overwrite"):
+        tiny_train(run, tiny_data, iterations=2)
+    assert {name: (run / name).read_bytes() for name in before} == before
+
+
+def test_overwrite_replaces_the_whole_run(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    tiny_train(run, tiny_data, iterations=4)
+    (run / "best.pt").write_bytes(b"the old run's best")  # must not survive beside the new config
+    # Stopped before the first checkpoint: nothing of the old run may remain.
+    with pytest.raises(TrainingInterrupted):
+        tiny_train(run, tiny_data, iterations=2, overwrite=True, stop_after=1)
+    assert not (run / "best.pt").exists()
+    assert json.loads((run / "config.json").read_text())["iterations"] == 2
+    tiny_train(run, tiny_data, iterations=2, overwrite=True)
+    assert load_checkpoint(run / "best.pt")["iteration"] <= 2
+    assert load_checkpoint(run / "last.pt")["iteration"] == 2
+
+
+def test_a_directory_with_only_a_config_is_a_new_run(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")  # a run killed before its first checkpoint
+    assert tiny_train(run, tiny_data, iterations=2).iterations == 2
+
+
+def test_cli_refuses_an_existing_run_and_overwrite_with_resume(tiny_root, tiny_data, tmp_path,
+                                                                monkeypatch, capsys):
+    monkeypatch.setenv("FEWSHOT_DATA", str(tiny_root))
+    run = tmp_path / "run"
+    tiny_train(run, tiny_data, iterations=2)
+    args = ["train", "protonet", "--ways", "5", "--queries", "2", "--test-ways", "3",
+            "--test-queries", "2", "--iterations", "2", "--val-every", "2", "--val-episodes", "2",
+            "--quiet"]
+    assert main(args + ["--out", str(run)]) == 2
+    assert "already holds a training run" in capsys.readouterr().err
+    assert main(args + ["--resume", str(run), "--overwrite"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(args + ["--out", str(run), "--overwrite"]) == 0
