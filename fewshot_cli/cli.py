@@ -275,8 +275,11 @@ def predict(run, support_dir, query_path, csv_path, steps, invert, bn_mode, stri
 @cli.command()
 @click.argument("csv_files", nargs=-1, required=True, metavar="CSV...")
 @click.option("--by", "by", multiple=True, metavar="COLUMNS",
-              help="Columns to group by, comma-separated (repeatable). Default: algorithm, order, "
-                   "split, test_ways, test_shots, bn_mode.")
+              help="Columns to group by, comma-separated (repeatable). Default: everything that "
+                   "defines the protocol (algorithm, order, backbone, engine, split, split_part, "
+                   "rotations, train_ways, train_shots, train_iterations, test_ways, test_shots, "
+                   "test_queries, inner_steps_test, bn_mode); the table then shows the columns "
+                   "that differ between lines and notes the values all lines share.")
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv"]), default="table",
               show_default=True,
               help="table: aligned terminal table; markdown: a table for a README; csv: a tidy file "
@@ -290,12 +293,14 @@ def aggregate(csv_files, by, fmt, out):
     accuracy with its 95% confidence interval, the number of runs (rows), the test episodes
     behind them and, for several runs (seeds), the standard deviation of the run means. The CI
     of a group of n runs is sqrt(sum ci_i^2) / n: episode noise only, the spread is separate.
+    A checkpoint evaluated again on the same episodes counts once (with a warning).
     """
-    from fewshot_cli.aggregate import DEFAULT_BY, aggregate_files
+    from fewshot_cli.aggregate import aggregate_files
     from fewshot_cli.atomic import atomic_write_text
 
     columns = [c.strip() for item in by for c in item.split(",") if c.strip()]
-    text = aggregate_files(csv_files, columns or DEFAULT_BY, fmt)
+    text = aggregate_files(csv_files, columns or None, fmt,
+                           warn=lambda message: click.echo(f"warning: {message}", err=True))
     if out:
         atomic_write_text(out, text)
         click.echo(f"written to {out}")
