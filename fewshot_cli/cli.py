@@ -378,12 +378,13 @@ def curves(run_dirs, out):
 def accuracy(csv_files, out):
     """Test accuracy per grid cell with 95% CI error bars, beside the published numbers.
 
-    CSV... are evaluation CSVs or glob patterns; rows are grouped by cell, algorithm and MAML
-    order (as fewshot aggregate does).
+    CSV... are evaluation CSVs or glob patterns. Rows are grouped as fewshot aggregate groups
+    them, by the whole protocol (split and part, backbone, training length, BatchNorm mode...):
+    one bar per protocol, labelled with what sets it apart, never an average of two.
     """
     from fewshot_cli.plots import plot_accuracy
 
-    click.echo(f"written to {plot_accuracy(csv_files, out)}")
+    click.echo(f"written to {plot_accuracy(csv_files, out, warn=lambda message: click.echo(f'warning: {message}', err=True))}")
 
 
 def main(argv: list[str] | None = None) -> int:

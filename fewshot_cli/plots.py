@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import pandas as pd
 
 from fewshot_cli.errors import FewshotError
 
 DPI = 120
-# Ours: a strong colour per algorithm (first-order MAML its own shade); the papers: lighter.
-OURS_COLORS = {"maml": "#1f77b4", "maml first": "#17becf", "protonet": "#d62728"}
+# The papers' bars: a light shade per algorithm (hatched).
 PAPER_COLORS = {"maml": "#aec7e8", "protonet": "#ff9896"}
+# Our bars: a strong colour per protocol.
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
+           "#17becf", "#bcbd22", "#7f7f7f")
 
 
 def read_curve(run_dir: str | Path) -> pd.DataFrame:
@@ -88,16 +90,93 @@ def plot_curves(run_dirs: Iterable[str | Path], out: str | Path) -> Path:
     return save(figure, out)
 
 
-def plot_accuracy(csv_patterns: Iterable[str | Path], out: str | Path) -> Path:
+def protocol_labels(table: pd.DataFrame, axis: tuple[str, ...] = ("test_ways", "test_shots")
+                    ) -> tuple[list[str], list[str]]:
+    """A legend label for each line of an ``aggregate`` table, and the values all lines share.
+
+    A label names the algorithm (and MAML order) and every other protocol column whose value
+    differs between lines (``axis`` columns aside: the x axis shows them), e.g.
+    ``maml second order, split=lake, bn_mode=running``.
+
+    Example:
+        >>> labels, shared = protocol_labels(aggregate(rows))
+    """
+    from fewshot_cli.aggregate import shown_columns
+
+    shown, shared = shown_columns(table, always=("algorithm", "order"))
+    varying = [c for c in shown if c not in ("algorithm", "order", *axis)]
+    if {"train_ways", "train_shots"} & set(varying):
+        varying = [c for c in varying if c != "train_shots"]  # both in one word: trained 5w1s
+    labels = []
+    for record in table.to_dict("records"):
+        name = record["algorithm"] + (f" {record['order']} order" if record.get("order") else "")
+        details = [protocol_word(c, record) for c in varying if record[c] != ""]
+        labels.append(name + (": " + ", ".join(details) if details else ""))
+    return labels, [s for s in shared if not s.startswith(axis)]
+
+
+def protocol_word(column: str, record: dict) -> str:
+    """A short legend word for one protocol value: ``200 it``, ``BN running``, ``trained 5w1s``."""
+    value = record[column]
+    words = {"split": f"{value} split", "split_part": f"{value} part",
+             "rotations": "rotations" if value == "True" else "no rotations",
+             "train_ways": f"trained {value}w{record.get('train_shots', '')}s",
+             "train_iterations": f"{value} it", "test_queries": f"{value} queries",
+             "inner_steps_test": f"{value} steps", "bn_mode": f"BN {value}"}
+    return words.get(column, f"{column} {value}")
+
+
+def accuracy_bars(table: pd.DataFrame) -> tuple[list[tuple[str, str]], list[tuple], list[str]]:
+    """The bars of ``plot_accuracy`` for an ``aggregate`` table grouped by the protocol.
+
+    Returns:
+        ``(cells, bars, shared)``: the ``(ways, shots)`` cells in order; one bar per table line
+        and per published result of a cell, as ``(cell index, label, height %, ci %, colour,
+        hatch)``; and the ``column value`` notes that hold for every line.
+
+    Raises:
+        FewshotError: the table has no line (the CSVs have no rows).
+    """
+    from fewshot_cli.aggregate import natural_key
+    from fewshot_cli.reproduce import PUBLISHED
+
+    if table.empty:
+        raise FewshotError("no evaluation rows to plot (the CSVs have a header only)")
+    labels, shared = protocol_labels(table)
+    colors = {}
+    for label in labels:
+        colors.setdefault(label, PALETTE[len(colors) % len(PALETTE)])
+    cells = sorted(dict.fromkeys(zip(table["test_ways"], table["test_shots"])),
+                   key=lambda cell: (natural_key(cell[0]), natural_key(cell[1])))
+    bars = []
+    for index, (ways, shots) in enumerate(cells):
+        here = (table["test_ways"] == ways) & (table["test_shots"] == shots)
+        for label, record in zip([l for l, h in zip(labels, here) if h],
+                                 table[here].to_dict("records")):
+            ci = record["ci95"]
+            bars.append((index, label, 100 * record["accuracy_mean"],
+                         0.0 if math.isnan(ci) else 100 * ci, colors[label], ""))
+        for algorithm in dict.fromkeys(table[here]["algorithm"]):
+            key = (algorithm, int(natural_key(ways)[1]), int(natural_key(shots)[1]))
+            if key in PUBLISHED:
+                bars.append((index, f"{algorithm} (paper)", PUBLISHED[key], 0.0,
+                             PAPER_COLORS.get(algorithm, "#c7c7c7"), "//"))
+    return cells, bars, shared
+
+
+def plot_accuracy(csv_patterns: Iterable[str | Path], out: str | Path,
+                  warn: Callable[[str], None] | None = None) -> Path:
     """Test accuracy with 95% CI error bars per grid cell, ours beside the published numbers.
 
-    Rows are grouped by algorithm, MAML order and cell (as ``aggregate`` does); each group is a
-    bar, and each published result (``reproduce.PUBLISHED``) for a cell we have is a lighter,
-    hatched bar beside it.
+    Rows are grouped as ``fewshot aggregate`` groups them (by the whole protocol: split and part,
+    backbone, training length, BatchNorm mode...), so a bar never averages two experiments; each
+    bar is labelled with what sets it apart. Each published result (``reproduce.PUBLISHED``) for
+    a cell we have is a lighter, hatched bar beside ours.
 
     Args:
         csv_patterns: evaluation CSVs (paths or glob patterns).
-        out: the PNG to write.
+        out: the figure to write (see ``save`` for the formats).
+        warn: told about repeated evaluations counted once.
 
     Example:
         >>> plot_accuracy(["results/cpu/eval.csv"], "figures/accuracy.png")
@@ -105,27 +184,13 @@ def plot_accuracy(csv_patterns: Iterable[str | Path], out: str | Path) -> Path:
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
-    from fewshot_cli.aggregate import aggregate, natural_key, read_results
-    from fewshot_cli.reproduce import PUBLISHED
+    from fewshot_cli.aggregate import DEFAULT_BY, aggregate, read_results
 
-    table = aggregate(read_results(csv_patterns), by=["test_ways", "test_shots", "algorithm", "order"])
-    cells = list(dict.fromkeys(zip(table["test_ways"], table["test_shots"])))
-    bars = []  # (cell index, label, height %, ci %, colour, hatch)
-    for index, (ways, shots) in enumerate(cells):
-        here = table[(table["test_ways"] == ways) & (table["test_shots"] == shots)]
-        for algorithm in dict.fromkeys(here["algorithm"]):
-            for record in here[here["algorithm"] == algorithm].to_dict("records"):
-                order = f", {record['order']} order" if record["order"] else ""
-                ci = record["ci95"]
-                bars.append((index, f"{algorithm}{order} (ours)", 100 * record["accuracy_mean"],
-                             0.0 if math.isnan(ci) else 100 * ci,
-                             OURS_COLORS.get(f"{algorithm} {record['order']}",
-                                             OURS_COLORS.get(algorithm, "#7f7f7f")), ""))
-            key = (algorithm, int(natural_key(ways)[1]), int(natural_key(shots)[1]))
-            if key in PUBLISHED:
-                bars.append((index, f"{algorithm} (paper)", PUBLISHED[key], 0.0,
-                             PAPER_COLORS.get(algorithm, "#c7c7c7"), "//"))
-    figure = Figure(figsize=(max(6.0, 2.4 * len(cells) + 2), 4.5), layout="constrained")
+    table = aggregate(read_results(csv_patterns), by=DEFAULT_BY, warn=warn)
+    cells, bars, shared = accuracy_bars(table)
+    legend_lines = len({b[1] for b in bars})
+    figure = Figure(figsize=(max(7.0, 2.4 * len(cells) + 2), 4.5 + 0.2 * legend_lines),
+                    layout="constrained")
     axes = figure.subplots()
     per_cell = {i: [b for b in bars if b[0] == i] for i in range(len(cells))}
     width = 0.8 / max(len(v) for v in per_cell.values())
@@ -139,11 +204,14 @@ def plot_accuracy(csv_patterns: Iterable[str | Path], out: str | Path) -> Path:
     axes.set_ylim(max(0.0, min(heights) - 5), 101.5)
     axes.set_xticks(range(len(cells)), [f"{w}-way {s}-shot" for w, s in cells])
     axes.set_ylabel("test accuracy (%)")
-    axes.set_title("Omniglot test accuracy, ours (95% CI) and published")
+    axes.set_title("Omniglot test accuracy, ours (95% CI) and published"
+                   + (f"\nevery bar of ours: {', '.join(shared)}" if shared else ""),
+                   fontsize="medium")
     axes.grid(axis="y", alpha=0.3)
     legend = {}
     for _, name, _, _, color, hatch in bars:
         legend.setdefault(name, Patch(facecolor=color, hatch=hatch, edgecolor="#444444", label=name))
-    axes.legend(handles=list(legend.values()), fontsize="small", loc="upper left",
-                bbox_to_anchor=(1.01, 1.0))
+    # Below the bars: long protocol labels must not squeeze the axes.
+    axes.legend(handles=list(legend.values()), fontsize="small", loc="upper center",
+                bbox_to_anchor=(0.5, -0.1), ncols=1 if len(legend) > 6 else 2)
     return save(figure, out)

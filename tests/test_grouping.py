@@ -87,3 +87,34 @@ def test_eval_twice_and_a_validation_row_end_to_end(tiny_root, tiny_data, tmp_pa
     assert sorted(table["split_part"]) == ["test", "val"]
     assert table["runs"].tolist() == [1, 1]
     assert captured.err.count("warning: ") == 1 and "counted once" in captured.err
+
+
+def test_accuracy_plot_has_one_labelled_bar_per_protocol(tmp_path):
+    from fewshot_cli.plots import accuracy_bars
+
+    # The 5-way 1-shot MAML: lake, running BatchNorm, and two seeds of random.
+    table = table_of(tmp_path, [
+        row(split="lake", rotations="False", accuracy_mean=0.665, checkpoint="l"),
+        row(bn_mode="running", accuracy_mean=0.201, checkpoint="r"),
+        row(accuracy_mean=0.898, checkpoint="s0"), row(accuracy_mean=0.900, checkpoint="s1"),
+    ])
+    cells, bars, shared = accuracy_bars(table)
+    assert cells == [("5", "1")]
+    ours = {label: height for _, label, height, _, _, hatch in bars if not hatch}
+    assert sorted(ours.values()) == pytest.approx([20.1, 66.5, 89.9])
+    assert len(set(ours)) == 3 and all(label.startswith("maml second order") for label in ours)
+    assert any("lake split" in label for label in ours)
+    assert any("BN running" in label for label in ours)
+    assert [label for _, label, _, _, _, hatch in bars if hatch] == ["maml (paper)"]
+    assert "backbone conv4" in shared
+
+
+def test_accuracy_plot_keeps_two_budgets_apart(tmp_path):
+    from fewshot_cli.plots import accuracy_bars
+
+    quick, cpu = tmp_path / "quick.csv", tmp_path / "cpu.csv"
+    append_row(quick, row(train_iterations=20, accuracy_mean=0.6, checkpoint="q"))
+    append_row(cpu, row(train_iterations=200, accuracy_mean=0.9, checkpoint="c"))
+    _, bars, _ = accuracy_bars(aggregate(read_results([quick, cpu])))
+    ours = sorted(label for _, label, _, _, _, hatch in bars if not hatch)
+    assert set(ours) == {"maml second order: 20 it", "maml second order: 200 it"}
