@@ -193,7 +193,8 @@ def train(algorithm, run_dir, resume_dir, overwrite, iterations, time_limit, dat
               show_default=True,
               help="BatchNorm at test: batch statistics of each episode (transductive, MAML's "
                    "reference) or running statistics from training. auto: batch for MAML, "
-                   "running for ProtoNet. Recorded in the CSV.")
+                   "running for ProtoNet. running is refused for a model without sound running "
+                   "statistics (MAML's). Recorded in the CSV.")
 @click.option("--inner-steps", type=int, help="MAML adaptation steps at test. Default: the run's test inner steps.")
 @click.option("--device", default="auto", show_default=True)
 @data_options
@@ -242,7 +243,7 @@ def eval_(run, csv_path, ways, shots, queries, episodes, part, seed, bn_mode, in
               show_default=True,
               help="BatchNorm: running statistics from training (each image on its own) or batch "
                    "statistics of the support images together with the queries. auto: running for "
-                   "ProtoNet, batch for MAML (as eval).")
+                   "ProtoNet, batch for MAML (as eval); running is refused for MAML (as eval).")
 @click.option("--strict", is_flag=True,
               help="Stop at an unreadable image instead of skipping it with a warning.")
 @click.option("--device", default="auto", show_default=True)

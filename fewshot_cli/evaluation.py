@@ -6,7 +6,8 @@ explicit choice, recorded with every result:
 - ``batch``: each episode normalises with its own batch statistics (transductive; what MAML's
   reference code does, since its BatchNorm keeps no running statistics);
 - ``running``: the running statistics gathered in training (``model.eval()``), each query judged
-  on its own.
+  on its own; refused for a model that keeps none, or whose statistics do not fit its weights
+  (MAML's: see ``UNSOUND_RUNNING_STATISTICS``).
 
 Evaluation works on a deep copy of the model: adapted MAML clones share BatchNorm buffers with
 their base model, and batch-mode forward passes update them, so the caller's model must not be
@@ -35,6 +36,13 @@ from fewshot_cli.splits import make_split
 
 BN_MODES = ("batch", "running")
 DEFAULT_BN_MODE = {"maml": "batch", "protonet": "running"}
+# Training that leaves BatchNorm running statistics which do not describe the trained weights.
+# MAML: learn2learn's clones share the base model's buffers, so every meta-iteration writes the
+# adapted clones' activations into them; evaluating with them gives chance accuracy.
+UNSOUND_RUNNING_STATISTICS = {
+    "maml": "its running statistics were gathered from MAML's adapted clones and do not fit "
+            "the meta-learned weights",
+}
 
 
 @dataclass
@@ -63,11 +71,46 @@ class EvalResult:
         return 1.96 * math.sqrt(variance) / math.sqrt(n)
 
 
-def resolve_bn_mode(algorithm: str, bn_mode: str = "auto") -> str:
-    """``auto`` is ``batch`` for MAML and ``running`` for ProtoNet (each paper's practice)."""
+def running_statistics_problem(algorithm: str, model: torch.nn.Module) -> str | None:
+    """Why ``model``'s BatchNorm running statistics cannot be used at test, or None if they can.
+
+    A model whose BatchNorm keeps no running statistics (``track_running_stats=False``, as in
+    MAML's reference code) has none to use; one trained by an algorithm of
+    ``UNSOUND_RUNNING_STATISTICS`` has statistics that do not fit its weights.
+
+    Example:
+        >>> running_statistics_problem("protonet", Conv4()) is None
+        True
+    """
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return None
+    if any(not m.track_running_stats or m.running_mean is None for m in norms):
+        return "this model keeps no BatchNorm running statistics"
+    if algorithm in UNSOUND_RUNNING_STATISTICS:
+        return f"this model's BatchNorm running statistics are not sound: {UNSOUND_RUNNING_STATISTICS[algorithm]}"
+    return None
+
+
+def resolve_bn_mode(algorithm: str, bn_mode: str = "auto", model: torch.nn.Module | None = None) -> str:
+    """The BatchNorm mode to evaluate with.
+
+    ``auto`` is ``batch`` for MAML and ``running`` for ProtoNet (each paper's practice), and
+    ``batch`` for a ``model`` whose running statistics cannot be used (see
+    ``running_statistics_problem``); ``running`` for such a model is refused.
+
+    Raises:
+        FewshotError: an unknown mode, or ``running`` for a model without sound statistics.
+    """
     mode = DEFAULT_BN_MODE[algorithm] if bn_mode == "auto" else bn_mode
     if mode not in BN_MODES:
         raise FewshotError(f"unknown BatchNorm mode '{bn_mode}' (choose from auto, {', '.join(BN_MODES)})")
+    problem = running_statistics_problem(algorithm, model) if mode == "running" and model else None
+    if problem and bn_mode == "auto":
+        return "batch"
+    if problem:
+        raise FewshotError(f"--bn-mode running does not apply: {problem}; use --bn-mode batch "
+                           f"(each episode's own statistics)")
     return mode
 
 
@@ -100,7 +143,7 @@ def evaluate(
     """
     if episodes < 1:
         raise FewshotError(f"episodes must be at least 1 (got {episodes})")
-    mode = resolve_bn_mode(algorithm, bn_mode)
+    mode = resolve_bn_mode(algorithm, bn_mode, model)
     model = copy.deepcopy(model).to(device)
     model.train(mode == "batch")
     if algorithm == "maml":
@@ -155,6 +198,7 @@ def evaluate_run(
     if csv_path is not None:
         check_writable(csv_path)
     config, model, checkpoint_path = load_trained(path)
+    mode = resolve_bn_mode(config.algorithm, bn_mode, model)  # refused before the data loads
     ways, shots = ways or config.test_ways, shots or config.test_shots
     queries = queries or config.test_queries
     steps = inner_steps if inner_steps is not None else (config.test_inner_steps or 0)
@@ -162,7 +206,6 @@ def evaluate_run(
         data = load_omniglot(data_root or config.data_root, progress=progress)
     split = make_split(data, config.split, config.split_seed, config.split_dir)
     sampler = EpisodeSampler(meta_dataset(data, split, part), ways, shots, queries, seed=seed, part=part)
-    mode = resolve_bn_mode(config.algorithm, bn_mode)
     result = evaluate(config.algorithm, model, sampler, episodes, mode, steps,
                       config.inner_lr or 0.0, pick_device(device), progress)
     is_maml = config.algorithm == "maml"

@@ -278,7 +278,7 @@ def classify(config: TrainConfig, model: torch.nn.Module, support: SupportSet,
         >>> config, model, _ = load_trained("runs/proto")
         >>> probabilities = classify(config, model, load_support("examples"), images)
     """
-    mode = resolve_bn_mode(config.algorithm, bn_mode)
+    mode = resolve_bn_mode(config.algorithm, bn_mode, model)
     ways = len(support.classes)
     model = copy.deepcopy(model).to(device)  # MAML clones share BatchNorm buffers with their base
     support_images, support_labels = support.images.to(device), support.labels.to(device)
@@ -350,7 +350,7 @@ def predict(
         raise FewshotError(f"unknown --invert mode '{invert}' (choose from {', '.join(INVERT_MODES)})")
     config, model, _ = load_trained(run)
     config = config.resolved()
-    resolve_bn_mode(config.algorithm, bn_mode)  # a bad mode fails before images are read
+    resolve_bn_mode(config.algorithm, bn_mode, model)  # a bad mode fails before images are read
     if steps is not None and config.algorithm != "maml":
         raise FewshotError(f"--steps applies to MAML runs only; {run} is a {config.algorithm} run")
     if steps is not None and steps < 1:

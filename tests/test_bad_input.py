@@ -182,6 +182,10 @@ CASES = [
     case("train-out-existing-run", TRAIN[:-1] + ["{proto_copy}"], "already holds a training run"),
     case("train-overwrite-with-resume", ["train", "protonet", "--resume", "{proto_copy}",
                                          "--overwrite"], "--overwrite"),
+    case("eval-maml-running-bn", ["eval", "{maml}", "--episodes", "2", "--quiet", "--bn-mode",
+                                  "running"], "running statistics"),
+    case("predict-maml-running-bn", ["predict", "{maml}", *PREDICT, "--bn-mode", "running"],
+         "running statistics"),
 ]
 
 
