@@ -173,8 +173,15 @@ def train(algorithm, run_dir, resume_dir, overwrite, iterations, time_limit, dat
                           progress=not quiet,
                           max_seconds=time_limit * 60 if time_limit is not None else None,
                           overwrite=overwrite)
-    click.echo(f"done: {result.iterations} iterations, best validation accuracy "
-               f"{result.best_val_accuracy:.2%}, {result.seconds:.0f} s; checkpoints in {result.run_dir}")
+    summary = (f"best validation accuracy {result.best_val_accuracy:.2%}, {result.seconds:.0f} s; "
+               f"checkpoints in {result.run_dir}")
+    if result.time_limited:
+        click.echo(f"time limit reached: stopped after {result.iterations} of "
+                   f"{result.planned_iterations} iterations, {summary}; continue with "
+                   f"'fewshot train {algorithm} --resume {result.run_dir}' and a larger "
+                   f"--time-limit (it counts the run's total time) or none")
+    else:
+        click.echo(f"done: {result.iterations} iterations, {summary}")
 
 
 @cli.command(name="eval")

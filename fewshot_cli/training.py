@@ -50,6 +50,8 @@ class TrainResult:
     iterations: int
     best_val_accuracy: float
     seconds: float
+    planned_iterations: int = 0  # the run's --iterations
+    time_limited: bool = False  # the time limit ended it before planned_iterations
 
 
 @contextmanager
@@ -179,6 +181,9 @@ def train(
         state = load_checkpoint(run_dir / LAST)
         if state["algorithm"] != config.algorithm:
             raise FewshotError(f"{run_dir / LAST} does not hold a {config.algorithm} model")
+        if state["iteration"] > config.iterations:
+            raise FewshotError(f"{run_dir} has done {state['iteration']} iterations already, more "
+                               f"than --iterations {config.iterations}: give more to extend it")
     elif not overwrite and run_files(run_dir):
         raise FewshotError(f"{run_dir} already holds a training run ({', '.join(run_files(run_dir))}); "
                            f"continue it with --resume {run_dir}, replace it with --overwrite, "
@@ -276,4 +281,5 @@ def train(
                     f"stopped after iteration {done}; {run_dir / LAST} saved, continue with --resume {run_dir}")
     bar.close()
     return TrainResult(run_dir, done if out_of_time else config.iterations, best,
-                       time.perf_counter() - began)
+                       time.perf_counter() - began, config.iterations,
+                       out_of_time and done < config.iterations)

@@ -182,6 +182,8 @@ CASES = [
     case("train-out-existing-run", TRAIN[:-1] + ["{proto_copy}"], "already holds a training run"),
     case("train-overwrite-with-resume", ["train", "protonet", "--resume", "{proto_copy}",
                                          "--overwrite"], "--overwrite"),
+    case("train-resume-fewer-iterations", ["train", "protonet", "--resume", "{proto_copy}",
+                                           "--iterations", "1"], "done 2 iterations already"),
     case("eval-maml-running-bn", ["eval", "{maml}", "--episodes", "2", "--quiet", "--bn-mode",
                                   "running"], "running statistics"),
     case("predict-maml-running-bn", ["predict", "{maml}", *PREDICT, "--bn-mode", "running"],

@@ -63,3 +63,25 @@ def test_cli_refuses_an_existing_run_and_overwrite_with_resume(tiny_root, tiny_d
     assert main(args + ["--resume", str(run), "--overwrite"]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert main(args + ["--out", str(run), "--overwrite"]) == 0
+
+
+def test_resume_with_fewer_iterations_than_done_is_refused(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    tiny_train(run, tiny_data, iterations=4)
+    last = (run / "last.pt").read_bytes()
+    with pytest.raises(FewshotError, match="done 4 iterations already, more than --iterations 2"):
+        train(TrainConfig("protonet", iterations=2), run, resume=True, data=tiny_data, progress=False)
+    assert (run / "last.pt").read_bytes() == last
+    assert json.loads((run / "config.json").read_text())["iterations"] == 4
+
+
+def test_a_time_limit_stop_says_so_and_how_to_continue(tiny_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FEWSHOT_DATA", str(tiny_root))
+    run = tmp_path / "run"
+    args = ["train", "protonet", "--ways", "5", "--queries", "2", "--test-ways", "3",
+            "--test-queries", "2", "--val-every", "2", "--val-episodes", "2", "--quiet"]
+    assert main(args + ["--out", str(run), "--iterations", "1000", "--time-limit", "1e-9"]) == 0
+    out = capsys.readouterr().out
+    assert "done:" not in out
+    assert "time limit reached: stopped after 1 of 1000 iterations" in out
+    assert f"--resume {run}" in out
