@@ -217,6 +217,7 @@ def train(
     scheduler = torch.optim.lr_scheduler.StepLR(
         optimizer, step_size=config.lr_halve_every or 10**12, gamma=0.5)
     start, best, elapsed, log = 0, -1.0, 0.0, []
+    saved_at = state["iteration"] if state is not None else None  # this run's last.pt
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -242,8 +243,9 @@ def train(
             scheduler.step()
             broken = f"the loss is {loss}" if not math.isfinite(loss) else nonfinite_state(model)
             if broken:
-                saved = (f"the last good checkpoint is {run_dir / LAST}"
-                         if (run_dir / LAST).exists() else "no checkpoint was saved yet")
+                # Only this run's own last.pt (saved now, or before a resume) is worth naming.
+                saved = (f"the last good checkpoint is {run_dir / LAST} (iteration {saved_at})"
+                         if saved_at is not None else "no checkpoint was saved yet")
                 rates = "--lr or --inner-lr" if config.algorithm == "maml" else "--lr"
                 raise FewshotError(f"training diverged: {broken} at iteration {iteration + 1}; "
                                    f"{saved}; try a lower learning rate ({rates})")
@@ -267,6 +269,7 @@ def train(
                     best = val.mean
                     save_checkpoint(run_dir / BEST, checkpoint(done))
                 save_checkpoint(run_dir / LAST, checkpoint(done))
+                saved_at = done
                 write_log(run_dir, log)
                 if progress:
                     bar.write(f"iteration {done}: validation accuracy {val.mean:.2%}")

@@ -85,3 +85,28 @@ def test_a_time_limit_stop_says_so_and_how_to_continue(tiny_root, tmp_path, monk
     assert "done:" not in out
     assert "time limit reached: stopped after 1 of 1000 iterations" in out
     assert f"--resume {run}" in out
+
+
+def test_divergence_names_only_this_runs_checkpoint(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    tiny_train(run, tiny_data, iterations=2)  # an earlier run's last.pt is in the directory
+    config = TrainConfig("protonet", iterations=4, lr=float("inf"), **TINY)
+    with pytest.raises(FewshotError, match="training diverged") as error:
+        train(config, run, data=tiny_data, progress=False, overwrite=True)
+    assert "no checkpoint was saved yet" in str(error.value)
+    assert "last.pt" not in str(error.value)
+
+
+def test_divergence_after_a_checkpoint_names_it_with_its_iteration(tiny_data, tmp_path, monkeypatch):
+    from fewshot_cli import protonet
+
+    real_step, calls = protonet.train_step, []
+
+    def step(*args, **kwargs):
+        calls.append(1)
+        loss, accuracy = real_step(*args, **kwargs)
+        return (float("nan") if len(calls) == 3 else loss), accuracy
+
+    monkeypatch.setattr(protonet, "train_step", step)
+    with pytest.raises(FewshotError, match=r"last good checkpoint is .*last\.pt \(iteration 2\)"):
+        tiny_train(tmp_path / "run", tiny_data, iterations=4)
