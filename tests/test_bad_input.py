@@ -184,6 +184,7 @@ CASES = [
                                          "--overwrite"], "--overwrite"),
     case("train-resume-fewer-iterations", ["train", "protonet", "--resume", "{proto_copy}",
                                            "--iterations", "1"], "done 2 iterations already"),
+    case("eval-text-checkpoint", ["eval", "{text_best}"], "not a PyTorch checkpoint at all"),
     case("eval-maml-running-bn", ["eval", "{maml}", "--episodes", "2", "--quiet", "--bn-mode",
                                   "running"], "running statistics"),
     case("predict-maml-running-bn", ["predict", "{maml}", *PREDICT, "--bn-mode", "running"],
@@ -267,6 +268,8 @@ def paths(tiny_root, tiny_data, tmp_path_factory) -> dict[str, str]:
                                 lambda r: (r / "config.json").write_text('["protonet"]')),
         "vinyals_run": copy_run(proto, work / "vinyals-run", vinyals),
         "proto_copy": copy_run(proto, work / "proto-copy", lambda r: None),
+        "text_best": copy_run(proto, work / "text-best",
+                              lambda r: (r / "best.pt").write_text("not a checkpoint\n")),
     }.items()}
 
 
