@@ -222,7 +222,8 @@ def eval_(run, csv_path, ways, shots, queries, episodes, part, seed, bn_mode, in
             raise FewshotError(f"--{name} must be at least 1 (got {value})")
     omniglot = load_omniglot(data_root, download=download, progress=not quiet) if data_root else None
     result, row = evaluate_run(run, csv_path, ways, shots, queries, episodes, part, seed, bn_mode,
-                               inner_steps, data=omniglot, device=device, progress=not quiet)
+                               inner_steps, data=omniglot, device=device, progress=not quiet,
+                               notice=lambda message: click.echo(f"note: {message}"))
     click.echo(f"{row['algorithm']} {row['test_ways']}-way {row['test_shots']}-shot on "
                f"{row['split']}/{part}, {episodes} episodes, BatchNorm {row['bn_mode']}: "
                f"{result.mean:.2%} ± {result.ci95:.2%}"

@@ -21,12 +21,13 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from tqdm import tqdm
 
 from fewshot_cli import __version__, maml, protonet
-from fewshot_cli.checkpoint import load_checkpoint, load_trained
+from fewshot_cli.checkpoint import BEST, LAST, load_checkpoint, load_trained
 from fewshot_cli.config import pick_device
 from fewshot_cli.episodes import EpisodeSampler, meta_dataset
 from fewshot_cli.errors import FewshotError
@@ -167,6 +168,27 @@ def evaluate(
     return EvalResult(accuracies, time.perf_counter() - start)
 
 
+def checkpoint_notices(checkpoint_path: Path, iteration: int, planned: int, model: torch.nn.Module,
+                       ways: int, steps: int) -> list[str]:
+    """What ``evaluate_run`` tells before testing: the checkpoint used, and a new head if any.
+
+    Example:
+        >>> checkpoint_notices(Path("runs/maml/best.pt"), 300, 1000, model, ways=20, steps=5)[0]
+        'evaluating runs/maml/best.pt (best validation accuracy, iteration 300 of 1000)'
+    """
+    what = {BEST: "best validation accuracy", LAST: "latest checkpoint"}.get(checkpoint_path.name)
+    if checkpoint_path.name == LAST and not (checkpoint_path.parent / BEST).is_file():
+        what = "latest checkpoint; the run has no best.pt"
+    lines = [f"evaluating {checkpoint_path} ({what + ', ' if what else ''}iteration {iteration} "
+             f"of {planned})"]
+    head = getattr(model, "head", None)  # models that classify through a trained output layer
+    if isinstance(head, torch.nn.Linear) and head.out_features != ways:
+        lines.append(f"the model was trained with a {head.out_features}-way head: a new "
+                     f"zero-initialised {ways}-way head is adapted on each episode's support set "
+                     f"({steps} steps)")
+    return lines
+
+
 def evaluate_run(
     path: str | Path,
     csv_path: str | Path | None = None,
@@ -182,10 +204,13 @@ def evaluate_run(
     data_root: str | Path | None = None,
     device: str = "auto",
     progress: bool = False,
+    notice: Callable[[str], None] | None = None,
 ) -> tuple[EvalResult, dict]:
     """Evaluate a run directory (or checkpoint) and append the result to ``csv_path``.
 
     Ways, shots and queries default to the run's test settings; the split is the run's own.
+    ``notice`` hears, before the episodes run, which checkpoint is evaluated (file, iteration)
+    and whether the model gets a new output head for other ways.
 
     Returns:
         ``(result, row)``: the accuracies and the CSV row written (also when ``csv_path`` is None).
@@ -199,6 +224,7 @@ def evaluate_run(
         check_writable(csv_path)
     config, model, checkpoint_path = load_trained(path)
     mode = resolve_bn_mode(config.algorithm, bn_mode, model)  # refused before the data loads
+    iteration = load_checkpoint(checkpoint_path)["iteration"]
     ways, shots = ways or config.test_ways, shots or config.test_shots
     queries = queries or config.test_queries
     steps = inner_steps if inner_steps is not None else (config.test_inner_steps or 0)
@@ -206,6 +232,10 @@ def evaluate_run(
         data = load_omniglot(data_root or config.data_root, progress=progress)
     split = make_split(data, config.split, config.split_seed, config.split_dir)
     sampler = EpisodeSampler(meta_dataset(data, split, part), ways, shots, queries, seed=seed, part=part)
+    if notice is not None:
+        for line in checkpoint_notices(checkpoint_path, iteration, config.iterations, model, ways,
+                                       steps):
+            notice(line)
     result = evaluate(config.algorithm, model, sampler, episodes, mode, steps,
                       config.inner_lr or 0.0, pick_device(device), progress)
     is_maml = config.algorithm == "maml"
@@ -223,7 +253,7 @@ def evaluate_run(
         "inner_lr": config.inner_lr if is_maml else "",
         "train_iterations": config.iterations,
         # A best.pt (or a time-limited run) may stop short of the planned iterations.
-        "checkpoint_iteration": load_checkpoint(checkpoint_path)["iteration"],
+        "checkpoint_iteration": iteration,
         "episodes": episodes, "seed": seed,
         "bn_mode": mode, "accuracy_mean": f"{result.mean:.5f}", "ci95": f"{result.ci95:.5f}",
         "eval_seconds": f"{result.seconds:.2f}", "checkpoint": str(checkpoint_path),

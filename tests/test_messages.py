@@ -41,3 +41,46 @@ def test_unsafe_and_damaged_checkpoints_are_told_apart(tmp_path):
     with pytest.raises(FewshotError, match="damaged or truncated PyTorch checkpoint") as error:
         load_checkpoint(damaged)
     assert "could run code" not in str(error.value)
+
+
+# ---------------------------------------------------------------- item 9: what eval used
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_data, tmp_path_factory):
+    from fewshot_cli.config import TrainConfig
+    from fewshot_cli.training import train
+
+    root = tmp_path_factory.mktemp("messages")
+    common = dict(ways=5, queries=2, test_ways=3, test_queries=2, val_every=2, val_episodes=2,
+                  device="cpu")
+    train(TrainConfig("protonet", iterations=4, **common), root / "proto", data=tiny_data,
+          progress=False)
+    train(TrainConfig("maml", iterations=2, meta_batch=2, first_order=True, **common),
+          root / "maml", data=tiny_data, progress=False)
+    return root
+
+
+def test_eval_names_the_checkpoint_and_its_iteration(runs, tiny_root, monkeypatch, capsys):
+    from fewshot_cli.cli import main
+
+    monkeypatch.setenv("FEWSHOT_DATA", str(tiny_root))
+    best = load_checkpoint(runs / "proto" / "best.pt")["iteration"]
+    assert main(["eval", str(runs / "proto"), "--episodes", "2", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert (f"note: evaluating {runs / 'proto' / 'best.pt'} (best validation accuracy, iteration "
+            f"{best} of 4)") in out
+    assert main(["eval", str(runs / "proto" / "last.pt"), "--episodes", "2", "--quiet"]) == 0
+    assert "(latest checkpoint, iteration 4 of 4)" in capsys.readouterr().out
+
+
+def test_eval_of_maml_at_other_ways_says_the_head_is_new(runs, tiny_root, monkeypatch, capsys):
+    from fewshot_cli.cli import main
+
+    monkeypatch.setenv("FEWSHOT_DATA", str(tiny_root))
+    assert main(["eval", str(runs / "maml"), "--episodes", "2", "--ways", "4", "--quiet"]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 2
+    assert "trained with a 5-way head: a new zero-initialised 4-way head" in notes[1]
+    assert main(["eval", str(runs / "maml"), "--episodes", "2", "--ways", "5", "--quiet"]) == 0
+    assert "head" not in capsys.readouterr().out
