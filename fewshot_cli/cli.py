@@ -187,7 +187,8 @@ def train(algorithm, run_dir, resume_dir, overwrite, iterations, time_limit, dat
 @cli.command(name="eval")
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Append the result as one row to this CSV (created with a header if absent).")
+              help="Append the result as one row to this CSV (created with a header if absent). "
+                   "Unlike predict --csv, which replaces its file, rows accumulate.")
 @click.option("--ways", type=int, help="Default: the run's test ways.")
 @click.option("--shots", type=int, help="Default: the run's test shots.")
 @click.option("--queries", type=int, help="Default: the run's test queries.")
@@ -238,7 +239,8 @@ def eval_(run, csv_path, ways, shots, queries, episodes, part, seed, bn_mode, in
 @click.option("--query", "query_path", required=True, type=click.Path(path_type=Path),
               help="An image file, or a folder searched recursively for images.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the predictions to this CSV (replaced if it exists).")
+              help="Also write the predictions to this CSV, replacing the file if it exists "
+                   "(unlike eval --csv, which appends a row to its file).")
 @click.option("--steps", type=int,
               help="MAML adaptation steps on the support set. Default: the run's test inner steps.")
 @click.option("--invert", type=click.Choice(["auto", "yes", "no"]), default="auto",
@@ -277,8 +279,10 @@ def predict(run, support_dir, query_path, csv_path, steps, invert, bn_mode, stri
                         warn=lambda message: click.echo(f"warning: {message}", err=True))
     click.echo(format_table(frame))
     if csv_path is not None:
+        replaced = csv_path.exists()
         write_csv(frame, csv_path)
-        click.echo(f"{len(frame)} predictions written to {csv_path}")
+        click.echo(f"{len(frame)} predictions written to {csv_path}"
+                   + (" (its previous content replaced)" if replaced else ""))
 
 
 @cli.command()

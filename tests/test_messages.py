@@ -84,3 +84,36 @@ def test_eval_of_maml_at_other_ways_says_the_head_is_new(runs, tiny_root, monkey
     assert "trained with a 5-way head: a new zero-initialised 4-way head" in notes[1]
     assert main(["eval", str(runs / "maml"), "--episodes", "2", "--ways", "5", "--quiet"]) == 0
     assert "head" not in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- item 10: --csv append/replace
+
+
+def test_eval_and_predict_csv_help_name_append_and_replace(capsys):
+    from fewshot_cli.cli import main
+
+    assert main(["eval", "--help"]) == 0
+    eval_help = " ".join(capsys.readouterr().out.split())
+    assert "Append the result as one row" in eval_help and "predict --csv, which replaces" in eval_help
+    assert main(["predict", "--help"]) == 0
+    predict_help = " ".join(capsys.readouterr().out.split())
+    assert "replacing the file if it exists" in predict_help
+    assert "eval --csv, which appends" in predict_help
+
+
+def test_predict_says_when_it_replaced_a_csv(runs, tiny_root, tmp_path, capsys):
+    import shutil
+
+    from fewshot_cli.cli import main
+
+    support = tmp_path / "support"
+    for label, character in (("a", "character01"), ("b", "character02")):
+        shutil.copytree(tiny_root / "images_background" / "Alpha" / character, support / label)
+    query = next((support / "a").iterdir())
+    out = tmp_path / "p.csv"
+    args = ["predict", str(runs / "proto"), "--support", str(support), "--query", str(query),
+            "--csv", str(out)]
+    assert main(args) == 0
+    assert "replaced" not in capsys.readouterr().out
+    assert main(args) == 0
+    assert "(its previous content replaced)" in capsys.readouterr().out
