@@ -18,6 +18,11 @@ DATA_HELP = ("Folder holding images_background/ and images_evaluation/ (an extra
              "~/.cache/fewshot.")
 
 
+def warn(message: str) -> None:
+    """Print one ``warning: ...`` line on stderr (the run goes on)."""
+    click.echo(f"warning: {message}", err=True)
+
+
 def data_options(func):
     """Options every command that reads Omniglot shares."""
     options = [
@@ -276,7 +281,7 @@ def predict(run, support_dir, query_path, csv_path, steps, invert, bn_mode, stri
         check_writable(csv_path)
     frame = run_predict(run, support_dir, query_path, invert=invert, bn_mode=bn_mode, steps=steps,
                         strict=strict, device=device,
-                        warn=lambda message: click.echo(f"warning: {message}", err=True))
+                        warn=warn)
     click.echo(format_table(frame))
     if csv_path is not None:
         replaced = csv_path.exists()
@@ -313,7 +318,7 @@ def aggregate(csv_files, by, fmt, out):
 
     columns = [c.strip() for item in by for c in item.split(",") if c.strip()]
     text = aggregate_files(csv_files, columns or None, fmt,
-                           warn=lambda message: click.echo(f"warning: {message}", err=True))
+                           warn=warn)
     if out:
         atomic_write_text(out, text)
         click.echo(f"written to {out}")
@@ -366,28 +371,31 @@ def reproduce(budget, out_dir, algorithms, cells, split, split_dir, fmt, device,
 
 @cli.group()
 def plot():
-    """Draw PNG figures: training curves and test accuracy per cell."""
+    """Draw figures (PNG, PDF or SVG, by --out's extension): training curves, test accuracy."""
 
 
 @plot.command()
 @click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR...",
                 type=click.Path(file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("curves.png"), show_default=True, help="The PNG to write.")
+              default=Path("curves.png"), show_default=True,
+              help="The figure to write: .png, .pdf or .svg (the format follows the extension).")
 def curves(run_dirs, out):
     """Validation accuracy of runs against iterations and against wall-clock time.
 
-    Reads each run directory's log.csv (one line per run in both panels).
+    Reads each run directory's log.csv (one line per run in both panels); a run without a
+    validation row yet is left out with a warning.
     """
     from fewshot_cli.plots import plot_curves
 
-    click.echo(f"written to {plot_curves(run_dirs, out)}")
+    click.echo(f"written to {plot_curves(run_dirs, out, warn=warn)}")
 
 
 @plot.command()
 @click.argument("csv_files", nargs=-1, required=True, metavar="CSV...")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("accuracy.png"), show_default=True, help="The PNG to write.")
+              default=Path("accuracy.png"), show_default=True,
+              help="The figure to write: .png, .pdf or .svg (the format follows the extension).")
 def accuracy(csv_files, out):
     """Test accuracy per grid cell with 95% CI error bars, beside the published numbers.
 
@@ -397,7 +405,7 @@ def accuracy(csv_files, out):
     """
     from fewshot_cli.plots import plot_accuracy
 
-    click.echo(f"written to {plot_accuracy(csv_files, out, warn=lambda message: click.echo(f'warning: {message}', err=True))}")
+    click.echo(f"written to {plot_accuracy(csv_files, out, warn=warn)}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""PNG figures: training curves of run directories, and test accuracy per grid cell.
+"""Figures (PNG, PDF or SVG): training curves of run directories, test accuracy per grid cell.
 
 Figures are drawn on matplotlib's Agg canvas (``matplotlib.figure.Figure`` without pyplot), so
 no display is needed and no global backend state changes.
@@ -15,6 +15,7 @@ import pandas as pd
 from fewshot_cli.errors import FewshotError
 
 DPI = 120
+FIGURE_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}  # matplotlib's name for each
 # The papers' bars: a light shade per algorithm (hatched).
 PAPER_COLORS = {"maml": "#aec7e8", "protonet": "#ff9896"}
 # Our bars: a strong colour per protocol.
@@ -40,39 +41,73 @@ def read_curve(run_dir: str | Path) -> pd.DataFrame:
         raise FewshotError(f"{path} is not a training log (no {', '.join(columns)} columns)")
     log = log[columns].apply(pd.to_numeric, errors="coerce").dropna()
     if log.empty:
-        raise FewshotError(f"{path} has no validation rows yet")
+        raise NoValidationYet(f"{path} has no validation rows yet")
     return log
 
 
+class NoValidationYet(FewshotError):
+    """A run's log.csv has no validation row yet (a run just started)."""
+
+
+def figure_format(out: str | Path) -> str:
+    """The format ``out``'s extension names (``png``, ``pdf`` or ``svg``).
+
+    Raises:
+        FewshotError: any other extension (checked before any work, so nothing is drawn for
+            a file that could not be written as asked).
+    """
+    suffix = Path(out).suffix.lower()
+    if suffix not in FIGURE_FORMATS:
+        raise FewshotError(f"cannot write {out}: name a {', '.join(FIGURE_FORMATS)} file "
+                           f"(the format follows the extension)")
+    return FIGURE_FORMATS[suffix]
+
+
 def save(figure, out: str | Path) -> Path:
-    """Write ``figure`` as a PNG, creating the folder."""
+    """Write ``figure`` in the format of ``out``'s extension (PNG, PDF, SVG), creating the folder."""
     out = Path(out)
+    fmt = figure_format(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(out, dpi=DPI, format="png")
+        figure.savefig(out, dpi=DPI, format=fmt)
     except OSError as exc:
         raise FewshotError(f"cannot write {out}: {exc.strerror or exc}") from None
     return out
 
 
-def plot_curves(run_dirs: Iterable[str | Path], out: str | Path) -> Path:
+def plot_curves(run_dirs: Iterable[str | Path], out: str | Path,
+                warn: Callable[[str], None] | None = None) -> Path:
     """Validation accuracy against iterations and against wall-clock time, one line per run.
 
     Args:
         run_dirs: training run directories (each with a ``log.csv``).
-        out: the PNG to write.
+        out: the figure to write (``.png``, ``.pdf`` or ``.svg``).
+        warn: told about each run left out because it has no validation row yet.
+
+    Raises:
+        FewshotError: a folder that is no run, or no run with a validation row.
 
     Example:
         >>> plot_curves(["runs/maml", "runs/proto"], "figures/curves.png")
     """
     from matplotlib.figure import Figure
 
-    curves = {}
+    figure_format(out)
+    run_dirs, curves, left_out = list(run_dirs), {}, []
+    if not run_dirs:
+        raise FewshotError("give at least one run directory")
     for run_dir in run_dirs:
         label = Path(run_dir).resolve().name
-        curves[label if label not in curves else str(run_dir)] = read_curve(run_dir)
+        try:
+            log = read_curve(run_dir)
+        except NoValidationYet as exc:
+            left_out.append(f"{run_dir} left out: {exc}")
+            continue
+        curves[label if label not in curves else str(run_dir)] = log
     if not curves:
-        raise FewshotError("give at least one run directory")
+        raise FewshotError(f"no run has a validation row yet ({', '.join(map(str, run_dirs))})")
+    for message in left_out if warn is not None else ():
+        warn(message)
     figure = Figure(figsize=(11, 4.2), layout="constrained")
     by_iteration, by_time = figure.subplots(1, 2, sharey=True)
     for label, log in curves.items():
@@ -186,6 +221,7 @@ def plot_accuracy(csv_patterns: Iterable[str | Path], out: str | Path,
 
     from fewshot_cli.aggregate import DEFAULT_BY, aggregate, read_results
 
+    figure_format(out)
     table = aggregate(read_results(csv_patterns), by=DEFAULT_BY, warn=warn)
     cells, bars, shared = accuracy_bars(table)
     legend_lines = len({b[1] for b in bars})

@@ -117,3 +117,60 @@ def test_predict_says_when_it_replaced_a_csv(runs, tiny_root, tmp_path, capsys):
     assert "replaced" not in capsys.readouterr().out
     assert main(args) == 0
     assert "(its previous content replaced)" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- item 11: figures
+
+
+def write_log(run_dir, rows):
+    run_dir.mkdir(parents=True)
+    lines = ["iteration,train_loss,train_accuracy,val_accuracy,elapsed_seconds"]
+    lines += [f"{i},1.0,0.5,{acc},{seconds}" for i, acc, seconds in rows]
+    (run_dir / "log.csv").write_text("\n".join(lines) + "\n")
+    return run_dir
+
+
+@pytest.mark.parametrize("suffix, signature", [(".png", b"\x89PNG"), (".pdf", b"%PDF"),
+                                               (".SVG", b"<?xml")])
+def test_figures_have_the_format_of_their_extension(tmp_path, capsys, suffix, signature):
+    from fewshot_cli.cli import main
+
+    run = write_log(tmp_path / "run", [(10, 0.5, 1.0), (20, 0.7, 2.0)])
+    out = tmp_path / f"curves{suffix}"
+    assert main(["plot", "curves", str(run), "--out", str(out)]) == 0
+    assert out.read_bytes().startswith(signature)
+
+
+def test_a_figure_format_we_cannot_write_is_refused(tmp_path, capsys):
+    from fewshot_cli.cli import main
+
+    run = write_log(tmp_path / "run", [(10, 0.5, 1.0)])
+    assert main(["plot", "curves", str(run), "--out", str(tmp_path / "c.jpg")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ".png, .pdf, .svg" in err
+    assert not (tmp_path / "c.jpg").exists()
+
+
+def test_curves_leave_out_a_run_without_validation_rows(tmp_path, capsys):
+    from fewshot_cli.cli import main
+
+    done = write_log(tmp_path / "done", [(10, 0.5, 1.0), (20, 0.7, 2.0)])
+    fresh = write_log(tmp_path / "fresh", [])
+    out = tmp_path / "c.png"
+    assert main(["plot", "curves", str(done), str(fresh), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith("warning: ") and captured.err.count("\n") == 1
+    assert str(fresh) in captured.err and out.exists()
+    assert main(["plot", "curves", str(fresh), "--out", str(tmp_path / "d.png")]) == 2
+    assert "no run has a validation row yet" in capsys.readouterr().err
+
+
+def test_accuracy_of_a_header_only_csv_is_a_one_line_error(tmp_path, capsys):
+    from fewshot_cli.cli import main
+    from fewshot_cli.results import COLUMNS
+
+    header_only = tmp_path / "eval.csv"
+    header_only.write_text(",".join(COLUMNS) + "\n")
+    assert main(["plot", "accuracy", str(header_only), "--out", str(tmp_path / "a.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no evaluation rows" in err
