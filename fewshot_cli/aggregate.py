@@ -217,6 +217,21 @@ def percent(value: float, digits: int = 2) -> str:
     return f"{100 * value:.{digits}f}"
 
 
+def format_accuracy(row: dict) -> str:
+    """An evaluation row's ``accuracy_mean ± ci95`` in percent, rounded as every table rounds it.
+
+    Printed from the row's stored values (not the unrounded result), so a progress line and a
+    later table of the same row never differ in the last digit.
+
+    Example:
+        >>> format_accuracy({"accuracy_mean": "0.91524", "ci95": "0.02405"})
+        '91.52% ± 2.40%'
+    """
+    ci = pd.to_numeric(row.get("ci95", ""), errors="coerce")
+    text = f"{percent(float(row['accuracy_mean']))}%"
+    return text + (f" ± {percent(float(ci))}%" if pd.notna(ci) else "")
+
+
 def render(headers: Sequence[str], rows: Sequence[Sequence[str]], fmt: str = "table",
            right: Iterable[str] = ()) -> str:
     """Text of a table of strings: aligned columns (``table``) or a Markdown table (``markdown``).

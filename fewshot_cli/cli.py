@@ -74,7 +74,8 @@ def cli():
               help="Split(s) to summarise (repeatable). Default: all that are available.")
 @click.option("--split-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder of the Vinyals split files. Default: <data root>/splits/vinyals.")
-@click.option("--split-seed", type=int, default=0, show_default=True)
+@click.option("--split-seed", type=int, default=0, show_default=True,
+              help="Seed of the lake validation alphabets and of the random split.")
 def data(data_root, download, splits, split_dir, split_seed):
     """Prepare and verify Omniglot, then print the size of every split part.
 
@@ -133,9 +134,11 @@ def data(data_root, download, splits, split_dir, split_seed):
 @click.option("--first-order", is_flag=True, help="First-order MAML (no second derivatives).")
 @click.option("--test-ways", type=int, help="Ways of validation/test episodes. Default: 5 (ProtoNet), training ways (MAML).")
 @click.option("--test-shots", type=int, help="Shots of validation/test episodes. Default: --shots.")
-@click.option("--test-queries", type=int, default=15, show_default=True)
+@click.option("--test-queries", type=int, default=15, show_default=True,
+              help="Query images per class in validation episodes (and the run's default at test).")
 @click.option("--val-every", type=int, default=100, show_default=True, help="Validate (and checkpoint) every N iterations.")
-@click.option("--val-episodes", type=int, default=100, show_default=True)
+@click.option("--val-episodes", type=int, default=100, show_default=True,
+              help="Validation episodes behind each validation accuracy (and best.pt's choice).")
 @click.option("--time-limit", type=float,
               help="Stop once the run's total training time (resumed sessions included) reaches "
                    "this many minutes, validating and saving first; --resume continues it.")
@@ -209,7 +212,8 @@ def train(algorithm, run_dir, resume_dir, overwrite, iterations, time_limit, dat
                    "running for ProtoNet. running is refused for a model without sound running "
                    "statistics (MAML's). Recorded in the CSV.")
 @click.option("--inner-steps", type=int, help="MAML adaptation steps at test. Default: the run's test inner steps.")
-@click.option("--device", default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True,
+              help="auto (CUDA when present), cpu, cuda, cuda:1...")
 @data_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def eval_(run, csv_path, ways, shots, queries, episodes, part, seed, bn_mode, inner_steps, device,
@@ -219,20 +223,22 @@ def eval_(run, csv_path, ways, shots, queries, episodes, part, seed, bn_mode, in
     Prints mean accuracy and the 95% confidence interval (1.96 x std / sqrt(episodes)) and, with
     --csv, appends one row describing the run, the protocol and the result.
     """
+    from fewshot_cli.aggregate import format_accuracy
     from fewshot_cli.evaluation import evaluate_run
     from fewshot_cli.source import load_omniglot
 
-    for name, value in (("ways", ways), ("shots", shots), ("queries", queries),
-                        ("episodes", episodes)):
+    for name, value in (("ways", ways), ("shots", shots), ("queries", queries)):
         if value is not None and value < 1:
             raise FewshotError(f"--{name} must be at least 1 (got {value})")
+    if episodes < 2:
+        raise FewshotError(f"--episodes must be at least 2, for a confidence interval (got {episodes})")
     omniglot = load_omniglot(data_root, download=download, progress=not quiet) if data_root else None
-    result, row = evaluate_run(run, csv_path, ways, shots, queries, episodes, part, seed, bn_mode,
-                               inner_steps, data=omniglot, device=device, progress=not quiet,
-                               notice=lambda message: click.echo(f"note: {message}"))
+    _, row = evaluate_run(run, csv_path, ways, shots, queries, episodes, part, seed, bn_mode,
+                          inner_steps, data=omniglot, device=device, progress=not quiet,
+                          notice=lambda message: click.echo(f"note: {message}"))
     click.echo(f"{row['algorithm']} {row['test_ways']}-way {row['test_shots']}-shot on "
                f"{row['split']}/{part}, {episodes} episodes, BatchNorm {row['bn_mode']}: "
-               f"{result.mean:.2%} ± {result.ci95:.2%}"
+               f"{format_accuracy(row)}"
                + (f" (row appended to {csv_path})" if csv_path else ""))
 
 
@@ -261,7 +267,8 @@ def eval_(run, csv_path, ways, shots, queries, episodes, part, seed, bn_mode, in
                    "ProtoNet, batch for MAML (as eval); running is refused for MAML (as eval).")
 @click.option("--strict", is_flag=True,
               help="Stop at an unreadable image instead of skipping it with a warning.")
-@click.option("--device", default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True,
+              help="auto (CUDA when present), cpu, cuda, cuda:1...")
 def predict(run, support_dir, query_path, csv_path, steps, invert, bn_mode, strict, device):
     """Classify your own images from a handful of labelled examples.
 
@@ -347,7 +354,8 @@ def aggregate(csv_files, by, fmt, out):
               help="Folder of the Vinyals split files. Default: <data root>/splits/vinyals.")
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown"]), default="table",
               show_default=True, help="Format of the final comparison table.")
-@click.option("--device", default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True,
+              help="auto (CUDA when present), cpu, cuda, cuda:1...")
 @data_options
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def reproduce(budget, out_dir, algorithms, cells, split, split_dir, fmt, device, data_root,
@@ -422,11 +430,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except click.ClickException as exc:
         command = exc.ctx.command_path if getattr(exc, "ctx", None) else "fewshot"
-        click.echo(f"error: {exc.format_message()} (see '{command} --help')", err=True)
+        message = " ".join(exc.format_message().split())  # Click wraps choices over lines
+        click.echo(f"error: {message} (see '{command} --help')", err=True)
         return 2
     except TrainingInterrupted as exc:
         click.echo(f"interrupted: {exc}", err=True)
-        return 130
+        return 128 + exc.signum  # the shell's code for the signal: 130 Ctrl-C, 143 SIGTERM
     except (KeyboardInterrupt, click.exceptions.Abort):
         click.echo("interrupted", err=True)
         return 130

@@ -220,6 +220,8 @@ def evaluate_run(
     """
     if inner_steps is not None and inner_steps < 1:
         raise FewshotError(f"--inner-steps must be at least 1 (got {inner_steps})")
+    if episodes < 2:
+        raise FewshotError(f"--episodes must be at least 2, for a confidence interval (got {episodes})")
     if csv_path is not None:
         check_writable(csv_path)
     config, model, checkpoint_path = load_trained(path)

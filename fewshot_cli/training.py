@@ -39,7 +39,15 @@ VAL_SEED_OFFSET = 10_000  # validation episodes never coincide with training epi
 
 
 class TrainingInterrupted(Exception):
-    """Training stopped on a signal after saving ``last.pt``; resume with ``--resume``."""
+    """Training stopped on a signal after saving ``last.pt``; resume with ``--resume``.
+
+    ``signum`` is the signal that stopped it (the command exits with 128 + signum: 130 for
+    Ctrl-C, 143 for SIGTERM).
+    """
+
+    def __init__(self, message: str, signum: int = signal.SIGINT):
+        super().__init__(message)
+        self.signum = int(signum)
 
 
 @dataclass
@@ -57,13 +65,13 @@ class TrainResult:
 @contextmanager
 def stop_on_signal():
     """Turn the first SIGINT/SIGTERM into a flag checked between iterations."""
-    requested = {"stop": False}
+    requested = {"stop": False, "signum": signal.SIGINT}
     previous = {}
 
     def handler(signum, frame):
         if requested["stop"]:
             raise KeyboardInterrupt
-        requested["stop"] = True
+        requested["stop"], requested["signum"] = True, signum
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
@@ -189,6 +197,9 @@ def train(
                            f"continue it with --resume {run_dir}, replace it with --overwrite, "
                            f"or choose another --out")
     config = config.resolved()
+    if config.data_root is None and data is not None:
+        # Recorded, so that a later `fewshot eval` of this run finds the data by itself.
+        config.data_root = str(data.root)
     device = pick_device(config.device)
     if data is None:
         data = load_omniglot(config.data_root, progress=progress)
@@ -281,7 +292,8 @@ def train(
                 write_log(run_dir, log)
                 bar.close()
                 raise TrainingInterrupted(
-                    f"stopped after iteration {done}; {run_dir / LAST} saved, continue with --resume {run_dir}")
+                    f"stopped after iteration {done}; {run_dir / LAST} saved, continue with --resume {run_dir}",
+                    signal_state["signum"])
     bar.close()
     return TrainResult(run_dir, done if out_of_time else config.iterations, best,
                        time.perf_counter() - began, config.iterations,

@@ -193,6 +193,8 @@ CASES = [
          "no evaluation rows"),
     case("plot-curves-no-validation-rows", ["plot", "curves", "{fresh_log}", "--out",
                                             "{work}/c.png"], "no run has a validation row yet"),
+    case("eval-one-episode", EVAL + ["--episodes", "1"], "--episodes must be at least 2"),
+    case("train-no-algorithm", ["train"], "Missing argument"),
     case("eval-maml-running-bn", ["eval", "{maml}", "--episodes", "2", "--quiet", "--bn-mode",
                                   "running"], "running statistics"),
     case("predict-maml-running-bn", ["predict", "{maml}", *PREDICT, "--bn-mode", "running"],

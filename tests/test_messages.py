@@ -174,3 +174,53 @@ def test_accuracy_of_a_header_only_csv_is_a_one_line_error(tmp_path, capsys):
     assert main(["plot", "accuracy", str(header_only), "--out", str(tmp_path / "a.png")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no evaluation rows" in err
+
+
+# ---------------------------------------------------------------- item 12: small things
+
+
+def test_eval_line_and_table_round_the_ci_alike(runs, tiny_root, tmp_path, monkeypatch, capsys):
+    from fewshot_cli import evaluation
+    from fewshot_cli.cli import main
+
+    class Fixed:  # a result whose CI sits on a rounding edge: 2.40501%
+        mean, ci95, seconds, accuracies = 0.9, 0.0240501, 1.0, [0.9, 0.9]
+
+    monkeypatch.setattr(evaluation, "evaluate", lambda *args, **kwargs: Fixed())
+    monkeypatch.setenv("FEWSHOT_DATA", str(tiny_root))
+    out = tmp_path / "e.csv"
+    assert main(["eval", str(runs / "proto"), "--csv", str(out), "--episodes", "2", "--quiet"]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert "90.00% ± 2.40%" in line, line
+    assert main(["aggregate", str(out)]) == 0
+    assert "90.00 ± 2.40" in capsys.readouterr().out
+
+
+def test_every_option_explains_itself():
+    import click
+
+    from fewshot_cli.cli import cli
+
+    def commands(group, path):
+        for name, command in group.commands.items():
+            if isinstance(command, click.Group):
+                yield from commands(command, f"{path} {name}")
+            else:
+                yield f"{path} {name}", command
+
+    missing = [f"{path} {option.opts[0]}" for path, command in commands(cli, "fewshot")
+               for option in command.params
+               if isinstance(option, click.Option) and not option.help]
+    assert missing == []
+
+
+def test_training_from_python_records_where_the_data_is(tiny_data, tmp_path):
+    import json
+
+    from fewshot_cli.config import TrainConfig
+    from fewshot_cli.training import train
+
+    train(TrainConfig("protonet", ways=5, queries=2, test_ways=3, test_queries=2, iterations=1,
+                      val_every=1, val_episodes=2, device="cpu"), tmp_path / "run",
+          data=tiny_data, progress=False)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data_root"] == str(tiny_data.root)
