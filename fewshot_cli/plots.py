@@ -75,17 +75,42 @@ def save(figure, out: str | Path) -> Path:
     return out
 
 
+def read_losses(run_dir: str | Path) -> pd.DataFrame | None:
+    """The rows of ``run_dir/iterations.csv`` (iteration, train_loss), or None without any.
+
+    Raises:
+        FewshotError: a file that is not a training log.
+    """
+    path = Path(run_dir) / "iterations.csv"
+    if not path.is_file():
+        return None
+    try:
+        rows = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise FewshotError(f"{path} is not a training log ({type(exc).__name__})") from None
+    if not {"iteration", "train_loss"} <= set(rows.columns):
+        raise FewshotError(f"{path} is not a training log (no iteration, train_loss columns)")
+    rows = rows[["iteration", "train_loss"]].apply(pd.to_numeric, errors="coerce").dropna()
+    return rows if not rows.empty else None
+
+
 def plot_curves(run_dirs: Iterable[str | Path], out: str | Path,
                 warn: Callable[[str], None] | None = None) -> Path:
-    """Validation accuracy against iterations and against wall-clock time, one line per run.
+    """Training loss by iteration, and validation accuracy by iteration and by wall-clock time.
+
+    One colour per run. The loss panel (from ``iterations.csv``: each iteration's loss, faint,
+    and its moving average) appears when a run has that file.
 
     Args:
         run_dirs: training run directories (each with a ``log.csv``).
         out: the figure to write (``.png``, ``.pdf`` or ``.svg``).
-        warn: told about each run left out because it has no validation row yet.
+        warn: told about each run left out (or shown by its loss only) because it has no
+            validation row yet.
 
     Raises:
-        FewshotError: a folder that is no run, or no run with a validation row.
+        FewshotError: a folder that is no run, or no run with anything to plot yet.
 
     Example:
         >>> plot_curves(["runs/maml", "runs/proto"], "figures/curves.png")
@@ -93,7 +118,7 @@ def plot_curves(run_dirs: Iterable[str | Path], out: str | Path,
     from matplotlib.figure import Figure
 
     figure_format(out)
-    run_dirs, curves, left_out = list(run_dirs), {}, []
+    run_dirs, runs, left_out = list(run_dirs), {}, []
     if not run_dirs:
         raise FewshotError("give at least one run directory")
     for run_dir in run_dirs:
@@ -101,27 +126,52 @@ def plot_curves(run_dirs: Iterable[str | Path], out: str | Path,
         try:
             log = read_curve(run_dir)
         except NoValidationYet as exc:
-            left_out.append(f"{run_dir} left out: {exc}")
+            log = None
+            missing = str(exc)
+        losses = read_losses(run_dir)
+        if log is None and losses is None:
+            left_out.append(f"{run_dir} left out: {missing}")
             continue
-        curves[label if label not in curves else str(run_dir)] = log
-    if not curves:
+        if log is None:
+            left_out.append(f"{run_dir}: training loss only ({missing})")
+        runs[label if label not in runs else str(run_dir)] = (log, losses)
+    if not runs:
         raise FewshotError(f"no run has a validation row yet ({', '.join(map(str, run_dirs))})")
     for message in left_out if warn is not None else ():
         warn(message)
-    figure = Figure(figsize=(11, 4.2), layout="constrained")
-    by_iteration, by_time = figure.subplots(1, 2, sharey=True)
-    for label, log in curves.items():
-        marker = "o" if len(log) < 30 else None
-        line, = by_iteration.plot(log["iteration"], 100 * log["val_accuracy"], marker=marker,
-                                  markersize=3, label=label)
-        by_time.plot(log["elapsed_seconds"] / 60, 100 * log["val_accuracy"], marker=marker,
-                     markersize=3, color=line.get_color(), label=label)
+    with_losses = any(losses is not None for _, losses in runs.values())
+    figure = Figure(figsize=(16 if with_losses else 11, 4.2), layout="constrained")
+    panels = list(figure.subplots(1, 3 if with_losses else 2))
+    loss_axes = panels.pop(0) if with_losses else None
+    by_iteration, by_time = panels
+    by_time.sharey(by_iteration)
+    for index, (label, (log, losses)) in enumerate(runs.items()):
+        color = f"C{index % 10}"
+        if losses is not None:
+            window = max(1, len(losses) // 50)
+            loss_axes.plot(losses["iteration"], losses["train_loss"], color=color, alpha=0.25,
+                           linewidth=0.6)
+            loss_axes.plot(losses["iteration"],
+                           losses["train_loss"].rolling(window, min_periods=1).mean(),
+                           color=color, label=label)
+        if log is not None:
+            marker = "o" if len(log) < 30 else None
+            by_iteration.plot(log["iteration"], 100 * log["val_accuracy"], marker=marker,
+                              markersize=3, color=color, label=label)
+            by_time.plot(log["elapsed_seconds"] / 60, 100 * log["val_accuracy"], marker=marker,
+                         markersize=3, color=color, label=label)
     by_iteration.set(xlabel="iteration (meta-iteration or episode)", ylabel="validation accuracy (%)",
                      title="Validation accuracy by iteration")
     by_time.set(xlabel="wall-clock time (minutes)", title="Validation accuracy by training time")
     for axes in (by_iteration, by_time):
         axes.grid(alpha=0.3)
-    by_iteration.legend(fontsize="small")
+    if loss_axes is not None:
+        loss_axes.set(xlabel="iteration (meta-iteration or episode)", ylabel="training loss",
+                      title="Training loss (faint: each iteration; line: moving average)")
+        loss_axes.grid(alpha=0.3)
+        loss_axes.legend(fontsize="small")
+    if by_iteration.lines:
+        by_iteration.legend(fontsize="small")
     return save(figure, out)
 
 

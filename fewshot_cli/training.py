@@ -34,7 +34,12 @@ from fewshot_cli.source import Omniglot, load_omniglot
 from fewshot_cli.splits import make_split
 
 LOG_COLUMNS = ["iteration", "train_loss", "train_accuracy", "val_accuracy", "elapsed_seconds"]
-RUN_FILES = (LAST, BEST, LOG)  # what a run has done; refused unless resumed or overwritten
+# One row per training iteration, beside log.csv's one row per validation.
+ITERATIONS = "iterations.csv"
+ITERATION_COLUMNS = ["iteration", "train_loss", "train_accuracy", "lr", "elapsed_seconds"]
+# What a run has done: refused unless resumed or overwritten (a fresh start also empties
+# iterations.csv, whose rows alone, from before any checkpoint, are nothing to keep).
+RUN_FILES = (LAST, BEST, LOG)
 VAL_SEED_OFFSET = 10_000  # validation episodes never coincide with training episodes
 
 
@@ -127,6 +132,42 @@ def read_log(run_dir: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
+def keep_iterations(run_dir: Path, upto: int) -> None:
+    """Rewrite ``run_dir/iterations.csv`` (header first) with its rows up to iteration ``upto``.
+
+    A resumed run redoes the iterations after its ``last.pt``; rows written for them before a
+    kill (a line cut short included) go, so the file ends as an uninterrupted run's would.
+    """
+    path, rows = Path(run_dir) / ITERATIONS, []
+    if path.is_file():
+        with path.open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                try:
+                    complete = None not in row.values() and int(row["iteration"]) <= upto
+                except (KeyError, TypeError, ValueError):
+                    complete = False
+                if complete:
+                    rows.append(row)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=ITERATION_COLUMNS, lineterminator="\n",
+                            extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def append_iterations(run_dir: Path, rows: list[dict]) -> None:
+    """Append rows to ``run_dir/iterations.csv`` (done before each checkpoint, see ``train``)."""
+    if not rows:
+        return
+    try:
+        with (Path(run_dir) / ITERATIONS).open("a", newline="") as handle:
+            csv.DictWriter(handle, fieldnames=ITERATION_COLUMNS, lineterminator="\n").writerows(rows)
+    except OSError as exc:
+        raise FewshotError(f"cannot write {Path(run_dir) / ITERATIONS}: {exc.strerror or exc}") from exc
+    rows.clear()
+
+
 def training_step(config: TrainConfig, learner: torch.nn.Module, optimizer: torch.optim.Optimizer,
                   sampler: EpisodeSampler, iteration: int, device: torch.device | str = "cpu"
                   ) -> tuple[float, float]:
@@ -160,7 +201,8 @@ def train(
 
     Args:
         config: the run's settings (``None`` fields take the paper defaults).
-        run_dir: where ``config.json``, ``last.pt``, ``best.pt`` and ``log.csv`` go.
+        run_dir: where ``config.json``, ``last.pt``, ``best.pt``, ``log.csv`` (one row per
+            validation) and ``iterations.csv`` (one row per training iteration) go.
         resume: continue from ``run_dir/last.pt`` (``config`` then comes from the run, except
             its ``iterations``, which may extend the run).
         data: preloaded Omniglot (loaded from ``config.data_root`` otherwise).
@@ -241,19 +283,28 @@ def train(
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "best_val": best, "elapsed": elapsed}
 
+    keep_iterations(run_dir, start)
     began = time.perf_counter() - elapsed
     losses, accuracies = [], []
+    # Rows of iterations.csv not written yet: appended before each save of last.pt, so the file
+    # never misses an iteration that a checkpoint holds.
+    pending: list[dict] = []
     done, out_of_time = start, False
     bar = tqdm(total=config.iterations, initial=start, desc=f"training {config.algorithm}",
                unit="it", disable=None if progress else True,  # None: on a terminal only
                dynamic_ncols=True)
     with stop_on_signal() as signal_state:
         for iteration in range(start, config.iterations):
+            lr = optimizer.param_groups[0]["lr"]
             loss, accuracy = training_step(config, learner, optimizer, train_sampler, iteration,
                                            device)
             scheduler.step()
+            pending.append({"iteration": iteration + 1, "train_loss": f"{loss:.5f}",
+                            "train_accuracy": f"{accuracy:.5f}", "lr": f"{lr:.6g}",
+                            "elapsed_seconds": f"{time.perf_counter() - began:.2f}"})
             broken = f"the loss is {loss}" if not math.isfinite(loss) else nonfinite_state(model)
             if broken:
+                append_iterations(run_dir, pending)  # the losses that led here are worth seeing
                 # Only this run's own last.pt (saved now, or before a resume) is worth naming.
                 saved = (f"the last good checkpoint is {run_dir / LAST} (iteration {saved_at})"
                          if saved_at is not None else "no checkpoint was saved yet")
@@ -276,6 +327,7 @@ def train(
                             "train_accuracy": f"{sum(accuracies) / len(accuracies):.5f}",
                             "val_accuracy": f"{val.mean:.5f}", "elapsed_seconds": f"{elapsed:.2f}"})
                 losses, accuracies = [], []
+                append_iterations(run_dir, pending)
                 if val.mean > best:
                     best = val.mean
                     save_checkpoint(run_dir / BEST, checkpoint(done))
@@ -288,6 +340,7 @@ def train(
                 break
             if signal_state["stop"] or (stop_after is not None and done >= stop_after):
                 elapsed = time.perf_counter() - began
+                append_iterations(run_dir, pending)
                 save_checkpoint(run_dir / LAST, checkpoint(done))
                 write_log(run_dir, log)
                 bar.close()

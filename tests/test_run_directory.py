@@ -110,3 +110,63 @@ def test_divergence_after_a_checkpoint_names_it_with_its_iteration(tiny_data, tm
     monkeypatch.setattr(protonet, "train_step", step)
     with pytest.raises(FewshotError, match=r"last good checkpoint is .*last\.pt \(iteration 2\)"):
         tiny_train(tmp_path / "run", tiny_data, iterations=4)
+
+
+# ---------------------------------------------------------------- item 13: iterations.csv
+
+
+def read_iterations(run):
+    import csv
+
+    with (run / "iterations.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def comparable(rows):
+    return [(r["iteration"], float(r["train_loss"]), float(r["train_accuracy"]), r["lr"])
+            for r in rows]
+
+
+def test_every_iteration_is_logged_and_survives_interrupts_and_resume(tiny_data, tmp_path):
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same reduction order in both runs: the same losses
+    try:
+        whole = tmp_path / "whole"
+        tiny_train(whole, tiny_data, iterations=7)
+        reference = read_iterations(whole)
+        assert [r["iteration"] for r in reference] == [str(i) for i in range(1, 8)]
+        assert set(reference[0]) == {"iteration", "train_loss", "train_accuracy", "lr",
+                                     "elapsed_seconds"}
+
+        run = tmp_path / "run"
+        with pytest.raises(TrainingInterrupted):
+            tiny_train(run, tiny_data, iterations=7, stop_after=3)  # Ctrl-C after iteration 3
+        assert [r["iteration"] for r in read_iterations(run)] == ["1", "2", "3"]
+        # A kill after the next rows were written but before last.pt: rows beyond it, one cut short.
+        with (run / "iterations.csv").open("a") as handle:
+            handle.write("4,9.99999,0.00000,0.001,1.00\n5,9.9")
+        train(TrainConfig("protonet", iterations=7), run, resume=True, data=tiny_data,
+              progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert comparable(read_iterations(run)) == comparable(reference)
+
+
+def test_curves_plot_the_training_loss(tiny_data, tmp_path):
+    from fewshot_cli.plots import read_losses
+
+    run = tmp_path / "run"
+    tiny_train(run, tiny_data, iterations=4)
+    losses = read_losses(run)
+    assert losses["iteration"].tolist() == [1, 2, 3, 4]
+    assert main(["plot", "curves", str(run), "--out", str(tmp_path / "c.png")]) == 0
+
+
+def test_a_run_with_losses_but_no_validation_yet_still_plots_its_loss(tiny_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted):
+        tiny_train(run, tiny_data, iterations=4, stop_after=1)  # before the first validation
+    assert main(["plot", "curves", str(run), "--out", str(tmp_path / "c.png")]) == 0
+    assert "training loss only" in capsys.readouterr().err
