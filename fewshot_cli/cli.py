@@ -23,6 +23,64 @@ def warn(message: str) -> None:
     click.echo(f"warning: {message}", err=True)
 
 
+CONFIG_HELP = ("A TOML file of this command's options, e.g. 'ways = 5' or 'first-order = true' "
+               "(keys as the long options, - or _), flat or under a [COMMAND] table such as "
+               "[train] or [plot.curves]; arguments too (algorithm = \"maml\"). Options given on "
+               "the command line (and environment variables) win over the file.")
+
+
+def read_config_file(ctx: click.Context, param: click.Parameter, path: str | None) -> None:
+    """Turn ``--config FILE`` into the command's defaults (Click's ``default_map``).
+
+    Read before every other parameter (the option is eager), so each one falls back on the
+    file's value where the command line gives none.
+    """
+    if path is None:
+        return
+    import tomllib
+
+    try:
+        with open(path, "rb") as handle:
+            values = tomllib.load(handle)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc.strerror or exc}", ctx, param) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise click.BadParameter(f"{path} is not a TOML file ({exc})", ctx, param) from None
+    root = ctx.find_root().command
+    commands = getattr(root, "commands", {})
+    if any(key in commands and isinstance(value, dict) for key, value in values.items()):
+        # One file for several commands: this command's table only ([train], [plot.curves]).
+        names = ctx.command_path.split()[1:]
+        for name in names:
+            values = values.get(name, {})
+            if not isinstance(values, dict):
+                raise click.BadParameter(f"{path}: [{'.'.join(names)}] is not a table", ctx, param)
+        values = {k: v for k, v in values.items() if not isinstance(v, dict)}
+    names, shown = {}, set()  # key (long option or parameter name, - as _) -> parameter name
+    for parameter in ctx.command.params:
+        if parameter.expose_value and parameter.name:
+            names[parameter.name] = parameter.name
+            longs = [o[2:] for o in parameter.opts if o.startswith("--")]
+            names.update({o.replace("-", "_"): parameter.name for o in longs})
+            shown.update(longs or [parameter.name])
+    defaults = {}
+    for key, value in values.items():
+        name = names.get(key.replace("-", "_"))
+        if name is None:
+            known = ", ".join(sorted(shown))
+            raise click.BadParameter(f"{path}: '{key}' is no option of {ctx.command_path} "
+                                     f"(its options: {known})", ctx, param)
+        defaults[name] = value
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+
+
+def config_option(func):
+    """``--config FILE``: read the command's options from a TOML file (see ``CONFIG_HELP``)."""
+    return click.option("--config", type=click.Path(dir_okay=False), is_eager=True,
+                        expose_value=False, callback=read_config_file, metavar="FILE",
+                        help=CONFIG_HELP)(func)
+
+
 def data_options(func):
     """Options every command that reads Omniglot shares."""
     options = [
@@ -69,6 +127,7 @@ def cli():
 
 
 @cli.command()
+@config_option
 @data_options
 @click.option("--split", "splits", multiple=True, type=click.Choice(["lake", "vinyals", "random"]),
               help="Split(s) to summarise (repeatable). Default: all that are available.")
@@ -103,6 +162,7 @@ def data(data_root, download, splits, split_dir, split_seed):
 
 
 @cli.command()
+@config_option
 @click.argument("algorithm", type=click.Choice(["maml", "protonet"]))
 @click.option("--out", "run_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Run directory for config.json, best.pt, last.pt and log.csv.")
@@ -193,6 +253,7 @@ def train(algorithm, run_dir, resume_dir, overwrite, iterations, time_limit, dat
 
 
 @cli.command(name="eval")
+@config_option
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Append the result as one row to this CSV (created with a header if absent). "
@@ -243,6 +304,7 @@ def eval_(run, csv_path, ways, shots, queries, episodes, part, seed, bn_mode, in
 
 
 @cli.command()
+@config_option
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--support", "support_dir", required=True, type=click.Path(path_type=Path),
               help="Folder with one sub-folder per class (its name is the label) holding one or "
@@ -298,6 +360,7 @@ def predict(run, support_dir, query_path, csv_path, steps, invert, bn_mode, stri
 
 
 @cli.command()
+@config_option
 @click.argument("csv_files", nargs=-1, required=True, metavar="CSV...")
 @click.option("--by", "by", multiple=True, metavar="COLUMNS",
               help="Columns to group by, comma-separated (repeatable). Default: everything that "
@@ -334,6 +397,7 @@ def aggregate(csv_files, by, fmt, out):
 
 
 @cli.command()
+@config_option
 @click.option("--budget", type=click.Choice(["quick", "cpu", "paper"]), default="quick",
               show_default=True,
               help="quick: 5-way 1-shot only, short trainings, 100 test episodes (minutes on 2 CPU "
@@ -383,6 +447,7 @@ def plot():
 
 
 @plot.command()
+@config_option
 @click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR...",
                 type=click.Path(file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
@@ -400,6 +465,7 @@ def curves(run_dirs, out):
 
 
 @plot.command()
+@config_option
 @click.argument("csv_files", nargs=-1, required=True, metavar="CSV...")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("accuracy.png"), show_default=True,

@@ -195,6 +195,11 @@ CASES = [
                                             "{work}/c.png"], "no run has a validation row yet"),
     case("eval-one-episode", EVAL + ["--episodes", "1"], "--episodes must be at least 2"),
     case("train-no-algorithm", ["train"], "Missing argument"),
+    case("train-config-unknown-key", TRAIN + ["--config", "{toml_unknown_key}"],
+         "'colour' is no option of fewshot train"),
+    case("eval-config-not-toml", EVAL + ["--config", "{other_csv}"], "is not a TOML file"),
+    case("aggregate-config-missing", ["aggregate", "{eval_csv}", "--config", "{work}/none.toml"],
+         "cannot read"),
     case("eval-maml-running-bn", ["eval", "{maml}", "--episodes", "2", "--quiet", "--bn-mode",
                                   "running"], "running statistics"),
     case("predict-maml-running-bn", ["predict", "{maml}", *PREDICT, "--bn-mode", "running"],
@@ -249,6 +254,7 @@ def paths(tiny_root, tiny_data, tmp_path_factory) -> dict[str, str]:
     (work / "bad-accuracy.csv").write_text("algorithm,accuracy_mean\nprotonet,high\n")
     append_row(work / "eval.csv", {"algorithm": "protonet", "accuracy_mean": "0.9",
                                    "test_ways": "5", "test_shots": "1"})
+    (work / "unknown-key.toml").write_text('colour = "blue"\n')
     (work / "header.csv").write_text("algorithm,accuracy_mean,test_ways,test_shots\n")
     (work / "fresh-log").mkdir()
     (work / "fresh-log" / "log.csv").write_text(
@@ -282,7 +288,7 @@ def paths(tiny_root, tiny_data, tmp_path_factory) -> dict[str, str]:
                                 lambda r: (r / "config.json").write_text('["protonet"]')),
         "vinyals_run": copy_run(proto, work / "vinyals-run", vinyals),
         "proto_copy": copy_run(proto, work / "proto-copy", lambda r: None),
-        "header_csv": work / "header.csv", "fresh_log": work / "fresh-log",
+        "toml_unknown_key": work / "unknown-key.toml", "header_csv": work / "header.csv", "fresh_log": work / "fresh-log",
         "text_best": copy_run(proto, work / "text-best",
                               lambda r: (r / "best.pt").write_text("not a checkpoint\n")),
     }.items()}
