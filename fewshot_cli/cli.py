@@ -182,6 +182,9 @@ def data(data_root, download, splits, split_dir, split_seed):
               help="Augment training classes with random 90-degree rotations (lake/random splits).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of weights and episodes.")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda, cuda:1...")
+@click.option("--threads", type=int, metavar="N",
+              help="Let torch use at most N CPU threads (to share a machine). Default: torch's "
+                   "own choice, all cores.")
 @click.option("--backbone", type=click.Choice(["conv4", "conv4-strided"]), default="conv4",
               show_default=True, help="conv4: max-pooling blocks; conv4-strided: the MAML paper's variant.")
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate (MAML: meta learning rate).")
@@ -204,18 +207,19 @@ def data(data_root, download, splits, split_dir, split_seed):
                    "this many minutes, validating and saving first; --resume continues it.")
 @data_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(algorithm, run_dir, resume_dir, overwrite, iterations, time_limit, data_root, download,
-          quiet, **options):
+def train(algorithm, run_dir, resume_dir, overwrite, iterations, time_limit, threads, data_root,
+          download, quiet, **options):
     """Meta-train MAML or ProtoNet on Omniglot.
 
     Keeps the best checkpoint by validation accuracy (best.pt) and the latest (last.pt) in the
-    run directory, with config.json and a training log (log.csv). Ctrl-C saves last.pt; continue
-    with --resume RUN_DIR.
+    run directory, with config.json and training logs: one row per validation (log.csv) and one
+    per iteration (iterations.csv). Ctrl-C saves last.pt; continue with --resume RUN_DIR.
     """
-    from fewshot_cli.config import TrainConfig
+    from fewshot_cli.config import TrainConfig, set_threads
     from fewshot_cli.source import load_omniglot
     from fewshot_cli.training import train as run_training
 
+    set_threads(threads)
     if bool(run_dir) == bool(resume_dir):
         raise FewshotError("give exactly one of --out RUN_DIR (a new run) or --resume RUN_DIR")
     if overwrite and resume_dir:
@@ -275,19 +279,24 @@ def train(algorithm, run_dir, resume_dir, overwrite, iterations, time_limit, dat
 @click.option("--inner-steps", type=int, help="MAML adaptation steps at test. Default: the run's test inner steps.")
 @click.option("--device", default="auto", show_default=True,
               help="auto (CUDA when present), cpu, cuda, cuda:1...")
+@click.option("--threads", type=int, metavar="N",
+              help="Let torch use at most N CPU threads (to share a machine). Default: torch's "
+                   "own choice, all cores.")
 @data_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def eval_(run, csv_path, ways, shots, queries, episodes, part, seed, bn_mode, inner_steps, device,
-          data_root, download, quiet):
+          threads, data_root, download, quiet):
     """Evaluate a trained run (directory or checkpoint) on seeded test episodes.
 
     Prints mean accuracy and the 95% confidence interval (1.96 x std / sqrt(episodes)) and, with
     --csv, appends one row describing the run, the protocol and the result.
     """
     from fewshot_cli.aggregate import format_accuracy
+    from fewshot_cli.config import set_threads
     from fewshot_cli.evaluation import evaluate_run
     from fewshot_cli.source import load_omniglot
 
+    set_threads(threads)
     for name, value in (("ways", ways), ("shots", shots), ("queries", queries)):
         if value is not None and value < 1:
             raise FewshotError(f"--{name} must be at least 1 (got {value})")
@@ -331,7 +340,11 @@ def eval_(run, csv_path, ways, shots, queries, episodes, part, seed, bn_mode, in
               help="Stop at an unreadable image instead of skipping it with a warning.")
 @click.option("--device", default="auto", show_default=True,
               help="auto (CUDA when present), cpu, cuda, cuda:1...")
-def predict(run, support_dir, query_path, csv_path, steps, invert, bn_mode, strict, device):
+@click.option("--threads", type=int, metavar="N",
+              help="Let torch use at most N CPU threads (to share a machine). Default: torch's "
+                   "own choice, all cores.")
+def predict(run, support_dir, query_path, csv_path, steps, invert, bn_mode, strict, device,
+            threads):
     """Classify your own images from a handful of labelled examples.
 
     Images of any common format, size and colour are converted as in training (grayscale,
@@ -343,9 +356,11 @@ def predict(run, support_dir, query_path, csv_path, steps, invert, bn_mode, stri
     Example:
       fewshot predict runs/proto --support examples/ --query photos/ --csv predictions.csv
     """
+    from fewshot_cli.config import set_threads
     from fewshot_cli.predict import format_table, predict as run_predict, write_csv
     from fewshot_cli.results import check_writable
 
+    set_threads(threads)
     if csv_path is not None:
         check_writable(csv_path)
     frame = run_predict(run, support_dir, query_path, invert=invert, bn_mode=bn_mode, steps=steps,
@@ -420,10 +435,13 @@ def aggregate(csv_files, by, fmt, out):
               show_default=True, help="Format of the final comparison table.")
 @click.option("--device", default="auto", show_default=True,
               help="auto (CUDA when present), cpu, cuda, cuda:1...")
+@click.option("--threads", type=int, metavar="N",
+              help="Let torch use at most N CPU threads (to share a machine). Default: torch's "
+                   "own choice, all cores.")
 @data_options
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def reproduce(budget, out_dir, algorithms, cells, split, split_dir, fmt, device, data_root,
-              download, quiet):
+def reproduce(budget, out_dir, algorithms, cells, split, split_dir, fmt, device, threads,
+              data_root, download, quiet):
     """Train and test MAML and ProtoNet on the Omniglot grid; compare with the papers.
 
     Each cell (5/20-way, 1/5-shot) is trained with its paper's protocol, tested (600 episodes
@@ -432,8 +450,10 @@ def reproduce(budget, out_dir, algorithms, cells, split, split_dir, fmt, device,
     trainings resume, so rerunning the same command continues a reproduction. Finally prints
     our accuracy per cell next to the published one.
     """
+    from fewshot_cli.config import set_threads
     from fewshot_cli.reproduce import format_comparison, reproduce as run_reproduction
 
+    set_threads(threads)
     cell_names = [c.strip() for item in cells for c in item.split(",") if c.strip()]
     table = run_reproduction(out_dir, budget, algorithms or None, cell_names or None, split,
                              split_dir, data_root=data_root, download=download, device=device,

@@ -200,6 +200,8 @@ CASES = [
     case("eval-config-not-toml", EVAL + ["--config", "{other_csv}"], "is not a TOML file"),
     case("aggregate-config-missing", ["aggregate", "{eval_csv}", "--config", "{work}/none.toml"],
          "cannot read"),
+    case("train-zero-threads", TRAIN + ["--threads", "0"], "--threads must be at least 1"),
+    case("eval-negative-threads", EVAL + ["--threads", "-2"], "--threads must be at least 1"),
     case("eval-maml-running-bn", ["eval", "{maml}", "--episodes", "2", "--quiet", "--bn-mode",
                                   "running"], "running statistics"),
     case("predict-maml-running-bn", ["predict", "{maml}", *PREDICT, "--bn-mode", "running"],
