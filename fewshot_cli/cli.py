@@ -27,6 +27,69 @@ DATA_HELP = ("Folder holding images_background/ and images_evaluation/ (an extra
              "~/.cache/fewshot.")
 
 
+def warn(message: str) -> None:
+    """Print one ``warning: ...`` line on stderr (the run goes on)."""
+    click.echo(f"warning: {message}", err=True)
+
+
+CONFIG_HELP = ("A TOML file of this command's options, e.g. 'ways = 5' or 'first-order = true' "
+               "(keys as the long options, - or _), flat or under a [COMMAND] table such as "
+               "[train] or [plot.curves]; arguments too (algorithm = \"maml\"). Options given on "
+               "the command line (and environment variables) win over the file.")
+
+
+def read_config_file(ctx: click.Context, param: click.Parameter, path: str | None) -> None:
+    """Turn ``--config FILE`` into the command's defaults (Click's ``default_map``).
+
+    Read before every other parameter (the option is eager), so each one falls back on the
+    file's value where the command line gives none.
+    """
+    if path is None:
+        return
+    import tomllib
+
+    try:
+        with open(path, "rb") as handle:
+            values = tomllib.load(handle)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc.strerror or exc}", ctx, param) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise click.BadParameter(f"{path} is not a TOML file ({exc})", ctx, param) from None
+    root = ctx.find_root().command
+    commands = getattr(root, "commands", {})
+    if any(key in commands and isinstance(value, dict) for key, value in values.items()):
+        # One file for several commands: this command's table only ([train], [plot.curves]).
+        names = ctx.command_path.split()[1:]
+        for name in names:
+            values = values.get(name, {})
+            if not isinstance(values, dict):
+                raise click.BadParameter(f"{path}: [{'.'.join(names)}] is not a table", ctx, param)
+        values = {k: v for k, v in values.items() if not isinstance(v, dict)}
+    names, shown = {}, set()  # key (long option or parameter name, - as _) -> parameter name
+    for parameter in ctx.command.params:
+        if parameter.expose_value and parameter.name:
+            names[parameter.name] = parameter.name
+            longs = [o[2:] for o in parameter.opts if o.startswith("--")]
+            names.update({o.replace("-", "_"): parameter.name for o in longs})
+            shown.update(longs or [parameter.name])
+    defaults = {}
+    for key, value in values.items():
+        name = names.get(key.replace("-", "_"))
+        if name is None:
+            known = ", ".join(sorted(shown))
+            raise click.BadParameter(f"{path}: '{key}' is no option of {ctx.command_path} "
+                                     f"(its options: {known})", ctx, param)
+        defaults[name] = value
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+
+
+def config_option(func):
+    """``--config FILE``: read the command's options from a TOML file (see ``CONFIG_HELP``)."""
+    return click.option("--config", type=click.Path(dir_okay=False), is_eager=True,
+                        expose_value=False, callback=read_config_file, metavar="FILE",
+                        help=CONFIG_HELP)(func)
+
+
 def data_options(func):
     """Options every command that reads Omniglot shares."""
     options = [
@@ -73,12 +136,14 @@ def cli():
 
 
 @cli.command()
+@config_option
 @data_options
 @click.option("--split", "splits", multiple=True, type=click.Choice(SPLITS),
               help="Split(s) to summarise (repeatable). Default: all that are available.")
 @click.option("--split-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder of the Vinyals split files. Default: <data root>/splits/vinyals.")
-@click.option("--split-seed", type=int, default=0, show_default=True)
+@click.option("--split-seed", type=int, default=0, show_default=True,
+              help="Seed of the lake validation alphabets and of the random split.")
 def data(data_root, download, splits, split_dir, split_seed):
     """Prepare and verify Omniglot, then print the size of every split part.
 
@@ -106,6 +171,7 @@ def data(data_root, download, splits, split_dir, split_seed):
 
 
 @cli.command()
+@config_option
 @click.argument("algorithm", type=click.Choice(ALGORITHMS))
 @click.option("--out", "run_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Run directory for config.json, best.pt, last.pt and log.csv.")
@@ -113,6 +179,9 @@ def data(data_root, download, splits, split_dir, split_seed):
               help="Continue the interrupted run in this directory from its last.pt with its own "
                    "configuration. --iterations (to extend it), --device, --time-limit and "
                    "--quiet may be given; another option that differs from the run's is refused.")
+@click.option("--overwrite", is_flag=True,
+              help="Let --out replace the run already in that directory (its checkpoints and "
+                   "logs are deleted). Without it an existing run is refused.")
 @click.option("--ways", type=int, help="Classes per training episode. Default: 5 (MAML), 60 (ProtoNet).")
 @click.option("--shots", type=int, default=1, show_default=True, help="Support images per class.")
 @click.option("--queries", type=int, help="Query images per class. Default: 15 (MAML), 5 (ProtoNet).")
@@ -123,6 +192,9 @@ def data(data_root, download, splits, split_dir, split_seed):
               help="Augment training classes with random 90-degree rotations (lake/random splits).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of weights and episodes.")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda, cuda:1...")
+@click.option("--threads", type=int, metavar="N",
+              help="Let torch use at most N CPU threads (to share a machine). Default: torch's "
+                   "own choice, all cores.")
 @click.option("--backbone", type=click.Choice(BACKBONES), default="conv4",
               show_default=True, help="conv4: max-pooling blocks; conv4-strided: the MAML paper's variant.")
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate (MAML: meta learning rate).")
@@ -135,27 +207,33 @@ def data(data_root, download, splits, split_dir, split_seed):
 @click.option("--first-order", is_flag=True, help="MAML only: first order (no second derivatives).")
 @click.option("--test-ways", type=int, help="Ways of validation/test episodes. Default: 5 (ProtoNet), training ways (MAML).")
 @click.option("--test-shots", type=int, help="Shots of validation/test episodes. Default: --shots.")
-@click.option("--test-queries", type=int, default=15, show_default=True)
+@click.option("--test-queries", type=int, default=15, show_default=True,
+              help="Query images per class in validation episodes (and the run's default at test).")
 @click.option("--val-every", type=int, default=100, show_default=True, help="Validate (and checkpoint) every N iterations.")
-@click.option("--val-episodes", type=int, default=100, show_default=True)
+@click.option("--val-episodes", type=int, default=100, show_default=True,
+              help="Validation episodes behind each validation accuracy (and best.pt's choice).")
 @click.option("--time-limit", type=float,
               help="Stop once the run's total training time (resumed sessions included) reaches "
                    "this many minutes, validating and saving first; --resume continues it.")
 @data_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(algorithm, run_dir, resume_dir, iterations, time_limit, data_root, download, quiet,
-          **options):
+def train(algorithm, run_dir, resume_dir, overwrite, iterations, time_limit, threads, data_root,
+          download, quiet, **options):
     """Meta-train MAML or ProtoNet on Omniglot.
 
     Keeps the best checkpoint by validation accuracy (best.pt) and the latest (last.pt) in the
-    run directory, with config.json and a training log (log.csv). Ctrl-C saves last.pt; continue
-    with --resume RUN_DIR. Options marked "MAML only" are refused for other algorithms.
+    run directory, with config.json and training logs: one row per validation (log.csv) and one
+    per iteration (iterations.csv). Ctrl-C saves last.pt; continue with --resume RUN_DIR.
+    Options marked "MAML only" are refused for other algorithms.
     """
-    from fewshot_cli.run.config import TrainConfig
+    from fewshot_cli.run.config import TrainConfig, set_threads
     from fewshot_cli.run.training import train as run_training
 
+    set_threads(threads)
     if bool(run_dir) == bool(resume_dir):
         raise FewshotError("give exactly one of --out RUN_DIR (a new run) or --resume RUN_DIR")
+    if overwrite and resume_dir:
+        raise FewshotError("--overwrite starts a new run and --resume continues one: give one of them")
     if time_limit is not None and time_limit <= 0:
         raise FewshotError(f"--time-limit must be positive (got {time_limit})")
     if options["split_dir"] is not None:
@@ -181,15 +259,25 @@ def train(algorithm, run_dir, resume_dir, iterations, time_limit, data_root, dow
     # train() checks the configuration, then loads the data.
     result = run_training(config, resume_dir or run_dir, resume=bool(resume_dir),
                           progress=not quiet, download=download,
-                          max_seconds=time_limit * 60 if time_limit is not None else None)
-    click.echo(f"done: {result.iterations} iterations, best validation accuracy "
-               f"{result.best_val_accuracy:.2%}, {result.seconds:.0f} s; checkpoints in {result.run_dir}")
+                          max_seconds=time_limit * 60 if time_limit is not None else None,
+                          overwrite=overwrite)
+    summary = (f"best validation accuracy {result.best_val_accuracy:.2%}, {result.seconds:.0f} s; "
+               f"checkpoints in {result.run_dir}")
+    if result.time_limited:
+        click.echo(f"time limit reached: stopped after {result.iterations} of "
+                   f"{result.planned_iterations} iterations, {summary}; continue with "
+                   f"'fewshot train {algorithm} --resume {result.run_dir}' and a larger "
+                   f"--time-limit (it counts the run's total time) or none")
+    else:
+        click.echo(f"done: {result.iterations} iterations, {summary}")
 
 
 @cli.command(name="eval")
+@config_option
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Append the result as one row to this CSV (created with a header if absent).")
+              help="Append the result as one row to this CSV (created with a header if absent). "
+                   "Unlike predict --csv, which replaces its file, rows accumulate.")
 @click.option("--ways", type=int, help="Default: the run's test ways.")
 @click.option("--shots", type=int, help="Default: the run's test shots.")
 @click.option("--queries", type=int, help="Default: the run's test queries.")
@@ -207,33 +295,43 @@ def train(algorithm, run_dir, resume_dir, iterations, time_limit, data_root, dow
                    "MAML, running for ProtoNet. Recorded in the CSV.")
 @click.option("--inner-steps", type=int,
               help="MAML only: adaptation steps at test. Default: the run's test inner steps.")
-@click.option("--device", default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True,
+              help="auto (CUDA when present), cpu, cuda, cuda:1...")
+@click.option("--threads", type=int, metavar="N",
+              help="Let torch use at most N CPU threads (to share a machine). Default: torch's "
+                   "own choice, all cores.")
 @data_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def eval_(run, csv_path, ways, shots, queries, episodes, part, seed, bn_mode, inner_steps, device,
-          data_root, download, quiet):
+          threads, data_root, download, quiet):
     """Evaluate a trained run (directory or checkpoint) on seeded test episodes.
 
     Prints mean accuracy and the 95% confidence interval (1.96 x std / sqrt(episodes)) and, with
     --csv, appends one row describing the run, the protocol and the result.
     """
-    from fewshot_cli.run.evaluation import evaluate_run
     from fewshot_cli.data.source import load_omniglot
+    from fewshot_cli.report.aggregate import format_accuracy
+    from fewshot_cli.run.config import set_threads
+    from fewshot_cli.run.evaluation import evaluate_run
 
-    for name, value in (("ways", ways), ("shots", shots), ("queries", queries),
-                        ("episodes", episodes)):
+    set_threads(threads)
+    for name, value in (("ways", ways), ("shots", shots), ("queries", queries)):
         if value is not None and value < 1:
             raise FewshotError(f"--{name} must be at least 1 (got {value})")
+    if episodes < 2:
+        raise FewshotError(f"--episodes must be at least 2, for a confidence interval (got {episodes})")
     omniglot = load_omniglot(data_root, download=download, progress=not quiet) if data_root else None
-    result, row = evaluate_run(run, csv_path, ways, shots, queries, episodes, part, seed, bn_mode,
-                               inner_steps, data=omniglot, device=device, progress=not quiet)
+    _, row = evaluate_run(run, csv_path, ways, shots, queries, episodes, part, seed, bn_mode,
+                          inner_steps, data=omniglot, device=device, progress=not quiet,
+                          notice=lambda message: click.echo(f"note: {message}"))
     click.echo(f"{row['algorithm']} {row['test_ways']}-way {row['test_shots']}-shot on "
                f"{row['split']}/{part}, {episodes} episodes, BatchNorm {row['bn_mode']}: "
-               f"{result.mean:.2%} ± {result.ci95:.2%}"
+               f"{format_accuracy(row)}"
                + (f" (row appended to {csv_path})" if csv_path else ""))
 
 
 @cli.command()
+@config_option
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--support", "support_dir", required=True, type=click.Path(path_type=Path),
               help="Folder with one sub-folder per class (its name is the label) holding one or "
@@ -241,7 +339,8 @@ def eval_(run, csv_path, ways, shots, queries, episodes, part, seed, bn_mode, in
 @click.option("--query", "query_path", required=True, type=click.Path(path_type=Path),
               help="An image file, or a folder searched recursively for images.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the predictions to this CSV (replaced if it exists).")
+              help="Also write the predictions to this CSV, replacing the file if it exists "
+                   "(unlike eval --csv, which appends a row to its file).")
 @click.option("--steps", type=int,
               help="MAML only: adaptation steps on the support set. Default: the run's test "
                    "inner steps.")
@@ -258,8 +357,13 @@ def eval_(run, csv_path, ways, shots, queries, episodes, part, seed, bn_mode, in
                    "(in chunks of 256 queries). auto: running for ProtoNet, batch for MAML.")
 @click.option("--strict", is_flag=True,
               help="Stop at an unreadable image instead of skipping it with a warning.")
-@click.option("--device", default="auto", show_default=True)
-def predict(run, support_dir, query_path, csv_path, steps, invert, bn_mode, strict, device):
+@click.option("--device", default="auto", show_default=True,
+              help="auto (CUDA when present), cpu, cuda, cuda:1...")
+@click.option("--threads", type=int, metavar="N",
+              help="Let torch use at most N CPU threads (to share a machine). Default: torch's "
+                   "own choice, all cores.")
+def predict(run, support_dir, query_path, csv_path, steps, invert, bn_mode, strict, device,
+            threads):
     """Classify your own images from a handful of labelled examples.
 
     Images of any common format, size and colour are converted as in training (grayscale,
@@ -271,25 +375,34 @@ def predict(run, support_dir, query_path, csv_path, steps, invert, bn_mode, stri
     Example:
       fewshot predict runs/proto --support examples/ --query photos/ --csv predictions.csv
     """
+    from fewshot_cli.run.config import set_threads
     from fewshot_cli.predict import format_table, predict as run_predict, write_csv
     from fewshot_cli.report.results import check_writable
 
+    set_threads(threads)
     if csv_path is not None:
         check_writable(csv_path)
     frame = run_predict(run, support_dir, query_path, invert=invert, bn_mode=bn_mode, steps=steps,
                         strict=strict, device=device,
-                        warn=lambda message: click.echo(f"warning: {message}", err=True))
+                        warn=warn)
     click.echo(format_table(frame))
     if csv_path is not None:
+        replaced = csv_path.exists()
         write_csv(frame, csv_path)
-        click.echo(f"{len(frame)} predictions written to {csv_path}")
+        click.echo(f"{len(frame)} predictions written to {csv_path}"
+                   + (" (its previous content replaced)" if replaced else ""))
 
 
 @cli.command()
+@config_option
 @click.argument("csv_files", nargs=-1, required=True, metavar="CSV...")
 @click.option("--by", "by", multiple=True, metavar="COLUMNS",
-              help="Columns to group by, comma-separated (repeatable). Default: algorithm, the "
-                   "columns of its variants (MAML's order), split, test_ways, test_shots, bn_mode.")
+              help="Columns to group by, comma-separated (repeatable). Default: everything that "
+                   "defines the protocol (algorithm, the algorithms' own columns such as MAML's "
+                   "order, backbone, split, split_part, rotations, train_ways, train_shots, "
+                   "train_iterations, test_ways, test_shots, test_queries, bn_mode); the table "
+                   "then shows the columns "
+                   "that differ between lines and notes the values all lines share.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
               show_default=True,
               help="table: aligned terminal table; markdown: a table for a README; csv: a tidy file "
@@ -303,12 +416,14 @@ def aggregate(csv_files, by, fmt, out):
     accuracy with its 95% confidence interval, the number of runs (rows), the test episodes
     behind them and, for several runs (seeds), the standard deviation of the run means. The CI
     of a group of n runs is sqrt(sum ci_i^2) / n: episode noise only, the spread is separate.
+    A checkpoint evaluated again on the same episodes counts once (with a warning).
     """
     from fewshot_cli.report.aggregate import DEFAULT_BY, aggregate_files
     from fewshot_cli.atomic import atomic_write_text
 
     columns = [c.strip() for item in by for c in item.split(",") if c.strip()]
-    text = aggregate_files(csv_files, columns or DEFAULT_BY, fmt)
+    text = aggregate_files(csv_files, columns or None, fmt,
+                           warn=warn)
     if out:
         atomic_write_text(out, text)
         click.echo(f"written to {out}")
@@ -317,6 +432,7 @@ def aggregate(csv_files, by, fmt, out):
 
 
 @cli.command()
+@config_option
 @click.option("--budget", type=click.Choice(list(BUDGETS)), default="quick",
               show_default=True,
               help="quick: 5-way 1-shot only, short trainings, 100 test episodes (minutes on 2 CPU "
@@ -337,11 +453,15 @@ def aggregate(csv_files, by, fmt, out):
               help="Folder of the Vinyals split files. Default: <data root>/splits/vinyals.")
 @click.option("--format", "fmt", type=click.Choice(COMPARISON_FORMATS), default="table",
               show_default=True, help="Format of the final comparison table.")
-@click.option("--device", default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True,
+              help="auto (CUDA when present), cpu, cuda, cuda:1...")
+@click.option("--threads", type=int, metavar="N",
+              help="Let torch use at most N CPU threads (to share a machine). Default: torch's "
+                   "own choice, all cores.")
 @data_options
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def reproduce(budget, out_dir, algorithms, cells, split, split_dir, fmt, device, data_root,
-              download, quiet):
+def reproduce(budget, out_dir, algorithms, cells, split, split_dir, fmt, device, threads,
+              data_root, download, quiet):
     """Train and test MAML and ProtoNet on the Omniglot grid; compare with the papers.
 
     Each cell (5/20-way, 1/5-shot) is trained with its paper's protocol, tested (600 episodes
@@ -351,7 +471,9 @@ def reproduce(budget, out_dir, algorithms, cells, split, split_dir, fmt, device,
     our accuracy per cell next to the published one.
     """
     from fewshot_cli.report.reproduce import format_comparison, reproduce as run_reproduction
+    from fewshot_cli.run.config import set_threads
 
+    set_threads(threads)
     cell_names = [c.strip() for item in cells for c in item.split(",") if c.strip()]
     table = run_reproduction(out_dir, budget, algorithms or None, cell_names or None, split,
                              split_dir, data_root=data_root, download=download, device=device,
@@ -361,37 +483,43 @@ def reproduce(budget, out_dir, algorithms, cells, split, split_dir, fmt, device,
 
 @cli.group()
 def plot():
-    """Draw PNG figures: training curves and test accuracy per cell."""
+    """Draw figures (PNG, PDF or SVG, by --out's extension): training curves, test accuracy."""
 
 
 @plot.command()
+@config_option
 @click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR...",
                 type=click.Path(file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("curves.png"), show_default=True, help="The PNG to write.")
+              default=Path("curves.png"), show_default=True,
+              help="The figure to write: .png, .pdf or .svg (the format follows the extension).")
 def curves(run_dirs, out):
     """Validation accuracy of runs against iterations and against wall-clock time.
 
-    Reads each run directory's log.csv (one line per run in both panels).
+    Reads each run directory's log.csv (one line per run in both panels); a run without a
+    validation row yet is left out with a warning.
     """
     from fewshot_cli.report.plots import plot_curves
 
-    click.echo(f"written to {plot_curves(run_dirs, out)}")
+    click.echo(f"written to {plot_curves(run_dirs, out, warn=warn)}")
 
 
 @plot.command()
+@config_option
 @click.argument("csv_files", nargs=-1, required=True, metavar="CSV...")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("accuracy.png"), show_default=True, help="The PNG to write.")
+              default=Path("accuracy.png"), show_default=True,
+              help="The figure to write: .png, .pdf or .svg (the format follows the extension).")
 def accuracy(csv_files, out):
     """Test accuracy per grid cell with 95% CI error bars, beside the published numbers.
 
-    CSV... are evaluation CSVs or glob patterns; rows are grouped by cell, algorithm and MAML
-    order (as fewshot aggregate does).
+    CSV... are evaluation CSVs or glob patterns. Rows are grouped as fewshot aggregate groups
+    them, by the whole protocol (split and part, backbone, training length, BatchNorm mode...):
+    one bar per protocol, labelled with what sets it apart, never an average of two.
     """
     from fewshot_cli.report.plots import plot_accuracy
 
-    click.echo(f"written to {plot_accuracy(csv_files, out)}")
+    click.echo(f"written to {plot_accuracy(csv_files, out, warn=warn)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -408,11 +536,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except click.ClickException as exc:
         command = exc.ctx.command_path if getattr(exc, "ctx", None) else "fewshot"
-        click.echo(f"error: {exc.format_message()} (see '{command} --help')", err=True)
+        message = " ".join(exc.format_message().split())  # Click wraps choices over lines
+        click.echo(f"error: {message} (see '{command} --help')", err=True)
         return 2
     except TrainingInterrupted as exc:
         click.echo(f"interrupted: {exc}", err=True)
-        return 130
+        return 128 + exc.signum  # the shell's code for the signal: 130 Ctrl-C, 143 SIGTERM
     except (KeyboardInterrupt, click.exceptions.Abort):
         click.echo("interrupted", err=True)
         return 130

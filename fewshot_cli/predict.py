@@ -283,7 +283,7 @@ def classify(config: TrainConfig, model: torch.nn.Module, support: SupportSet,
         >>> probabilities = classify(config.resolved(), model, load_support("examples"), images)
     """
     algorithm = registry.get(config.algorithm)
-    mode = resolve_bn_mode(config.algorithm, bn_mode)
+    mode = resolve_bn_mode(config.algorithm, bn_mode, model)
     ways = len(support.classes)
     model = prepared_copy(algorithm, model, ways, mode, device)
     fitted = algorithm.classifier(model, support.images.to(device), support.labels.to(device),
@@ -332,7 +332,7 @@ def predict(
         raise FewshotError(f"unknown --invert mode '{invert}' (choose from {', '.join(INVERT_MODES)})")
     config, model, _ = load_trained(run)
     config = config.resolved()
-    resolve_bn_mode(config.algorithm, bn_mode)  # a bad mode fails before images are read
+    resolve_bn_mode(config.algorithm, bn_mode, model)  # a bad mode fails before images are read
     refuse_test_steps(config, steps, "--steps", run)
     support = load_support(support_dir, invert, strict, warn)
     query, paths = load_query(query_path, invert, strict, warn)

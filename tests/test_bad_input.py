@@ -192,6 +192,34 @@ CASES = [
          ["plot", "accuracy", "{binary_csv}", "--out", "{work}/a.png"], "not an evaluation CSV"),
     case("plot-accuracy-out-under-file",
          ["plot", "accuracy", "{eval_csv}", "--out", "{file}/a.png"], "{file}"),
+    # issue 14: results you can trust
+    case("train-out-existing-run", TRAIN[:-1] + ["{proto_copy}"], "already holds a training run"),
+    case("train-overwrite-with-resume", ["train", "protonet", "--resume", "{proto_copy}",
+                                         "--overwrite"], "--overwrite"),
+    case("train-resume-fewer-iterations", ["train", "protonet", "--resume", "{proto_copy}",
+                                           "--iterations", "1"], "done 2 iterations already"),
+    case("eval-text-checkpoint", ["eval", "{text_best}"], "not a PyTorch checkpoint at all"),
+    case("plot-curves-unknown-format", ["plot", "curves", "{proto}", "--out", "{work}/c.jpg"],
+         ".png, .pdf, .svg"),
+    case("plot-accuracy-unknown-format", ["plot", "accuracy", "{eval_csv}", "--out", "{work}/a.gif"],
+         ".png, .pdf, .svg"),
+    case("plot-accuracy-header-only", ["plot", "accuracy", "{header_csv}", "--out", "{work}/a.png"],
+         "no evaluation rows"),
+    case("plot-curves-no-validation-rows", ["plot", "curves", "{fresh_log}", "--out",
+                                            "{work}/c.png"], "no run has a validation row yet"),
+    case("eval-one-episode", EVAL + ["--episodes", "1"], "--episodes must be at least 2"),
+    case("train-no-algorithm", ["train"], "Missing argument"),
+    case("train-config-unknown-key", TRAIN + ["--config", "{toml_unknown_key}"],
+         "'colour' is no option of fewshot train"),
+    case("eval-config-not-toml", EVAL + ["--config", "{other_csv}"], "is not a TOML file"),
+    case("aggregate-config-missing", ["aggregate", "{eval_csv}", "--config", "{work}/none.toml"],
+         "cannot read"),
+    case("train-zero-threads", TRAIN + ["--threads", "0"], "--threads must be at least 1"),
+    case("eval-negative-threads", EVAL + ["--threads", "-2"], "--threads must be at least 1"),
+    case("eval-maml-running-bn", ["eval", "{maml}", "--episodes", "2", "--quiet", "--bn-mode",
+                                  "running"], "running statistics"),
+    case("predict-maml-running-bn", ["predict", "{maml}", *PREDICT, "--bn-mode", "running"],
+         "running statistics"),
 ]
 
 
@@ -242,6 +270,11 @@ def paths(tiny_root, tiny_data, tmp_path_factory) -> dict[str, str]:
     (work / "bad-accuracy.csv").write_text("algorithm,accuracy_mean\nprotonet,high\n")
     append_row(work / "eval.csv", {"algorithm": "protonet", "accuracy_mean": "0.9",
                                    "test_ways": "5", "test_shots": "1"})
+    (work / "unknown-key.toml").write_text('colour = "blue"\n')
+    (work / "header.csv").write_text("algorithm,accuracy_mean,test_ways,test_shots\n")
+    (work / "fresh-log").mkdir()
+    (work / "fresh-log" / "log.csv").write_text(
+        "iteration,train_loss,train_accuracy,val_accuracy,elapsed_seconds\n")
     (work / "foreign-results").mkdir()
     shutil.copy(work / "other.csv", work / "foreign-results" / "eval.csv")
     (work / "binary-log").mkdir()
@@ -270,6 +303,10 @@ def paths(tiny_root, tiny_data, tmp_path_factory) -> dict[str, str]:
         "config_list": copy_run(proto, work / "config-list",
                                 lambda r: (r / "config.json").write_text('["protonet"]')),
         "vinyals_run": copy_run(proto, work / "vinyals-run", vinyals),
+        "proto_copy": copy_run(proto, work / "proto-copy", lambda r: None),
+        "toml_unknown_key": work / "unknown-key.toml", "header_csv": work / "header.csv", "fresh_log": work / "fresh-log",
+        "text_best": copy_run(proto, work / "text-best",
+                              lambda r: (r / "best.pt").write_text("not a checkpoint\n")),
     }.items()}
 
 

@@ -215,7 +215,7 @@ def test_protonet_query_identical_to_a_lone_example_gets_its_class(tiny_runs, ti
     assert list(frame["label"]) == classes[::-1]
 
 
-@pytest.mark.parametrize("bn_mode", ["auto", "batch", "running"])
+@pytest.mark.parametrize("bn_mode", ["auto", "batch"])
 def test_maml_adapts_a_copy_with_as_many_outputs_as_classes(tiny_runs, tiny_tree, bn_mode):
     config, model, _ = load_trained(tiny_runs["maml"])
     config = config.resolved()

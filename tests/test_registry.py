@@ -43,7 +43,7 @@ def test_every_algorithm_fills_in_the_interface(name):
 
 
 def test_cli_choices_come_from_the_registry():
-    train = cli.commands["train"].params[0]
+    train = next(p for p in cli.commands["train"].params if p.name == "algorithm")
     reproduce = next(p for p in cli.commands["reproduce"].params if p.name == "algorithms")
     assert tuple(train.type.choices) == registry.NAMES == tuple(reproduce.type.choices)
 

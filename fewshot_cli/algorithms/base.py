@@ -124,6 +124,8 @@ class Algorithm:
         for_ways: ``for_ways(model, ways)``: the model ready for ``ways``-way episodes at test
             (MAML's new head follows the model's device); it may change ``model`` in place.
         bn_mode: BatchNorm mode at test when ``--bn-mode auto`` (``batch`` or ``running``).
+        unsound_running_stats: why the BatchNorm running statistics its training leaves do not
+            fit the trained weights (``--bn-mode running`` is then refused), or None.
         options: the ``TrainConfig`` fields only this algorithm uses; set for another one, they
             are refused (``registry.refuse_options``).
         csv_columns: names of its own columns in evaluation CSVs.
@@ -151,6 +153,7 @@ class Algorithm:
     step: Callable[..., tuple[float, float]] | None = None
     for_ways: Callable[[torch.nn.Module, int], torch.nn.Module] = keep_model
     bn_mode: str = "batch"
+    unsound_running_stats: str | None = None
     options: tuple[str, ...] = ()
     csv_columns: tuple[str, ...] = ()
     csv_values: Callable[[TrainConfig, int | None], dict] = no_columns

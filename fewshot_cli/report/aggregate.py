@@ -18,7 +18,7 @@ from __future__ import annotations
 import glob
 import math
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import pandas as pd
 
@@ -26,10 +26,18 @@ from fewshot_cli.algorithms import registry
 from fewshot_cli.errors import FewshotError
 from fewshot_cli.report.results import COLUMNS, REQUIRED
 
-# The algorithm, the columns its variants differ by (``Algorithm.group_by``: MAML's order), and
-# the protocol.
-DEFAULT_BY = ("algorithm", *registry.group_columns(), "split", "test_ways", "test_shots",
-              "bn_mode")
+# Everything that defines an experiment's protocol: rows that differ in any of these are never
+# averaged together by default. The algorithms' own protocol columns (``Algorithm.group_by``:
+# MAML's order, test inner steps...) count where a CSV has them.
+PROTOCOL = ("algorithm", *registry.group_columns(), "backbone", "split", "split_part",
+            "rotations", "train_ways", "train_shots", "train_iterations", "test_ways",
+            "test_shots", "test_queries", "bn_mode")
+DEFAULT_BY = PROTOCOL
+# Shown in every default table; the other protocol columns only where they tell lines apart.
+ALWAYS_SHOWN = ("algorithm", "split", "test_ways", "test_shots", "bn_mode")
+# One checkpoint evaluated on the same episodes with the same test protocol: one run, not two.
+SAME_EVALUATION = ("checkpoint", "checkpoint_iteration", "split_part", "test_ways", "test_shots",
+                   "test_queries", *registry.group_columns(), "bn_mode", "seed", "episodes")
 FORMATS = ("table", "markdown", "csv")
 STATS = ("accuracy_mean", "ci95", "runs", "episodes", "run_std")
 GLOB_CHARS = set("*?[")
@@ -101,9 +109,10 @@ def read_results(patterns: Iterable[str | Path]) -> pd.DataFrame:
     for path in expand_patterns(patterns):
         frame = read_csv(path)
         frame["source"] = str(path)
+        frame["line"] = range(2, len(frame) + 2)  # the header is line 1
         frames.append(frame)
     rows = pd.concat(frames, ignore_index=True, sort=False)
-    text_columns = [c for c in rows.columns if c != "accuracy_mean"]
+    text_columns = [c for c in rows.columns if c not in ("accuracy_mean", "line")]
     rows[text_columns] = rows[text_columns].fillna("")
     return rows
 
@@ -116,13 +125,47 @@ def natural_key(value: str) -> tuple:
         return (1 if value else 2, 0.0, str(value))
 
 
-def aggregate(rows: pd.DataFrame, by: Sequence[str] = DEFAULT_BY) -> pd.DataFrame:
+def drop_repeated(rows: pd.DataFrame, warn: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """``rows`` without repeated evaluations: the same checkpoint (file and iteration) tested
+    again on the same episodes (seed, count, part, ways, shots, queries, BatchNorm mode, MAML
+    steps) is one run, counted once (its latest row); ``warn`` hears which rows were dropped.
+
+    Rows that lack the checkpoint or the episode seed (older CSVs) are all kept.
+
+    Example:
+        >>> rows = drop_repeated(read_results(["results/eval.csv"]), warn=print)
+    """
+    if not {"checkpoint", "seed"} <= set(rows.columns):
+        return rows
+    known = (rows["checkpoint"] != "") & (rows["seed"] != "")
+    key = rows[[c for c in SAME_EVALUATION if c in rows.columns]].astype(str).agg("\x1f".join, axis=1)
+    repeated = known & key.duplicated(keep="last")
+    if repeated.any() and warn is not None:
+        def where(index) -> str:
+            row = rows.loc[index]
+            return (f"{row['source']}:{row['line']}" if "source" in rows.columns and "line" in rows.columns
+                    else f"row {index + 1}")
+        for value in dict.fromkeys(key[repeated]):
+            same = key.index[known & (key == value)]
+            first = rows.loc[same[0]]
+            warn(f"{', '.join(where(i) for i in same)} evaluate the same checkpoint "
+                 f"({first['checkpoint']}) on the same episodes: counted once "
+                 f"({where(same[-1])})")
+    return rows[~repeated]
+
+
+def aggregate(rows: pd.DataFrame, by: Sequence[str] = DEFAULT_BY,
+              warn: Callable[[str], None] | None = None) -> pd.DataFrame:
     """One line per group of ``rows``: accuracy, 95% CI, runs, episodes and spread across runs.
 
     Args:
-        rows: evaluation rows (see ``read_results``); every row counts as one run.
-        by: the grouping columns. Columns of ``results.COLUMNS`` that the rows lack are taken as
-            empty; any other unknown column is an error.
+        rows: evaluation rows (see ``read_results``); each counts as one run, except repeated
+            evaluations of one checkpoint on the same episodes (see ``drop_repeated``).
+        by: the grouping columns; by default every column of the protocol (``PROTOCOL``), so
+            rows of different experiments are never averaged. Columns of ``results.COLUMNS``
+            (or of ``PROTOCOL``) that the rows lack are taken as empty; any other unknown
+            column is an error.
+        warn: told about repeated evaluations counted once.
 
     Returns:
         The ``by`` columns then ``accuracy_mean`` (mean of the run means), ``ci95`` (combined
@@ -140,10 +183,10 @@ def aggregate(rows: pd.DataFrame, by: Sequence[str] = DEFAULT_BY) -> pd.DataFram
     if clash:
         raise FewshotError(f"cannot group by '{clash[0]}': it is one of the summary columns "
                            f"({', '.join(STATS)})")
-    rows = rows.copy()
+    rows = drop_repeated(rows, warn).copy()
     for column in by:
         if column not in rows.columns:
-            if column not in COLUMNS:
+            if column not in COLUMNS and column not in PROTOCOL:
                 known = ", ".join(c for c in COLUMNS if c in rows.columns)
                 raise FewshotError(f"unknown column '{column}' to group by (the CSVs have: {known})")
             rows[column] = ""
@@ -159,7 +202,8 @@ def aggregate(rows: pd.DataFrame, by: Sequence[str] = DEFAULT_BY) -> pd.DataFram
         records.append({
             **dict(zip(by, keys)),
             "accuracy_mean": means.mean(),
-            "ci95": math.sqrt((cis ** 2).sum()) / n if cis.notna().all() else math.nan,
+            # hypot, not sqrt of a sum of squares: one run's CI comes back exactly as stored.
+            "ci95": math.hypot(*cis) / n if cis.notna().all() else math.nan,
             "runs": n,
             "episodes": episodes.sum() if episodes.notna().all() else math.nan,
             "run_std": means.std(ddof=1) if n > 1 else math.nan,
@@ -173,6 +217,21 @@ def percent(value: float, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     return f"{100 * value:.{digits}f}"
+
+
+def format_accuracy(row: dict) -> str:
+    """An evaluation row's ``accuracy_mean ± ci95`` in percent, rounded as every table rounds it.
+
+    Printed from the row's stored values (not the unrounded result), so a progress line and a
+    later table of the same row never differ in the last digit.
+
+    Example:
+        >>> format_accuracy({"accuracy_mean": "0.91524", "ci95": "0.02405"})
+        '91.52% ± 2.40%'
+    """
+    ci = pd.to_numeric(row.get("ci95", ""), errors="coerce")
+    text = f"{percent(float(row['accuracy_mean']))}%"
+    return text + (f" ± {percent(float(ci))}%" if pd.notna(ci) else "")
 
 
 def render(headers: Sequence[str], rows: Sequence[Sequence[str]], fmt: str = "table",
@@ -207,20 +266,43 @@ def render(headers: Sequence[str], rows: Sequence[Sequence[str]], fmt: str = "ta
     return "\n".join([aligned(headers), "  ".join("-" * w for w in widths), *map(aligned, rows)])
 
 
-def format_table(table: pd.DataFrame, fmt: str = "table") -> str:
+def shown_columns(table: pd.DataFrame, always: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The grouping columns of ``table`` worth a column, and ``name value`` notes of the rest.
+
+    Columns in ``always`` are shown; another is shown where its value differs between lines,
+    noted once when every line has the same value, and left out when it is empty everywhere.
+    """
+    shown, same = [], []
+    for column in (c for c in table.columns if c not in STATS):
+        values = set(table[column])
+        if column in always or len(values) > 1:
+            shown.append(column)
+        elif values - {""}:
+            same.append(f"{column} {values.pop()}")
+    return shown, same
+
+
+def format_table(table: pd.DataFrame, fmt: str = "table", always: Sequence[str] | None = None) -> str:
     """Text of an ``aggregate`` result: a terminal table, a Markdown table, or a tidy CSV.
 
     ``table`` and ``markdown`` show percentages (accuracy as ``mean ± ci95``); ``csv`` keeps the
     fractions in separate columns, with empty cells for missing values.
 
+    Args:
+        table: the result of ``aggregate``.
+        fmt: ``table``, ``markdown`` or ``csv``.
+        always: show these grouping columns, and of the others only those that tell lines apart
+            (the values every line shares are noted under the table). ``None``: show all.
+
     Example:
-        >>> print(format_table(aggregate(rows), "markdown"))
+        >>> print(format_table(aggregate(rows), "markdown", always=ALWAYS_SHOWN))
     """
     if fmt not in FORMATS:
         raise FewshotError(f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
     if fmt == "csv":
         return table.to_csv(index=False, lineterminator="\n", float_format="%.5f")
-    by = [c for c in table.columns if c not in STATS]
+    by, same = ([c for c in table.columns if c not in STATS], []) if always is None \
+        else shown_columns(table, always)
     headers = [*by, "accuracy (%)", "runs", "episodes", "run std (%)"]
     rows = []
     for record in table.to_dict("records"):
@@ -230,16 +312,23 @@ def format_table(table: pd.DataFrame, fmt: str = "table") -> str:
         episodes = "" if math.isnan(record["episodes"]) else str(int(record["episodes"]))
         rows.append([*(record[c] for c in by), accuracy, str(record["runs"]), episodes,
                      percent(record["run_std"])])
-    return render(headers, rows, fmt, right=headers[len(by):]) + "\n"
+    text = render(headers, rows, fmt, right=headers[len(by):]) + "\n"
+    if same:
+        text += ("\n" if fmt == "markdown" else "") + f"Every line: {', '.join(same)}.\n"
+    return text
 
 
-def aggregate_files(patterns: Iterable[str | Path], by: Sequence[str] = DEFAULT_BY,
-                    fmt: str = "table") -> str:
+def aggregate_files(patterns: Iterable[str | Path], by: Sequence[str] | None = None,
+                    fmt: str = "table", warn: Callable[[str], None] | None = None) -> str:
     """Read, group and format evaluation CSVs in one call (what ``fewshot aggregate`` prints).
+
+    ``by=None`` groups by the whole protocol and shows the columns that tell lines apart (see
+    ``format_table``); chosen columns are all shown.
 
     Example:
         >>> print(aggregate_files(["results/*.csv"], by=["algorithm"], fmt="markdown"))
     """
     if fmt not in FORMATS:
         raise FewshotError(f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
-    return format_table(aggregate(read_results(patterns), by), fmt)
+    table = aggregate(read_results(patterns), by or DEFAULT_BY, warn)
+    return format_table(table, fmt, always=ALWAYS_SHOWN if by is None else None)

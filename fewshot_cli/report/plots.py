@@ -1,4 +1,4 @@
-"""PNG figures: training curves of run directories, and test accuracy per grid cell.
+"""Figures (PNG, PDF or SVG): training curves of run directories, test accuracy per grid cell.
 
 Figures are drawn on matplotlib's Agg canvas (``matplotlib.figure.Figure`` without pyplot), so
 no display is needed and no global backend state changes.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import pandas as pd
 
@@ -23,6 +23,10 @@ def colors_of(algorithm: str) -> dict:
     from fewshot_cli.algorithms import registry
 
     return dict(registry.get(algorithm).colors) if algorithm in registry.NAMES else UNKNOWN_COLORS
+FIGURE_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}  # matplotlib's name for each
+# Our bars: a strong colour per protocol.
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
+           "#17becf", "#bcbd22", "#7f7f7f")
 
 
 def read_curve(run_dir: str | Path) -> pd.DataFrame:
@@ -43,66 +47,227 @@ def read_curve(run_dir: str | Path) -> pd.DataFrame:
         raise FewshotError(f"{path} is not a training log (no {', '.join(columns)} columns)")
     log = log[columns].apply(pd.to_numeric, errors="coerce").dropna()
     if log.empty:
-        raise FewshotError(f"{path} has no validation rows yet")
+        raise NoValidationYet(f"{path} has no validation rows yet")
     return log
 
 
+class NoValidationYet(FewshotError):
+    """A run's log.csv has no validation row yet (a run just started)."""
+
+
+def figure_format(out: str | Path) -> str:
+    """The format ``out``'s extension names (``png``, ``pdf`` or ``svg``).
+
+    Raises:
+        FewshotError: any other extension (checked before any work, so nothing is drawn for
+            a file that could not be written as asked).
+    """
+    suffix = Path(out).suffix.lower()
+    if suffix not in FIGURE_FORMATS:
+        raise FewshotError(f"cannot write {out}: name a {', '.join(FIGURE_FORMATS)} file "
+                           f"(the format follows the extension)")
+    return FIGURE_FORMATS[suffix]
+
+
 def save(figure, out: str | Path) -> Path:
-    """Write ``figure`` as a PNG, creating the folder."""
+    """Write ``figure`` in the format of ``out``'s extension (PNG, PDF, SVG), creating the folder."""
     out = Path(out)
+    fmt = figure_format(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(out, dpi=DPI, format="png")
+        figure.savefig(out, dpi=DPI, format=fmt)
     except OSError as exc:
         raise FewshotError(f"cannot write {out}: {exc.strerror or exc}") from None
     return out
 
 
-def plot_curves(run_dirs: Iterable[str | Path], out: str | Path) -> Path:
-    """Validation accuracy against iterations and against wall-clock time, one line per run.
+def read_losses(run_dir: str | Path) -> pd.DataFrame | None:
+    """The rows of ``run_dir/iterations.csv`` (iteration, train_loss), or None without any.
+
+    Raises:
+        FewshotError: a file that is not a training log.
+    """
+    path = Path(run_dir) / "iterations.csv"
+    if not path.is_file():
+        return None
+    try:
+        rows = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise FewshotError(f"{path} is not a training log ({type(exc).__name__})") from None
+    if not {"iteration", "train_loss"} <= set(rows.columns):
+        raise FewshotError(f"{path} is not a training log (no iteration, train_loss columns)")
+    rows = rows[["iteration", "train_loss"]].apply(pd.to_numeric, errors="coerce").dropna()
+    return rows if not rows.empty else None
+
+
+def plot_curves(run_dirs: Iterable[str | Path], out: str | Path,
+                warn: Callable[[str], None] | None = None) -> Path:
+    """Training loss by iteration, and validation accuracy by iteration and by wall-clock time.
+
+    One colour per run. The loss panel (from ``iterations.csv``: each iteration's loss, faint,
+    and its moving average) appears when a run has that file.
 
     Args:
         run_dirs: training run directories (each with a ``log.csv``).
-        out: the PNG to write.
+        out: the figure to write (``.png``, ``.pdf`` or ``.svg``).
+        warn: told about each run left out (or shown by its loss only) because it has no
+            validation row yet.
+
+    Raises:
+        FewshotError: a folder that is no run, or no run with anything to plot yet.
 
     Example:
         >>> plot_curves(["runs/maml", "runs/proto"], "figures/curves.png")
     """
     from matplotlib.figure import Figure
 
-    curves = {}
+    figure_format(out)
+    run_dirs, runs, left_out = list(run_dirs), {}, []
+    if not run_dirs:
+        raise FewshotError("give at least one run directory")
     for run_dir in run_dirs:
         label = Path(run_dir).resolve().name
-        curves[label if label not in curves else str(run_dir)] = read_curve(run_dir)
-    if not curves:
-        raise FewshotError("give at least one run directory")
-    figure = Figure(figsize=(11, 4.2), layout="constrained")
-    by_iteration, by_time = figure.subplots(1, 2, sharey=True)
-    for label, log in curves.items():
-        marker = "o" if len(log) < 30 else None
-        line, = by_iteration.plot(log["iteration"], 100 * log["val_accuracy"], marker=marker,
-                                  markersize=3, label=label)
-        by_time.plot(log["elapsed_seconds"] / 60, 100 * log["val_accuracy"], marker=marker,
-                     markersize=3, color=line.get_color(), label=label)
+        try:
+            log = read_curve(run_dir)
+        except NoValidationYet as exc:
+            log = None
+            missing = str(exc)
+        losses = read_losses(run_dir)
+        if log is None and losses is None:
+            left_out.append(f"{run_dir} left out: {missing}")
+            continue
+        if log is None:
+            left_out.append(f"{run_dir}: training loss only ({missing})")
+        runs[label if label not in runs else str(run_dir)] = (log, losses)
+    if not runs:
+        raise FewshotError(f"no run has a validation row yet ({', '.join(map(str, run_dirs))})")
+    for message in left_out if warn is not None else ():
+        warn(message)
+    with_losses = any(losses is not None for _, losses in runs.values())
+    figure = Figure(figsize=(16 if with_losses else 11, 4.2), layout="constrained")
+    panels = list(figure.subplots(1, 3 if with_losses else 2))
+    loss_axes = panels.pop(0) if with_losses else None
+    by_iteration, by_time = panels
+    by_time.sharey(by_iteration)
+    for index, (label, (log, losses)) in enumerate(runs.items()):
+        color = f"C{index % 10}"
+        if losses is not None:
+            window = max(1, len(losses) // 50)
+            loss_axes.plot(losses["iteration"], losses["train_loss"], color=color, alpha=0.25,
+                           linewidth=0.6)
+            loss_axes.plot(losses["iteration"],
+                           losses["train_loss"].rolling(window, min_periods=1).mean(),
+                           color=color, label=label)
+        if log is not None:
+            marker = "o" if len(log) < 30 else None
+            by_iteration.plot(log["iteration"], 100 * log["val_accuracy"], marker=marker,
+                              markersize=3, color=color, label=label)
+            by_time.plot(log["elapsed_seconds"] / 60, 100 * log["val_accuracy"], marker=marker,
+                         markersize=3, color=color, label=label)
     by_iteration.set(xlabel="iteration (meta-iteration or episode)", ylabel="validation accuracy (%)",
                      title="Validation accuracy by iteration")
     by_time.set(xlabel="wall-clock time (minutes)", title="Validation accuracy by training time")
     for axes in (by_iteration, by_time):
         axes.grid(alpha=0.3)
-    by_iteration.legend(fontsize="small")
+    if loss_axes is not None:
+        loss_axes.set(xlabel="iteration (meta-iteration or episode)", ylabel="training loss",
+                      title="Training loss (faint: each iteration; line: moving average)")
+        loss_axes.grid(alpha=0.3)
+        loss_axes.legend(fontsize="small")
+    if by_iteration.lines:
+        by_iteration.legend(fontsize="small")
     return save(figure, out)
 
 
-def plot_accuracy(csv_patterns: Iterable[str | Path], out: str | Path) -> Path:
+def protocol_labels(table: pd.DataFrame, axis: tuple[str, ...] = ("test_ways", "test_shots")
+                    ) -> tuple[list[str], list[str]]:
+    """A legend label for each line of an ``aggregate`` table, and the values all lines share.
+
+    A label names the algorithm (and MAML order) and every other protocol column whose value
+    differs between lines (``axis`` columns aside: the x axis shows them), e.g.
+    ``maml second order, split=lake, bn_mode=running``.
+
+    Example:
+        >>> labels, shared = protocol_labels(aggregate(rows))
+    """
+    from fewshot_cli.report.aggregate import shown_columns
+
+    shown, shared = shown_columns(table, always=("algorithm", "order"))
+    varying = [c for c in shown if c not in ("algorithm", "order", *axis)]
+    if {"train_ways", "train_shots"} & set(varying):
+        varying = [c for c in varying if c != "train_shots"]  # both in one word: trained 5w1s
+    labels = []
+    for record in table.to_dict("records"):
+        name = record["algorithm"] + (f" {record['order']} order" if record.get("order") else "")
+        details = [protocol_word(c, record) for c in varying if record[c] != ""]
+        labels.append(name + (": " + ", ".join(details) if details else ""))
+    return labels, [s for s in shared if not s.startswith(axis)]
+
+
+def protocol_word(column: str, record: dict) -> str:
+    """A short legend word for one protocol value: ``200 it``, ``BN running``, ``trained 5w1s``."""
+    value = record[column]
+    words = {"split": f"{value} split", "split_part": f"{value} part",
+             "rotations": "rotations" if value == "True" else "no rotations",
+             "train_ways": f"trained {value}w{record.get('train_shots', '')}s",
+             "train_iterations": f"{value} it", "test_queries": f"{value} queries",
+             "inner_steps_test": f"{value} steps", "bn_mode": f"BN {value}"}
+    return words.get(column, f"{column} {value}")
+
+
+def accuracy_bars(table: pd.DataFrame) -> tuple[list[tuple[str, str]], list[tuple], list[str]]:
+    """The bars of ``plot_accuracy`` for an ``aggregate`` table grouped by the protocol.
+
+    Returns:
+        ``(cells, bars, shared)``: the ``(ways, shots)`` cells in order; one bar per table line
+        and per published result of a cell, as ``(cell index, label, height %, ci %, colour,
+        hatch)``; and the ``column value`` notes that hold for every line.
+
+    Raises:
+        FewshotError: the table has no line (the CSVs have no rows).
+    """
+    from fewshot_cli.report.aggregate import natural_key
+    from fewshot_cli.report.reproduce import PUBLISHED
+
+    if table.empty:
+        raise FewshotError("no evaluation rows to plot (the CSVs have a header only)")
+    labels, shared = protocol_labels(table)
+    colors = {}
+    for label in labels:
+        colors.setdefault(label, PALETTE[len(colors) % len(PALETTE)])
+    cells = sorted(dict.fromkeys(zip(table["test_ways"], table["test_shots"])),
+                   key=lambda cell: (natural_key(cell[0]), natural_key(cell[1])))
+    bars = []
+    for index, (ways, shots) in enumerate(cells):
+        here = (table["test_ways"] == ways) & (table["test_shots"] == shots)
+        for label, record in zip([l for l, h in zip(labels, here) if h],
+                                 table[here].to_dict("records")):
+            ci = record["ci95"]
+            bars.append((index, label, 100 * record["accuracy_mean"],
+                         0.0 if math.isnan(ci) else 100 * ci, colors[label], ""))
+        for algorithm in dict.fromkeys(table[here]["algorithm"]):
+            key = (algorithm, int(natural_key(ways)[1]), int(natural_key(shots)[1]))
+            if key in PUBLISHED:
+                bars.append((index, f"{algorithm} (paper)", PUBLISHED[key], 0.0,
+                             colors_of(algorithm)["paper"], "//"))
+    return cells, bars, shared
+
+
+def plot_accuracy(csv_patterns: Iterable[str | Path], out: str | Path,
+                  warn: Callable[[str], None] | None = None) -> Path:
     """Test accuracy with 95% CI error bars per grid cell, ours beside the published numbers.
 
-    Rows are grouped by cell, algorithm and the algorithms' variant columns (``Algorithm.
-    group_by``: MAML's order), as ``aggregate`` does; each group is a bar, and each published result (``reproduce.PUBLISHED``) for a cell we have is a lighter,
-    hatched bar beside it.
+    Rows are grouped as ``fewshot aggregate`` groups them (by the whole protocol: split and part,
+    backbone, training length, BatchNorm mode...), so a bar never averages two experiments; each
+    bar is labelled with what sets it apart. Each published result (``reproduce.PUBLISHED``) for
+    a cell we have is a lighter, hatched bar beside ours.
 
     Args:
         csv_patterns: evaluation CSVs (paths or glob patterns).
-        out: the PNG to write.
+        out: the figure to write (see ``save`` for the formats).
+        warn: told about repeated evaluations counted once.
 
     Example:
         >>> plot_accuracy(["results/cpu/eval.csv"], "figures/accuracy.png")
@@ -110,31 +275,14 @@ def plot_accuracy(csv_patterns: Iterable[str | Path], out: str | Path) -> Path:
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
-    from fewshot_cli.algorithms import registry
-    from fewshot_cli.report.aggregate import aggregate, natural_key, read_results
-    from fewshot_cli.report.reproduce import PUBLISHED
+    from fewshot_cli.report.aggregate import DEFAULT_BY, aggregate, read_results
 
-    variants = list(registry.group_columns())
-    table = aggregate(read_results(csv_patterns),
-                      by=["test_ways", "test_shots", "algorithm", *variants])
-    cells = list(dict.fromkeys(zip(table["test_ways"], table["test_shots"])))
-    bars = []  # (cell index, label, height %, ci %, colour, hatch)
-    for index, (ways, shots) in enumerate(cells):
-        here = table[(table["test_ways"] == ways) & (table["test_shots"] == shots)]
-        for algorithm in dict.fromkeys(here["algorithm"]):
-            colors = colors_of(algorithm)
-            for record in here[here["algorithm"] == algorithm].to_dict("records"):
-                values = [record[v] for v in variants if record[v]]
-                variant = "".join(f", {record[v]} {v}" for v in variants if record[v])
-                color = next((colors[v] for v in values if v in colors), colors["ours"])
-                ci = record["ci95"]
-                bars.append((index, f"{algorithm}{variant} (ours)", 100 * record["accuracy_mean"],
-                             0.0 if math.isnan(ci) else 100 * ci, color, ""))
-            key = (algorithm, int(natural_key(ways)[1]), int(natural_key(shots)[1]))
-            if key in PUBLISHED:
-                bars.append((index, f"{algorithm} (paper)", PUBLISHED[key], 0.0, colors["paper"],
-                             "//"))
-    figure = Figure(figsize=(max(6.0, 2.4 * len(cells) + 2), 4.5), layout="constrained")
+    figure_format(out)
+    table = aggregate(read_results(csv_patterns), by=DEFAULT_BY, warn=warn)
+    cells, bars, shared = accuracy_bars(table)
+    legend_lines = len({b[1] for b in bars})
+    figure = Figure(figsize=(max(7.0, 2.4 * len(cells) + 2), 4.5 + 0.2 * legend_lines),
+                    layout="constrained")
     axes = figure.subplots()
     per_cell = {i: [b for b in bars if b[0] == i] for i in range(len(cells))}
     width = 0.8 / max(len(v) for v in per_cell.values())
@@ -148,11 +296,14 @@ def plot_accuracy(csv_patterns: Iterable[str | Path], out: str | Path) -> Path:
     axes.set_ylim(max(0.0, min(heights) - 5), 101.5)
     axes.set_xticks(range(len(cells)), [f"{w}-way {s}-shot" for w, s in cells])
     axes.set_ylabel("test accuracy (%)")
-    axes.set_title("Omniglot test accuracy, ours (95% CI) and published")
+    axes.set_title("Omniglot test accuracy, ours (95% CI) and published"
+                   + (f"\nevery bar of ours: {', '.join(shared)}" if shared else ""),
+                   fontsize="medium")
     axes.grid(axis="y", alpha=0.3)
     legend = {}
     for _, name, _, _, color, hatch in bars:
         legend.setdefault(name, Patch(facecolor=color, hatch=hatch, edgecolor="#444444", label=name))
-    axes.legend(handles=list(legend.values()), fontsize="small", loc="upper left",
-                bbox_to_anchor=(1.01, 1.0))
+    # Below the bars: long protocol labels must not squeeze the axes.
+    axes.legend(handles=list(legend.values()), fontsize="small", loc="upper center",
+                bbox_to_anchor=(0.5, -0.1), ncols=1 if len(legend) > 6 else 2)
     return save(figure, out)

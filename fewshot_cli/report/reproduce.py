@@ -33,7 +33,8 @@ import pandas as pd
 from fewshot_cli.algorithms import registry
 from fewshot_cli.algorithms.base import BudgetSettings
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.report.aggregate import aggregate, natural_key, percent, read_csv, render
+from fewshot_cli.report.aggregate import (aggregate, format_accuracy, natural_key, percent, read_csv,
+                                          render)
 from fewshot_cli.run.checkpoint import CONFIG, LAST, load_checkpoint, read_config
 from fewshot_cli.run.config import TrainConfig
 
@@ -298,14 +299,15 @@ def reproduce(
             try:
                 train(config, run_dir, resume=trained > 0, data=data, progress=progress)
             except TrainingInterrupted as exc:
-                raise TrainingInterrupted(f"{exc}, or rerun this reproduce command") from None
+                raise TrainingInterrupted(f"{exc}, or rerun this reproduce command",
+                                          exc.signum) from None
         else:
             echo(f"{title}: {run_dir} already trained")
         echo(f"{title}: testing on {episodes} episodes")
-        result, _ = evaluate_run(run_dir, csv_path, ways=cell.ways, shots=cell.shots,
-                                 queries=TEST_QUERIES, episodes=episodes, seed=TEST_SEED, data=data,
-                                 device=device, progress=progress)
-        echo(f"{title}: {result.mean:.2%} ± {result.ci95:.2%}"
+        _, row = evaluate_run(run_dir, csv_path, ways=cell.ways, shots=cell.shots,
+                              queries=TEST_QUERIES, episodes=episodes, seed=TEST_SEED, data=data,
+                              device=device, progress=progress)
+        echo(f"{title}: {format_accuracy(row)}"
              + (f" (published {PUBLISHED[(cell.algorithm, cell.ways, cell.shots)]}%)"
                 if (cell.algorithm, cell.ways, cell.shots) in PUBLISHED else ""))
     return comparison(csv_path)

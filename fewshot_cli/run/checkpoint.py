@@ -21,6 +21,8 @@ from fewshot_cli.run.config import TrainConfig
 from fewshot_cli.errors import FewshotError
 
 CONFIG, LAST, BEST, LOG = "config.json", "last.pt", "best.pt", "log.csv"
+ZIP_MAGIC, PICKLE_MAGIC = b"PK\x03\x04", b"\x80"  # torch.save's zip format; a binary pickle
+HEAD_BYTES = 512  # enough of a file to tell text from a checkpoint
 
 
 def save_config(run_dir: Path, config) -> None:
@@ -50,15 +52,38 @@ def save_checkpoint(path: Path, state: dict) -> None:
         raise FewshotError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from exc
 
 
-def load_failure(exc: Exception) -> str:
-    """Why ``torch.load(weights_only=True)`` failed, in one short line."""
+def load_failure(exc: Exception, head: bytes = b"") -> str:
+    """Why ``torch.load(weights_only=True)`` failed, in one short line.
+
+    ``head`` (the file's first bytes) tells a file that is no checkpoint at all (text, an empty
+    file, other data) from a checkpoint or pickle refused for safety, and from a damaged one.
+    """
     text = str(exc)
-    if "WeightsUnpickler error:" in text:
-        # torch's own first line suggests weights_only=False: the one thing not to do here.
-        detail = first_line(text.split("WeightsUnpickler error:", 1)[1])
+    refused = "WeightsUnpickler error:" in text or "GLOBAL" in text
+    detail = first_line(text.split("WeightsUnpickler error:", 1)[-1] if "WeightsUnpickler error:" in text
+                        else next((line for line in text.splitlines() if "GLOBAL" in line), text))
+    # torch's own first line suggests weights_only=False: the one thing not to do here.
+    if refused and ("GLOBAL" in text or head.startswith(ZIP_MAGIC)):
         return (f"it holds more than tensors and plain data, and loading it could run code "
                 f"({detail[:120]})")
-    return f"not a readable PyTorch checkpoint ({type(exc).__name__}: {first_line(text)[:150]})"
+    if refused and head.startswith(PICKLE_MAGIC):
+        return (f"it is a Python pickle, not a torch.save checkpoint, and loading it could run "
+                f"code ({detail[:120]})")
+    if head.startswith(ZIP_MAGIC) or head.startswith(PICKLE_MAGIC):
+        return (f"a damaged or truncated PyTorch checkpoint "
+                f"({type(exc).__name__}: {first_line(text)[:150]})")
+    return f"not a PyTorch checkpoint at all ({describe_content(head)})"
+
+
+def describe_content(head: bytes) -> str:
+    """What a file that is no checkpoint starts with, in a few words."""
+    if not head:
+        return "the file is empty"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "its content is neither a zip archive nor a pickle"
+    return "it is a text file"
 
 
 def first_line(text: str) -> str:
@@ -79,8 +104,13 @@ def load_checkpoint(path: Path) -> dict:
         with warnings.catch_warnings():  # torch warns about a foreign file's pickle protocol
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, foreign pickle, unsafe global...
-        raise FewshotError(f"cannot load checkpoint {path}: {load_failure(exc)}") from exc
+    except Exception as exc:  # truncated zip, foreign pickle, unsafe global, not a checkpoint...
+        try:
+            with path.open("rb") as handle:
+                head = handle.read(HEAD_BYTES)
+        except OSError:
+            head = b""
+        raise FewshotError(f"cannot load checkpoint {path}: {load_failure(exc, head)}") from exc
     if not isinstance(state, dict) or "model" not in state or "algorithm" not in state:
         raise FewshotError(f"{path} is not a fewshot checkpoint")
     return state

@@ -149,3 +149,19 @@ def pick_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise FewshotError("--device cuda asked for, but no CUDA device is available")
     return device
+
+
+def set_threads(threads: int | None = None) -> None:
+    """Let torch use at most ``threads`` CPU threads (``None``: leave torch's default, all cores).
+
+    For sharing a machine: intra-op parallelism (convolutions, matrix products) is what uses
+    the cores here.
+
+    Example:
+        >>> set_threads(2)
+    """
+    if threads is None:
+        return
+    if threads < 1:
+        raise FewshotError(f"--threads must be at least 1 (got {threads})")
+    torch.set_num_threads(threads)

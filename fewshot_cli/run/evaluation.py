@@ -7,7 +7,8 @@ explicit choice, recorded with every result (defined once in ``algorithms.base``
 - ``batch``: the support images and the queries of an episode are normalised together with
   their own batch statistics (transductive; MAML's reference code keeps no running statistics);
 - ``running``: the running statistics gathered in training (``model.eval()``), each query judged
-  on its own.
+  on its own; refused for a model that keeps none, or whose statistics do not fit its weights
+  (``Algorithm.unsound_running_stats``).
 
 Evaluation works on a deep copy of the model (``prepared_copy``): adapted MAML clones share
 BatchNorm buffers with their base model, and batch-mode forward passes update them, so the
@@ -21,6 +22,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from tqdm import tqdm
@@ -28,13 +30,13 @@ from tqdm import tqdm
 from fewshot_cli import __version__
 from fewshot_cli.algorithms import registry
 from fewshot_cli.algorithms.base import BN_MODES, Algorithm
-from fewshot_cli.run.checkpoint import load_run
-from fewshot_cli.run.config import TrainConfig, pick_device
 from fewshot_cli.data.episodes import Episode, EpisodeSampler, meta_dataset
-from fewshot_cli.errors import FewshotError
-from fewshot_cli.report.results import append_row, check_writable
 from fewshot_cli.data.source import Omniglot, load_omniglot
 from fewshot_cli.data.splits import make_split
+from fewshot_cli.errors import FewshotError
+from fewshot_cli.report.results import append_row, check_writable
+from fewshot_cli.run.checkpoint import BEST, LAST, load_run
+from fewshot_cli.run.config import TrainConfig, pick_device
 
 
 @dataclass
@@ -64,16 +66,48 @@ class EvalResult:
         return 1.96 * math.sqrt(variance) / math.sqrt(n)
 
 
-def resolve_bn_mode(algorithm: str, bn_mode: str = "auto") -> str:
-    """``auto`` is the algorithm's own mode (batch for MAML, running for ProtoNet: each paper's
-    practice); ``batch`` and ``running`` pass through.
+def running_statistics_problem(algorithm: str, model: torch.nn.Module) -> str | None:
+    """Why ``model``'s BatchNorm running statistics cannot be used at test, or None if they can.
+
+    A model whose BatchNorm keeps no running statistics (``track_running_stats=False``, as in
+    MAML's reference code) has none to use; one trained by an algorithm whose training leaves
+    unsound statistics (``Algorithm.unsound_running_stats``) has statistics that do not fit.
 
     Example:
-        >>> resolve_bn_mode(config.algorithm, "auto")  # e.g. 'running' for ProtoNet
+        >>> running_statistics_problem("protonet", Conv4()) is None
+        True
+    """
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return None
+    if any(not m.track_running_stats or m.running_mean is None for m in norms):
+        return "this model keeps no BatchNorm running statistics"
+    why = registry.get(algorithm).unsound_running_stats
+    if why:
+        return f"this model's BatchNorm running statistics are not sound: {why}"
+    return None
+
+
+def resolve_bn_mode(algorithm: str, bn_mode: str = "auto", model: torch.nn.Module | None = None) -> str:
+    """The BatchNorm mode to evaluate with.
+
+    ``auto`` is the algorithm's own mode (batch for MAML, running for ProtoNet: each paper's
+    practice), and
+    ``batch`` for a ``model`` whose running statistics cannot be used (see
+    ``running_statistics_problem``); ``running`` for such a model is refused.
+
+    Raises:
+        FewshotError: an unknown mode, or ``running`` for a model without sound statistics.
     """
     mode = registry.get(algorithm).bn_mode if bn_mode == "auto" else bn_mode
     if mode not in BN_MODES:
         raise FewshotError(f"unknown BatchNorm mode '{bn_mode}' (choose from auto, {', '.join(BN_MODES)})")
+    problem = running_statistics_problem(algorithm, model) if mode == "running" and model else None
+    if problem and bn_mode == "auto":
+        return "batch"
+    if problem:
+        raise FewshotError(f"--bn-mode running does not apply: {problem}; use --bn-mode batch "
+                           f"(each episode's own statistics)")
     return mode
 
 
@@ -130,7 +164,7 @@ def evaluate(
     if episodes < 1:
         raise FewshotError(f"episodes must be at least 1 (got {episodes})")
     algorithm = registry.get(config.algorithm)
-    mode = resolve_bn_mode(config.algorithm, bn_mode)
+    mode = resolve_bn_mode(config.algorithm, bn_mode, model)
     model = prepared_copy(algorithm, model, sampler.ways, mode, device)
     start = time.perf_counter()
     accuracies = []
@@ -158,6 +192,27 @@ def episode_logits(algorithm: Algorithm, model: torch.nn.Module, episode: Episod
         return fitted(episode.query)
 
 
+def checkpoint_notices(checkpoint_path: Path, iteration: int, planned: int, model: torch.nn.Module,
+                       ways: int, steps: int) -> list[str]:
+    """What ``evaluate_run`` tells before testing: the checkpoint used, and a new head if any.
+
+    Example:
+        >>> checkpoint_notices(Path("runs/maml/best.pt"), 300, 1000, model, ways=20, steps=5)[0]
+        'evaluating runs/maml/best.pt (best validation accuracy, iteration 300 of 1000)'
+    """
+    what = {BEST: "best validation accuracy", LAST: "latest checkpoint"}.get(checkpoint_path.name)
+    if checkpoint_path.name == LAST and not (checkpoint_path.parent / BEST).is_file():
+        what = "latest checkpoint; the run has no best.pt"
+    lines = [f"evaluating {checkpoint_path} ({what + ', ' if what else ''}iteration {iteration} "
+             f"of {planned})"]
+    head = getattr(model, "head", None)  # models that classify through a trained output layer
+    if isinstance(head, torch.nn.Linear) and head.out_features != ways:
+        lines.append(f"the model was trained with a {head.out_features}-way head: a new "
+                     f"zero-initialised {ways}-way head is adapted on each episode's support set "
+                     f"({steps} steps)")
+    return lines
+
+
 def evaluate_run(
     path: str | Path,
     csv_path: str | Path | None = None,
@@ -173,12 +228,15 @@ def evaluate_run(
     data_root: str | Path | None = None,
     device: str = "auto",
     progress: bool = False,
+    notice: Callable[[str], None] | None = None,
 ) -> tuple[EvalResult, dict]:
     """Evaluate a run directory (or checkpoint) and append the result to ``csv_path``.
 
     Ways, shots and queries default to the run's test settings; the split is the run's own.
     ``inner_steps`` (``--inner-steps``) changes the test adaptation of an algorithm that adapts
     (MAML) and is refused for others.
+    ``notice`` hears, before the episodes run, which checkpoint is evaluated (file, iteration)
+    and whether the model gets a new output head for other ways.
 
     Returns:
         ``(result, row)``: the accuracies and the CSV row written (also when ``csv_path`` is None).
@@ -186,18 +244,25 @@ def evaluate_run(
     Example:
         >>> result, row = evaluate_run("runs/protonet", "results/eval.csv", episodes=600)
     """
+    if episodes < 2:
+        raise FewshotError(f"--episodes must be at least 2, for a confidence interval (got {episodes})")
     if csv_path is not None:
         check_writable(csv_path)
     config, model, checkpoint_path, state = load_run(path)
     config = config.resolved()
     refuse_test_steps(config, inner_steps, "--inner-steps", path)
+    mode = resolve_bn_mode(config.algorithm, bn_mode, model)  # refused before the data loads
     ways, shots = ways or config.test_ways, shots or config.test_shots
     queries = queries or config.test_queries
     if data is None:
         data = load_omniglot(data_root or config.data_root, progress=progress)
     split = make_split(data, config.split, config.split_seed, config.split_dir)
     sampler = EpisodeSampler(meta_dataset(data, split, part), ways, shots, queries, seed=seed, part=part)
-    mode = resolve_bn_mode(config.algorithm, bn_mode)
+    if notice is not None:
+        steps = inner_steps if inner_steps is not None else (config.test_inner_steps or 0)
+        for line in checkpoint_notices(checkpoint_path, state["iteration"], config.iterations,
+                                       model, ways, steps):
+            notice(line)
     result = evaluate(config, model, sampler, episodes, mode, inner_steps, pick_device(device),
                       progress)
     row = {

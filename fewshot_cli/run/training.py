@@ -37,11 +37,25 @@ from fewshot_cli.data.source import Omniglot, load_omniglot
 from fewshot_cli.data.splits import make_split
 
 LOG_COLUMNS = ["iteration", "train_loss", "train_accuracy", "val_accuracy", "elapsed_seconds"]
+# One row per training iteration, beside log.csv's one row per validation.
+ITERATIONS = "iterations.csv"
+ITERATION_COLUMNS = ["iteration", "train_loss", "train_accuracy", "lr", "elapsed_seconds"]
+# What a run has done: refused unless resumed or overwritten (a fresh start also empties
+# iterations.csv, whose rows alone, from before any checkpoint, are nothing to keep).
+RUN_FILES = (LAST, BEST, LOG)
 VAL_SEED_OFFSET = 10_000  # validation episodes never coincide with training episodes
 
 
 class TrainingInterrupted(Exception):
-    """Training stopped on a signal after saving ``last.pt``; resume with ``--resume``."""
+    """Training stopped on a signal after saving ``last.pt``; resume with ``--resume``.
+
+    ``signum`` is the signal that stopped it (the command exits with 128 + signum: 130 for
+    Ctrl-C, 143 for SIGTERM).
+    """
+
+    def __init__(self, message: str, signum: int = signal.SIGINT):
+        super().__init__(message)
+        self.signum = int(signum)
 
 
 @dataclass
@@ -52,18 +66,20 @@ class TrainResult:
     iterations: int
     best_val_accuracy: float
     seconds: float
+    planned_iterations: int = 0  # the run's --iterations
+    time_limited: bool = False  # the time limit ended it before planned_iterations
 
 
 @contextmanager
 def stop_on_signal():
     """Turn the first SIGINT/SIGTERM into a flag checked between iterations."""
-    requested = {"stop": False}
+    requested = {"stop": False, "signum": signal.SIGINT}
     previous = {}
 
     def handler(signum, frame):
         if requested["stop"]:
             raise KeyboardInterrupt
-        requested["stop"] = True
+        requested["stop"], requested["signum"] = True, signum
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
@@ -94,6 +110,15 @@ def nonfinite_state(model: torch.nn.Module) -> str | None:
     return f"{bad[0]} is no longer finite" if bad else None
 
 
+def run_files(run_dir: Path) -> list[str]:
+    """The checkpoints and logs of a training run that ``run_dir`` holds (none: a new run).
+
+    ``config.json`` alone does not count: it is all a run killed before its first checkpoint
+    leaves, and nothing of it is lost by starting again.
+    """
+    return [name for name in RUN_FILES if (Path(run_dir) / name).is_file()]
+
+
 def write_log(run_dir: Path, rows: list[dict]) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS)
@@ -110,6 +135,42 @@ def read_log(run_dir: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
+def keep_iterations(run_dir: Path, upto: int) -> None:
+    """Rewrite ``run_dir/iterations.csv`` (header first) with its rows up to iteration ``upto``.
+
+    A resumed run redoes the iterations after its ``last.pt``; rows written for them before a
+    kill (a line cut short included) go, so the file ends as an uninterrupted run's would.
+    """
+    path, rows = Path(run_dir) / ITERATIONS, []
+    if path.is_file():
+        with path.open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                try:
+                    complete = None not in row.values() and int(row["iteration"]) <= upto
+                except (KeyError, TypeError, ValueError):
+                    complete = False
+                if complete:
+                    rows.append(row)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=ITERATION_COLUMNS, lineterminator="\n",
+                            extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def append_iterations(run_dir: Path, rows: list[dict]) -> None:
+    """Append rows to ``run_dir/iterations.csv`` (done before each checkpoint, see ``train``)."""
+    if not rows:
+        return
+    try:
+        with (Path(run_dir) / ITERATIONS).open("a", newline="") as handle:
+            csv.DictWriter(handle, fieldnames=ITERATION_COLUMNS, lineterminator="\n").writerows(rows)
+    except OSError as exc:
+        raise FewshotError(f"cannot write {Path(run_dir) / ITERATIONS}: {exc.strerror or exc}") from exc
+    rows.clear()
+
+
 def train(
     config: TrainConfig,
     run_dir: str | Path,
@@ -119,12 +180,14 @@ def train(
     stop_after: int | None = None,
     max_seconds: float | None = None,
     download: bool = False,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Meta-train ``config.algorithm`` and keep its checkpoints in ``run_dir``.
 
     Args:
         config: the run's settings (``None`` fields take the paper defaults).
-        run_dir: where ``config.json``, ``last.pt``, ``best.pt`` and ``log.csv`` go.
+        run_dir: where ``config.json``, ``last.pt``, ``best.pt``, ``log.csv`` (one row per
+            validation) and ``iterations.csv`` (one row per training iteration) go.
         resume: continue from ``run_dir/last.pt`` (``config`` then comes from the run, except
             its ``iterations``, which may extend the run, its ``device``, and a ``data_root``
             given).
@@ -134,6 +197,8 @@ def train(
         stop_after: stop as if interrupted after this iteration (used by tests).
         max_seconds: end the run (validating and saving as at its last iteration) once this
             much wall-clock time has passed; ``--resume`` can continue it later.
+        overwrite: start afresh in a ``run_dir`` that already holds a run, deleting its
+            checkpoints and logs first (without it, such a directory is refused).
 
     Raises:
         TrainingInterrupted: after a signal (``last.pt`` saved).
@@ -154,7 +219,17 @@ def train(
         state = load_checkpoint(run_dir / LAST)
         if state["algorithm"] != config.algorithm:
             raise FewshotError(f"{run_dir / LAST} does not hold a {config.algorithm} model")
+        if state["iteration"] > config.iterations:
+            raise FewshotError(f"{run_dir} has done {state['iteration']} iterations already, more "
+                               f"than --iterations {config.iterations}: give more to extend it")
+    elif not overwrite and run_files(run_dir):
+        raise FewshotError(f"{run_dir} already holds a training run ({', '.join(run_files(run_dir))}); "
+                           f"continue it with --resume {run_dir}, replace it with --overwrite, "
+                           f"or choose another --out")
     config = config.resolved()
+    if config.data_root is None and data is not None:
+        # Recorded, so that a later `fewshot eval` of this run finds the data by itself.
+        config.data_root = str(data.root)
     algorithm = registry.get(config.algorithm)
     device = pick_device(config.device)
     if data is None:
@@ -170,6 +245,10 @@ def train(
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise FewshotError(f"cannot create run directory {run_dir}: {exc.strerror}") from exc
+    if not resume:
+        # A fresh start must not leave the previous run's best.pt beside the new config.json.
+        for name in run_files(run_dir):
+            (run_dir / name).unlink()
     save_config(run_dir, config)
 
     torch.manual_seed(config.seed)
@@ -178,6 +257,7 @@ def train(
     scheduler = torch.optim.lr_scheduler.StepLR(
         optimizer, step_size=config.lr_halve_every or 10**12, gamma=0.5)
     start, best, elapsed, log = 0, -1.0, 0.0, []
+    saved_at = state["iteration"] if state is not None else None  # this run's last.pt
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -190,21 +270,31 @@ def train(
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "best_val": best, "elapsed": elapsed}
 
+    keep_iterations(run_dir, start)
     began = time.perf_counter() - elapsed
     losses, accuracies = [], []
+    # Rows of iterations.csv not written yet: appended before each save of last.pt, so the file
+    # never misses an iteration that a checkpoint holds.
+    pending: list[dict] = []
     done, out_of_time = start, False
     bar = tqdm(total=config.iterations, initial=start, desc=f"training {config.algorithm}",
                unit="it", disable=None if progress else True,  # None: on a terminal only
                dynamic_ncols=True)
     with stop_on_signal() as signal_state:
         for iteration in range(start, config.iterations):
+            lr = optimizer.param_groups[0]["lr"]
             loss, accuracy = algorithm.train_step(model, optimizer, train_sampler, iteration,
                                                   config, device)
             scheduler.step()
+            pending.append({"iteration": iteration + 1, "train_loss": f"{loss:.5f}",
+                            "train_accuracy": f"{accuracy:.5f}", "lr": f"{lr:.6g}",
+                            "elapsed_seconds": f"{time.perf_counter() - began:.2f}"})
             broken = f"the loss is {loss}" if not math.isfinite(loss) else nonfinite_state(model)
             if broken:
-                saved = (f"the last good checkpoint is {run_dir / LAST}"
-                         if (run_dir / LAST).exists() else "no checkpoint was saved yet")
+                append_iterations(run_dir, pending)  # the losses that led here are worth seeing
+                # Only this run's own last.pt (saved now, or before a resume) is worth naming.
+                saved = (f"the last good checkpoint is {run_dir / LAST} (iteration {saved_at})"
+                         if saved_at is not None else "no checkpoint was saved yet")
                 rates = "--lr or --inner-lr" if "inner_lr" in algorithm.options else "--lr"
                 raise FewshotError(f"training diverged: {broken} at iteration {iteration + 1}; "
                                    f"{saved}; try a lower learning rate ({rates})")
@@ -222,10 +312,12 @@ def train(
                             "train_accuracy": f"{sum(accuracies) / len(accuracies):.5f}",
                             "val_accuracy": f"{val.mean:.5f}", "elapsed_seconds": f"{elapsed:.2f}"})
                 losses, accuracies = [], []
+                append_iterations(run_dir, pending)
                 if val.mean > best:
                     best = val.mean
                     save_checkpoint(run_dir / BEST, checkpoint(done))
                 save_checkpoint(run_dir / LAST, checkpoint(done))
+                saved_at = done
                 write_log(run_dir, log)
                 if progress:
                     bar.write(f"iteration {done}: validation accuracy {val.mean:.2%}")
@@ -233,11 +325,14 @@ def train(
                 break
             if signal_state["stop"] or (stop_after is not None and done >= stop_after):
                 elapsed = time.perf_counter() - began
+                append_iterations(run_dir, pending)
                 save_checkpoint(run_dir / LAST, checkpoint(done))
                 write_log(run_dir, log)
                 bar.close()
                 raise TrainingInterrupted(
-                    f"stopped after iteration {done}; {run_dir / LAST} saved, continue with --resume {run_dir}")
+                    f"stopped after iteration {done}; {run_dir / LAST} saved, continue with --resume {run_dir}",
+                    signal_state["signum"])
     bar.close()
     return TrainResult(run_dir, done if out_of_time else config.iterations, best,
-                       time.perf_counter() - began)
+                       time.perf_counter() - began, config.iterations,
+                       out_of_time and done < config.iterations)
