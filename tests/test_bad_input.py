@@ -86,9 +86,20 @@ CASES = [
          ["train", "maml", "--out", "{work}/new-{id}", "--meta-batch", "0"], "--meta-batch"),
     case("train-maml-zero-inner-steps",
          ["train", "maml", "--out", "{work}/new-{id}", "--inner-steps", "0"], "--inner-steps"),
+    *[case(f"train-{name}-{problem}", ["train", name, "--out", "{work}/new-{id}", *args], flag)
+      for name in ("metasgd", "anil")
+      for problem, args, flag in (
+          ("negative-inner-lr", ["--inner-lr", "-0.4"], "--inner-lr"),
+          ("zero-meta-batch", ["--meta-batch", "0"], "--meta-batch"),
+          ("zero-inner-steps", ["--inner-steps", "0"], "--inner-steps"),
+          ("zero-test-inner-steps", ["--test-inner-steps", "0"], "--test-inner-steps"))],
     case("train-resume-missing-run", ["train", "protonet", "--resume", "{work}/nowhere"],
          "config.json not found"),
     case("train-resume-other-algorithm", ["train", "maml", "--resume", "{proto}"], "protonet run"),
+    # MAML, Meta-SGD and ANIL share options and (MAML and ANIL) a network: the name decides.
+    case("train-resume-maml-as-metasgd", ["train", "metasgd", "--resume", "{maml}"], "maml run"),
+    case("train-resume-anil-as-maml", ["train", "maml", "--resume", "{anil}"], "anil run"),
+    case("train-resume-protonet-as-anil", ["train", "anil", "--resume", "{proto}"], "protonet run"),
     case("train-resume-truncated-checkpoint", ["train", "protonet", "--resume", "{truncated_last}"],
          "cannot load checkpoint"),
     case("train-resume-without-checkpoint", ["train", "protonet", "--resume", "{no_checkpoint}"],
@@ -99,15 +110,15 @@ CASES = [
          "not a run configuration"),
     # Options of another algorithm: refused the same way in train, eval and predict.
     case("train-protonet-first-order", TRAIN + ["--first-order"],
-         "--first-order applies to maml only, not to protonet"),
+         "--first-order applies to maml, metasgd, anil only, not to protonet"),
     case("train-protonet-inner-lr", TRAIN + ["--inner-lr", "0.5"],
-         "--inner-lr applies to maml only, not to protonet"),
+         "--inner-lr applies to maml, metasgd, anil only, not to protonet"),
     case("train-protonet-meta-batch", TRAIN + ["--meta-batch", "3"],
-         "--meta-batch applies to maml only, not to protonet"),
+         "--meta-batch applies to maml, metasgd, anil only, not to protonet"),
     case("train-protonet-inner-steps", TRAIN + ["--inner-steps", "2"],
-         "--inner-steps applies to maml only, not to protonet"),
+         "--inner-steps applies to maml, metasgd, anil only, not to protonet"),
     case("train-protonet-test-inner-steps", TRAIN + ["--test-inner-steps", "2"],
-         "--test-inner-steps applies to maml only, not to protonet"),
+         "--test-inner-steps applies to maml, metasgd, anil only, not to protonet"),
     case("train-out-under-file", TRAIN[:-1] + ["{file}/run"], "{file}"),
     case("train-out-is-file", TRAIN[:-1] + ["{file}"], "is a file"),
     # fewshot eval
@@ -126,8 +137,16 @@ CASES = [
     case("eval-zero-queries", EVAL + ["--queries", "0"], "--queries"),
     case("eval-negative-inner-steps", ["eval", "{maml}", "--episodes", "2", "--quiet",
                                        "--inner-steps", "-1"], "--inner-steps"),
+    case("eval-metasgd-negative-inner-steps", ["eval", "{metasgd}", "--episodes", "2", "--quiet",
+                                               "--inner-steps", "-1"], "--inner-steps"),
+    case("eval-anil-zero-inner-steps", ["eval", "{anil}", "--episodes", "2", "--quiet",
+                                        "--inner-steps", "0"], "--inner-steps"),
+    case("eval-maml-checkpoint-under-anil-config", ["eval", "{maml_as_anil}"],
+         "holds a maml model"),
+    case("eval-metasgd-checkpoint-under-maml-config", ["eval", "{metasgd_as_maml}"],
+         "holds a metasgd model"),
     case("eval-inner-steps-for-protonet", EVAL + ["--inner-steps", "2"],
-         "--inner-steps applies to maml only, not to {proto}, a protonet run"),
+         "--inner-steps applies to maml, metasgd, anil only, not to {proto}, a protonet run"),
     case("eval-missing-run", ["eval", "{work}/nowhere"], "does not exist"),
     case("eval-run-without-checkpoint", ["eval", "{no_checkpoint}"], "no checkpoint"),
     case("eval-truncated-checkpoint", ["eval", "{truncated_best}"], "cannot load checkpoint"),
@@ -151,8 +170,12 @@ CASES = [
     case("predict-corrupt-query", ["predict", "{proto}", "--support", "{support}",
                                    "--query", "{bad_png_path}"], "{bad_png}"),
     case("predict-zero-steps", ["predict", "{maml}", *PREDICT, "--steps", "0"], "--steps"),
+    case("predict-metasgd-zero-steps", ["predict", "{metasgd}", *PREDICT, "--steps", "0"], "--steps"),
+    case("predict-anil-zero-steps", ["predict", "{anil}", *PREDICT, "--steps", "0"], "--steps"),
+    case("predict-maml-checkpoint-under-anil-config", ["predict", "{maml_as_anil}", *PREDICT],
+         "holds a maml model"),
     case("predict-steps-for-protonet", ["predict", "{proto}", *PREDICT, "--steps", "2"],
-         "--steps applies to maml only, not to {proto}, a protonet run"),
+         "--steps applies to maml, metasgd, anil only, not to {proto}, a protonet run"),
     case("predict-csv-under-file", ["predict", "{proto}", *PREDICT, "--csv", "{file}/p.csv"],
          "{file}"),
     # fewshot aggregate
@@ -175,6 +198,10 @@ CASES = [
     case("reproduce-ways-over-classes",
          REPRODUCE + ["--split", "lake", "--algorithms", "protonet", "--cells", "20w1s"],
          "exceeds"),
+    case("reproduce-anil-ways-over-classes",
+         REPRODUCE + ["--split", "lake", "--algorithms", "anil", "--cells", "20w1s"], "exceeds"),
+    case("reproduce-metasgd-bad-cell", REPRODUCE + ["--algorithms", "metasgd", "--cells", "5w0s"],
+         "bad cell"),
     case("reproduce-bad-cell", REPRODUCE + ["--cells", "0w1s"], "bad cell"),
     case("reproduce-out-under-file", ["reproduce", "--out", "{file}/results", "--quiet"], "{file}"),
     case("reproduce-csv-not-evaluation", ["reproduce", "--out", "{foreign_results}", "--quiet"],
@@ -224,7 +251,7 @@ CASES = [
 
 
 def train_tiny(algorithm: str, run_dir: Path, data) -> Path:
-    extra = dict(meta_batch=2, first_order=True) if algorithm == "maml" else {}
+    extra = dict(meta_batch=2, first_order=True) if algorithm in ("maml", "metasgd", "anil") else {}
     train(TrainConfig(algorithm, **TINY, **extra), run_dir, data=data, progress=False)
     return run_dir
 
@@ -245,6 +272,8 @@ def paths(tiny_root, tiny_data, tmp_path_factory) -> dict[str, str]:
     work = tmp_path_factory.mktemp("bad-input")
     proto = train_tiny("protonet", work / "proto", tiny_data)
     maml = train_tiny("maml", work / "maml", tiny_data)
+    metasgd = train_tiny("metasgd", work / "metasgd", tiny_data)
+    anil = train_tiny("anil", work / "anil", tiny_data)
 
     (work / "empty").mkdir()
     shutil.copytree(tiny_root / "images_background", work / "partial" / "images_background")
@@ -284,7 +313,8 @@ def paths(tiny_root, tiny_data, tmp_path_factory) -> dict[str, str]:
         shutil.copytree(tiny_root / "images_background" / "Alpha" / character, support / label)
     shutil.copytree(support / "a", one_class)
     return {key: str(value) for key, value in {
-        "work": work, "proto": proto, "maml": maml, "empty": work / "empty",
+        "work": work, "proto": proto, "maml": maml, "metasgd": metasgd, "anil": anil,
+        "empty": work / "empty",
         "partial": work / "partial", "corrupt": corrupt, "fresh": fresh, "bad_png": bad_png.name,
         "bad_splits": bad_splits, "file": file, "other_csv": work / "other.csv",
         "binary_csv": work / "binary.csv", "bad_accuracy_csv": work / "bad-accuracy.csv",
@@ -298,6 +328,11 @@ def paths(tiny_root, tiny_data, tmp_path_factory) -> dict[str, str]:
         # ProtoNet's checkpoints under MAML's config.json.
         "mixed": copy_run(proto, work / "mixed",
                           lambda r: shutil.copy(maml / "config.json", r / "config.json")),
+        # MAML's checkpoints (the very network ANIL uses) under ANIL's config.json, and back.
+        "maml_as_anil": copy_run(maml, work / "maml-as-anil",
+                                 lambda r: shutil.copy(anil / "config.json", r / "config.json")),
+        "metasgd_as_maml": copy_run(metasgd, work / "metasgd-as-maml",
+                                    lambda r: shutil.copy(maml / "config.json", r / "config.json")),
         "config_not_json": copy_run(proto, work / "config-not-json",
                                     lambda r: (r / "config.json").write_text("{algorithm: protonet")),
         "config_list": copy_run(proto, work / "config-list",

@@ -362,7 +362,7 @@ def _broken_query_file(tree):
     (None, "support", "nowhere", [], "query path .*nowhere does not exist"),
     (_empty_query, "support", "query", [], "no images found in query folder"),
     (_broken_query_file, "support", "one.jpg", [], "cannot read image .*one.jpg"),
-    (None, "support", "query", ["--steps", "3"], "--steps applies to maml only, not to .*proto, a protonet run"),
+    (None, "support", "query", ["--steps", "3"], "--steps applies to maml, metasgd, anil only, not to .*proto, a protonet run"),
     (None, "support", "query", ["--invert", "maybe"], "invalid value for '--invert'"),
     (None, "support", "query", ["--bn-mode", "sometimes"], "invalid value for '--bn-mode'"),
 ])

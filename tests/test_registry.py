@@ -49,14 +49,14 @@ def test_cli_choices_come_from_the_registry():
 
 
 def test_unknown_name_is_a_one_line_error():
-    with pytest.raises(FewshotError, match="unknown algorithm 'matching' \\(choose from maml, protonet\\)"):
+    with pytest.raises(FewshotError, match="unknown algorithm 'matching' \\(choose from maml, protonet, metasgd, anil\\)"):
         registry.get("matching")
 
 
 def test_options_of_another_algorithm_are_refused_from_python_too():
-    with pytest.raises(FewshotError, match="--first-order applies to maml only, not to protonet"):
+    with pytest.raises(FewshotError, match="--first-order applies to maml, metasgd, anil only, not to protonet"):
         TrainConfig("protonet", first_order=True).resolved()
-    with pytest.raises(FewshotError, match="--meta-batch applies to maml only"):
+    with pytest.raises(FewshotError, match="--meta-batch applies to maml, metasgd, anil only"):
         TrainConfig("protonet", meta_batch=4).resolved()
     assert TrainConfig("maml", meta_batch=4, first_order=True).resolved().meta_batch == 4
 

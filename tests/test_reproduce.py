@@ -7,6 +7,7 @@ from fewshot_cli.cli import main
 from fewshot_cli.errors import FewshotError
 import dataclasses
 
+from fewshot_cli.algorithms import registry
 from fewshot_cli.algorithms.base import BudgetSettings
 from fewshot_cli.report.reproduce import (BUDGETS, GRID, PUBLISHED, Budget, comparison,
                                           format_comparison, parse_cell, plan_cells, reproduce,
@@ -131,7 +132,7 @@ def test_cells_and_budgets():
         with pytest.raises(FewshotError, match="bad cell"):
             parse_cell(bad)
     paper = plan_cells(BUDGETS["paper"])
-    assert {(c.algorithm, c.name) for c in paper} == {(a, g) for a in ("maml", "protonet") for g in GRID}
+    assert {(c.algorithm, c.name) for c in paper} == {(a, g) for a in registry.NAMES for g in GRID}
     assert set(BUDGETS["quick"].cells) <= set(GRID)
     assert [c.name for c in plan_cells(BUDGETS["cpu"], ["maml"], ["20w1s"])] == ["20w1s"]
     with pytest.raises(FewshotError, match="unknown algorithm"):

@@ -8,7 +8,7 @@ help); a module is imported when its algorithm is first asked for.
 Adding an algorithm: one module with an ``ALGORITHM``, and one line here.
 
 Example:
-    >>> NAMES
+    >>> NAMES[:2]
     ('maml', 'protonet')
     >>> get("maml").bn_mode
     'batch'
@@ -24,6 +24,8 @@ from fewshot_cli.errors import FewshotError
 MODULES = {
     "maml": "fewshot_cli.algorithms.maml",
     "protonet": "fewshot_cli.algorithms.protonet",
+    "metasgd": "fewshot_cli.algorithms.metasgd",
+    "anil": "fewshot_cli.algorithms.anil",
 }
 NAMES = tuple(MODULES)
 
