@@ -132,18 +132,30 @@ def data(data_root, download, splits, split_dir, split_seed):
 @click.option("--time-limit", type=float,
               help="Stop once the run's total training time (resumed sessions included) reaches "
                    "this many minutes, validating and saving first; --resume continues it.")
+@click.option("--nproc", type=int,
+              help="Train in NPROC processes on this machine (data parallel, launched through "
+                   "torchrun; one GPU each on CUDA). Each iteration's episodes (MAML's "
+                   "meta-batch, which must divide by NPROC) are split across the processes and "
+                   "their gradients averaged: the same training as one process. ProtoNet, with "
+                   "one episode per iteration, is refused. For several machines run torchrun "
+                   "yourself (README).")
 @data_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(algorithm, run_dir, resume_dir, iterations, time_limit, data_root, download, quiet,
-          **options):
+def train(algorithm, run_dir, resume_dir, iterations, time_limit, nproc, data_root, download,
+          quiet, **options):
     """Meta-train MAML or ProtoNet on Omniglot.
 
     Keeps the best checkpoint by validation accuracy (best.pt) and the latest (last.pt) in the
     run directory, with config.json and a training log (log.csv). Ctrl-C saves last.pt; continue
     with --resume RUN_DIR. Options marked "MAML only" are refused for other algorithms.
+
+    \b
+    Several processes (data parallel; see --nproc):
+      torchrun --standalone --nproc_per_node 2 -m fewshot_cli train maml --out runs/m
     """
+    from fewshot_cli.run import distributed
     from fewshot_cli.run.config import TrainConfig
-    from fewshot_cli.run.training import train as run_training
+    from fewshot_cli.run.training import TrainingInterrupted, train as run_training
 
     if bool(run_dir) == bool(resume_dir):
         raise FewshotError("give exactly one of --out RUN_DIR (a new run) or --resume RUN_DIR")
@@ -164,12 +176,25 @@ def train(algorithm, run_dir, resume_dir, iterations, time_limit, data_root, dow
                              **options)
     if data_root:
         config.data_root = str(data_root)
+    parallel = distributed.from_env()
+    if distributed.needs_launch(nproc, parallel):
+        # Under torchrun these same arguments find WORLD_SIZE set and train.
+        return distributed.launch_training(config, nproc,
+                                           click.get_current_context().find_root().obj["argv"])
     # train() checks the configuration, then loads the data.
-    result = run_training(config, resume_dir or run_dir, resume=bool(resume_dir),
-                          progress=not quiet, download=download,
-                          max_seconds=time_limit * 60 if time_limit is not None else None)
-    click.echo(f"done: {result.iterations} iterations, best validation accuracy "
-               f"{result.best_val_accuracy:.2%}, {result.seconds:.0f} s; checkpoints in {result.run_dir}")
+    with distributed.joined(parallel):
+        try:
+            result = run_training(config, resume_dir or run_dir, resume=bool(resume_dir),
+                                  progress=not quiet, download=download, parallel=parallel,
+                                  max_seconds=time_limit * 60 if time_limit is not None else None)
+        except TrainingInterrupted:
+            if parallel is not None and not parallel.main:
+                return 130  # rank 0 says it
+            raise
+    if parallel is None or parallel.main:
+        click.echo(f"done: {result.iterations} iterations, best validation accuracy "
+                   f"{result.best_val_accuracy:.2%}, {result.seconds:.0f} s; checkpoints in "
+                   f"{result.run_dir}")
 
 
 @cli.command(name="eval")
@@ -384,8 +409,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; turn every expected failure into one line and exit code 2."""
     from fewshot_cli.run.training import TrainingInterrupted
 
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        code = cli.main(args=argv, prog_name="fewshot", standalone_mode=False)
+        # obj: the arguments as given, for `train --nproc` to relaunch itself under torchrun.
+        code = cli.main(args=argv, prog_name="fewshot", standalone_mode=False,
+                        obj={"argv": argv})
     except FewshotError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2

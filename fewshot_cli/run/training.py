@@ -9,6 +9,10 @@ resumed with ``resume=True`` ends with the very weights of an uninterrupted one 
 
 Ctrl-C or SIGTERM finish the iteration under way, save ``last.pt`` and stop with
 ``TrainingInterrupted``; a second Ctrl-C stops at once (the last periodic checkpoint stays).
+
+Under torchrun (``parallel``, see ``run.distributed``) each process trains on its share of every
+iteration's episodes with gradients averaged before the optimizer step: the same training as
+one process (up to float rounding), with rank 0 alone validating and writing the run directory.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from fewshot_cli.atomic import atomic_write_text
 from fewshot_cli.run.checkpoint import (BEST, LAST, LOG, load_checkpoint, read_config,
                                         save_checkpoint, save_config)
 from fewshot_cli.run.config import TrainConfig, pick_device
+from fewshot_cli.run.distributed import Parallel, check_split
 from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
 from fewshot_cli.errors import FewshotError
 from fewshot_cli.run.evaluation import evaluate
@@ -119,6 +124,7 @@ def train(
     stop_after: int | None = None,
     max_seconds: float | None = None,
     download: bool = False,
+    parallel: Parallel | None = None,
 ) -> TrainResult:
     """Meta-train ``config.algorithm`` and keep its checkpoints in ``run_dir``.
 
@@ -133,6 +139,10 @@ def train(
         stop_after: stop as if interrupted after this iteration (used by tests).
         max_seconds: end the run (validating and saving as at its last iteration) once this
             much wall-clock time has passed; ``--resume`` can continue it later.
+        parallel: this process's rank among data-parallel processes (``run.distributed``, in a
+            joined process group): every rank trains on its share of each iteration's episodes
+            and rank 0 alone reads and writes the run directory and validates. The run's
+            configuration and checkpoint come from rank 0, so only its machine needs them.
 
     Raises:
         TrainingInterrupted: after a signal (``last.pt`` saved).
@@ -142,22 +152,36 @@ def train(
         >>> train(TrainConfig("protonet", iterations=250), "runs/proto")
     """
     run_dir = Path(run_dir)
-    state = None
-    if resume:
-        stored = TrainConfig.from_dict(read_config(run_dir))
-        if stored.algorithm != config.algorithm:
-            raise FewshotError(f"{run_dir} is a {stored.algorithm} run, not {config.algorithm}")
-        stored.iterations = config.iterations
-        stored.data_root = config.data_root or stored.data_root
-        config = stored
-        state = load_checkpoint(run_dir / LAST)
-        if state["algorithm"] != config.algorithm:
-            raise FewshotError(f"{run_dir / LAST} does not hold a {config.algorithm} model")
-    config = config.resolved()
+    main = parallel is None or parallel.main
+    local_root = config.data_root
+
+    def settings() -> tuple[TrainConfig, dict | None]:
+        state, resolved = None, config
+        if resume:
+            stored = TrainConfig.from_dict(read_config(run_dir))
+            if stored.algorithm != config.algorithm:
+                raise FewshotError(f"{run_dir} is a {stored.algorithm} run, not {config.algorithm}")
+            stored.iterations = config.iterations
+            stored.data_root = config.data_root or stored.data_root
+            resolved = stored
+            state = load_checkpoint(run_dir / LAST)
+            if state["algorithm"] != config.algorithm:
+                raise FewshotError(f"{run_dir / LAST} does not hold a {config.algorithm} model")
+        resolved = resolved.resolved()
+        if parallel is not None:
+            check_split(registry.get(resolved.algorithm), resolved, parallel.world)
+        return resolved, state
+
+    config, state = parallel.share(settings) if parallel is not None else settings()
     algorithm = registry.get(config.algorithm)
     device = pick_device(config.device)
+    rank, world = (parallel.rank, parallel.world) if parallel is not None else (0, 1)
+    if parallel is not None:
+        device = parallel.device_for(device)
+        progress = progress and main
     if data is None:
-        data = load_omniglot(config.data_root, download=download, progress=progress)
+        data = load_omniglot(local_root or config.data_root, download=download,
+                             progress=progress)
     split = make_split(data, config.split, config.split_seed, config.split_dir)
     train_sampler = EpisodeSampler(meta_dataset(data, split, "train"), config.ways, config.shots,
                                    config.queries, seed=config.seed, rotate=config.rotations,
@@ -165,11 +189,18 @@ def train(
     val_sampler = EpisodeSampler(meta_dataset(data, split, "val"), config.test_ways,
                                  config.test_shots, config.test_queries,
                                  seed=config.seed + VAL_SEED_OFFSET, part="val")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise FewshotError(f"cannot create run directory {run_dir}: {exc.strerror}") from exc
-    save_config(run_dir, config)
+
+    def prepare_directory() -> None:
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FewshotError(f"cannot create run directory {run_dir}: {exc.strerror}") from exc
+        save_config(run_dir, config)
+
+    if parallel is not None:
+        parallel.share(prepare_directory)  # the others wait: its failure stops every rank
+    else:
+        prepare_directory()
 
     torch.manual_seed(config.seed)
     model = algorithm.build_model(config).to(device)
@@ -182,7 +213,12 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start, best, elapsed = state["iteration"], state["best_val"], state["elapsed"]
-        log = [row for row in read_log(run_dir) if int(row["iteration"]) <= start]
+        if main:
+            log = [row for row in read_log(run_dir) if int(row["iteration"]) <= start]
+    hook = None
+    if parallel is not None:
+        parallel.sync(model)
+        hook = parallel.attach(optimizer)
 
     def checkpoint(iteration: int) -> dict:
         return {"algorithm": config.algorithm, "iteration": iteration, "model": model.state_dict(),
@@ -197,9 +233,16 @@ def train(
                dynamic_ncols=True)
     with stop_on_signal() as signal_state:
         for iteration in range(start, config.iterations):
+            if parallel is not None:
+                parallel.begin_step(model)
             loss, accuracy = algorithm.train_step(model, optimizer, train_sampler, iteration,
-                                                  config, device)
+                                                  config, device, rank, world)
             scheduler.step()
+            out_of_time = max_seconds is not None and time.perf_counter() - began >= max_seconds
+            stop = signal_state["stop"]
+            if parallel is not None:  # every rank must agree to stop at the same iteration
+                loss, accuracy, out_of_time, stop = parallel.end_step(model, loss, accuracy,
+                                                                      out_of_time, stop)
             broken = f"the loss is {loss}" if not math.isfinite(loss) else nonfinite_state(model)
             if broken:
                 saved = (f"the last good checkpoint is {run_dir / LAST}"
@@ -210,11 +253,10 @@ def train(
             losses.append(loss)
             accuracies.append(accuracy)
             done = iteration + 1
-            out_of_time = max_seconds is not None and time.perf_counter() - began >= max_seconds
             bar.update(1)
             bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}",
                             acc=f"{sum(accuracies[-20:]) / len(accuracies[-20:]):.3f}")
-            if done % config.val_every == 0 or done == config.iterations or out_of_time:
+            if main and (done % config.val_every == 0 or done == config.iterations or out_of_time):
                 val = evaluate(config, model, val_sampler, config.val_episodes, device=device)
                 elapsed = time.perf_counter() - began
                 log.append({"iteration": done, "train_loss": f"{sum(losses) / len(losses):.5f}",
@@ -230,13 +272,20 @@ def train(
                     bar.write(f"iteration {done}: validation accuracy {val.mean:.2%}")
             if out_of_time:
                 break
-            if signal_state["stop"] or (stop_after is not None and done >= stop_after):
+            # One process also stops on a signal received while it validated.
+            stop = stop or (parallel is None and signal_state["stop"])
+            if stop or (stop_after is not None and done >= stop_after):
                 elapsed = time.perf_counter() - began
-                save_checkpoint(run_dir / LAST, checkpoint(done))
-                write_log(run_dir, log)
+                if main:
+                    save_checkpoint(run_dir / LAST, checkpoint(done))
+                    write_log(run_dir, log)
                 bar.close()
+                if hook is not None:
+                    hook.remove()
                 raise TrainingInterrupted(
                     f"stopped after iteration {done}; {run_dir / LAST} saved, continue with --resume {run_dir}")
     bar.close()
+    if hook is not None:
+        hook.remove()
     return TrainResult(run_dir, done if out_of_time else config.iterations, best,
                        time.perf_counter() - began)
