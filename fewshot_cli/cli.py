@@ -348,25 +348,72 @@ def aggregate(csv_files, by, fmt, out):
               help="Folder of the Vinyals split files. Default: <data root>/splits/vinyals.")
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown"]), default="table",
               show_default=True, help="Format of the final comparison table.")
+@click.option("--seeds", type=int, default=1, show_default=True,
+              help="Train and test every cell with training seeds 0..N-1, each in its own run "
+                   "directory (seed 0 keeps the one-seed name, e.g. runs/maml-5w1s; the others "
+                   "add -seedS) and with its own rows. The table shows the mean ± 95% CI across "
+                   "seeds and the number of runs.")
+@click.option("--seed", type=int,
+              help="Only this training seed (what the commands of --plan use).")
+@click.option("--jobs", type=int, default=1, show_default=True,
+              help="Run up to J trainings at once, each in a worker process with cores/J torch "
+                   "threads (one GPU each on a machine with several GPUs). Ctrl-C stops them all "
+                   "after each saves its last.pt; rerunning resumes.")
+@click.option("--plan", is_flag=True,
+              help="Print one self-contained command per training (a cell at one seed; cells "
+                   "that share a model share its command), each writing its own CSV under "
+                   "OUT/csv/, and exit. Run them with any scheduler (a SLURM array, a loop over "
+                   "machines sharing OUT), then merge them with --report.")
+@click.option("--report", is_flag=True,
+              help="Train nothing: list the tests without a result yet and print the table of "
+                   "every CSV in OUT (eval.csv and csv/*.csv).")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Append the rows here instead of OUT/eval.csv (--plan's commands use "
+                   "OUT/csv/<training>.csv, which --report reads).")
 @click.option("--device", default="auto", show_default=True)
 @data_options
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def reproduce(budget, out_dir, algorithms, cells, split, split_dir, fmt, device, data_root,
-              download, quiet):
+def reproduce(budget, out_dir, algorithms, cells, split, split_dir, fmt, seeds, seed, jobs, plan,
+              report, csv_path, device, data_root, download, quiet):
     """Train and test MAML and ProtoNet on the Omniglot grid; compare with the papers.
 
     Each cell (5/20-way, 1/5-shot) is trained with its paper's protocol, tested (600 episodes
     for MAML, 1000 for ProtoNet, fewer with --budget quick) and appended to OUT/eval.csv; run
-    directories go to OUT/runs/. Cells already in OUT/eval.csv are skipped and interrupted
+    directories go to OUT/runs/. Cells already in OUT's CSVs are skipped and interrupted
     trainings resume, so rerunning the same command continues a reproduction. Finally prints
     our accuracy per cell next to the published one.
+
+    \b
+    Several seeds, 2 trainings at a time; or the same through a scheduler:
+      fewshot reproduce --budget cpu --out grid --seeds 3 --jobs 2
+      fewshot reproduce --budget cpu --out grid --seeds 3 --plan > commands.txt
+      fewshot reproduce --budget cpu --out grid --seeds 3 --report
     """
+    from fewshot_cli.report.plan import plan_commands, report_command
     from fewshot_cli.report.reproduce import format_comparison, reproduce as run_reproduction
 
+    if plan and report:
+        raise FewshotError("give one of --plan (print the commands) and --report (merge their results)")
+    if seed is not None and seeds != 1:
+        raise FewshotError("give --seeds N (seeds 0..N-1) or --seed S (that seed alone), not both")
+    if seed is not None and seed < 0:
+        raise FewshotError(f"--seed must be 0 or more (got {seed})")
     cell_names = [c.strip() for item in cells for c in item.split(",") if c.strip()]
+    chosen = [seed] if seed is not None else seeds
+    if plan:
+        # A data folder from $FEWSHOT_DATA stays out of the commands: each machine has its own.
+        given = click.get_current_context().get_parameter_source("data_root")
+        root = data_root if given == click.core.ParameterSource.COMMANDLINE else None
+        for line in plan_commands(out_dir, budget, algorithms or None, cell_names or None, split,
+                                  split_dir, chosen, root, device):
+            click.echo(line)
+        click.echo("# then, once they have all run: " + report_command(
+            out_dir, budget, algorithms, cell_names, split, seeds), err=True)
+        return
     table = run_reproduction(out_dir, budget, algorithms or None, cell_names or None, split,
                              split_dir, data_root=data_root, download=download, device=device,
-                             progress=not quiet, echo=click.echo)
+                             progress=not quiet, echo=click.echo, seeds=chosen, jobs=jobs,
+                             csv_path=csv_path, report=report)
     click.echo("\n" + format_comparison(table, fmt), nl=False)
 
 

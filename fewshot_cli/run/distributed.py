@@ -41,6 +41,7 @@ import torch
 import torch.distributed as dist
 
 from fewshot_cli.errors import FewshotError
+from fewshot_cli.run.workers import available_cores
 
 # Rank 0 validates while the others wait in the next all-reduce: allow long validations.
 TIMEOUT = timedelta(hours=2)
@@ -354,7 +355,7 @@ def launch(nproc: int, argv: list[str]) -> int:
     args = torchrun.parse_args(torchrun_arguments(nproc, argv))
     threads = os.environ.get("OMP_NUM_THREADS")
     if threads is None:  # torchrun would give every rank 1 thread
-        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
+        os.environ["OMP_NUM_THREADS"] = str(max(1, available_cores() // nproc))
     try:
         torchrun.run(args)
     except SignalException:
