@@ -215,19 +215,31 @@ def data(data_root, download, splits, split_dir, split_seed):
 @click.option("--time-limit", type=float,
               help="Stop once the run's total training time (resumed sessions included) reaches "
                    "this many minutes, validating and saving first; --resume continues it.")
+@click.option("--nproc", type=int,
+              help="Train in NPROC processes on this machine (data parallel, launched through "
+                   "torchrun; one GPU each on CUDA). Each iteration's episodes (MAML's "
+                   "meta-batch, which must divide by NPROC) are split across the processes and "
+                   "their gradients averaged: the same training as one process. ProtoNet, with "
+                   "one episode per iteration, is refused. For several machines run torchrun "
+                   "yourself (README).")
 @data_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(algorithm, run_dir, resume_dir, overwrite, iterations, time_limit, threads, data_root,
-          download, quiet, **options):
+def train(algorithm, run_dir, resume_dir, overwrite, iterations, time_limit, threads, nproc,
+          data_root, download, quiet, **options):
     """Meta-train MAML or ProtoNet on Omniglot.
 
     Keeps the best checkpoint by validation accuracy (best.pt) and the latest (last.pt) in the
     run directory, with config.json and training logs: one row per validation (log.csv) and one
     per iteration (iterations.csv). Ctrl-C saves last.pt; continue with --resume RUN_DIR.
     Options marked "MAML only" are refused for other algorithms.
+
+    \b
+    Several processes (data parallel; see --nproc):
+      torchrun --standalone --nproc_per_node 2 -m fewshot_cli train maml --out runs/m
     """
+    from fewshot_cli.run import distributed
     from fewshot_cli.run.config import TrainConfig, set_threads
-    from fewshot_cli.run.training import train as run_training
+    from fewshot_cli.run.training import TrainingInterrupted, train as run_training
 
     set_threads(threads)
     if bool(run_dir) == bool(resume_dir):
@@ -256,11 +268,24 @@ def train(algorithm, run_dir, resume_dir, overwrite, iterations, time_limit, thr
                              **options)
     if data_root:
         config.data_root = str(data_root)
+    parallel = distributed.from_env()
+    if distributed.needs_launch(nproc, parallel):
+        # Under torchrun these same arguments find WORLD_SIZE set and train.
+        return distributed.launch_training(config, nproc,
+                                           click.get_current_context().find_root().obj["argv"])
     # train() checks the configuration, then loads the data.
-    result = run_training(config, resume_dir or run_dir, resume=bool(resume_dir),
-                          progress=not quiet, download=download,
-                          max_seconds=time_limit * 60 if time_limit is not None else None,
-                          overwrite=overwrite)
+    with distributed.joined(parallel):
+        try:
+            result = run_training(config, resume_dir or run_dir, resume=bool(resume_dir),
+                                  progress=not quiet, download=download, parallel=parallel,
+                                  max_seconds=time_limit * 60 if time_limit is not None else None,
+                                  overwrite=overwrite)
+        except TrainingInterrupted as exc:
+            if parallel is not None and not parallel.main:
+                return 128 + exc.signum  # rank 0 says it
+            raise
+    if parallel is not None and not parallel.main:
+        return None
     summary = (f"best validation accuracy {result.best_val_accuracy:.2%}, {result.seconds:.0f} s; "
                f"checkpoints in {result.run_dir}")
     if result.time_limited:
@@ -453,6 +478,28 @@ def aggregate(csv_files, by, fmt, out):
               help="Folder of the Vinyals split files. Default: <data root>/splits/vinyals.")
 @click.option("--format", "fmt", type=click.Choice(COMPARISON_FORMATS), default="table",
               show_default=True, help="Format of the final comparison table.")
+@click.option("--seeds", type=int, default=1, show_default=True,
+              help="Train and test every cell with training seeds 0..N-1, each in its own run "
+                   "directory (seed 0 keeps the one-seed name, e.g. runs/maml-5w1s; the others "
+                   "add -seedS) and with its own rows. The table shows the mean ± 95% CI across "
+                   "seeds and the number of runs.")
+@click.option("--seed", type=int,
+              help="Only this training seed (what the commands of --plan use).")
+@click.option("--jobs", type=int, default=1, show_default=True,
+              help="Run up to J trainings at once, each in a worker process with cores/J torch "
+                   "threads (one GPU each on a machine with several GPUs). Ctrl-C stops them all "
+                   "after each saves its last.pt; rerunning resumes.")
+@click.option("--plan", is_flag=True,
+              help="Print one self-contained command per training (a cell at one seed; cells "
+                   "that share a model share its command), each writing its own CSV under "
+                   "OUT/csv/, and exit. Run them with any scheduler (a SLURM array, a loop over "
+                   "machines sharing OUT), then merge them with --report.")
+@click.option("--report", is_flag=True,
+              help="Train nothing: list the tests without a result yet and print the table of "
+                   "every CSV in OUT (eval.csv and csv/*.csv).")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Append the rows here instead of OUT/eval.csv (--plan's commands use "
+                   "OUT/csv/<training>.csv, which --report reads).")
 @click.option("--device", default="auto", show_default=True,
               help="auto (CUDA when present), cpu, cuda, cuda:1...")
 @click.option("--threads", type=int, metavar="N",
@@ -460,24 +507,49 @@ def aggregate(csv_files, by, fmt, out):
                    "own choice, all cores.")
 @data_options
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def reproduce(budget, out_dir, algorithms, cells, split, split_dir, fmt, device, threads,
-              data_root, download, quiet):
+def reproduce(budget, out_dir, algorithms, cells, split, split_dir, fmt, seeds, seed, jobs, plan,
+              report, csv_path, device, threads, data_root, download, quiet):
     """Train and test MAML and ProtoNet on the Omniglot grid; compare with the papers.
 
     Each cell (5/20-way, 1/5-shot) is trained with its paper's protocol, tested (600 episodes
     for MAML, 1000 for ProtoNet, fewer with --budget quick) and appended to OUT/eval.csv; run
-    directories go to OUT/runs/. Cells already in OUT/eval.csv are skipped and interrupted
+    directories go to OUT/runs/. Cells already in OUT's CSVs are skipped and interrupted
     trainings resume, so rerunning the same command continues a reproduction. Finally prints
     our accuracy per cell next to the published one.
+
+    \b
+    Several seeds, 2 trainings at a time; or the same through a scheduler:
+      fewshot reproduce --budget cpu --out grid --seeds 3 --jobs 2
+      fewshot reproduce --budget cpu --out grid --seeds 3 --plan > commands.txt
+      fewshot reproduce --budget cpu --out grid --seeds 3 --report
     """
+    from fewshot_cli.report.plan import plan_commands, report_command
     from fewshot_cli.report.reproduce import format_comparison, reproduce as run_reproduction
     from fewshot_cli.run.config import set_threads
 
     set_threads(threads)
+    if plan and report:
+        raise FewshotError("give one of --plan (print the commands) and --report (merge their results)")
+    if seed is not None and seeds != 1:
+        raise FewshotError("give --seeds N (seeds 0..N-1) or --seed S (that seed alone), not both")
+    if seed is not None and seed < 0:
+        raise FewshotError(f"--seed must be 0 or more (got {seed})")
     cell_names = [c.strip() for item in cells for c in item.split(",") if c.strip()]
+    chosen = [seed] if seed is not None else seeds
+    if plan:
+        # A data folder from $FEWSHOT_DATA stays out of the commands: each machine has its own.
+        given = click.get_current_context().get_parameter_source("data_root")
+        root = data_root if given == click.core.ParameterSource.COMMANDLINE else None
+        for line in plan_commands(out_dir, budget, algorithms or None, cell_names or None, split,
+                                  split_dir, chosen, root, device):
+            click.echo(line)
+        click.echo("# then, once they have all run: " + report_command(
+            out_dir, budget, algorithms, cell_names, split, seeds), err=True)
+        return
     table = run_reproduction(out_dir, budget, algorithms or None, cell_names or None, split,
                              split_dir, data_root=data_root, download=download, device=device,
-                             progress=not quiet, echo=click.echo)
+                             progress=not quiet, echo=click.echo, seeds=chosen, jobs=jobs,
+                             csv_path=csv_path, report=report)
     click.echo("\n" + format_comparison(table, fmt), nl=False)
 
 
@@ -526,8 +598,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; turn every expected failure into one line and exit code 2."""
     from fewshot_cli.run.training import TrainingInterrupted
 
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        code = cli.main(args=argv, prog_name="fewshot", standalone_mode=False)
+        # obj: the arguments as given, for `train --nproc` to relaunch itself under torchrun.
+        code = cli.main(args=argv, prog_name="fewshot", standalone_mode=False,
+                        obj={"argv": argv})
     except FewshotError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2

@@ -141,8 +141,9 @@ def test_markdown_format(results_csv, tmp_path, capsys):
     assert main(["aggregate", str(results_csv), "--by", "algorithm,test_ways",
                  "--format", "markdown", "--out", str(out)]) == 0
     lines = out.read_text().splitlines()
-    assert lines[0] == "| algorithm | test_ways | accuracy (%) | runs | episodes | run std (%) |"
-    assert lines[1] == "| :-- | :-- | --: | --: | --: | --: |"
+    assert lines[0] == ("| algorithm | test_ways | accuracy (%) | runs | episodes | run std (%) "
+                        "| seeds CI95 (%) |")
+    assert lines[1] == "| :-- | :-- | --: | --: | --: | --: | --: |"
     assert lines[2].startswith("| maml | 5 | 95.00 ± 1.50 | 1 | 100 |")
     assert len(lines) == 5
 
@@ -152,7 +153,7 @@ def test_csv_format_is_tidy_and_reads_back(results_csv, capsys):
                  "--format", "csv"]) == 0
     table = pd.read_csv(io.StringIO(capsys.readouterr().out))
     assert list(table.columns) == ["algorithm", "test_ways", "accuracy_mean", "ci95", "runs",
-                                   "episodes", "run_std"]
+                                   "episodes", "run_std", "seeds_ci95"]
     proto5 = table[(table.algorithm == "protonet") & (table.test_ways == 5)].iloc[0]
     assert proto5["accuracy_mean"] == pytest.approx(0.92) and proto5["runs"] == 2
     assert table["run_std"].isna().sum() == 2  # single runs have no spread: empty cells
@@ -178,3 +179,43 @@ def test_grouping_by_a_summary_column_is_refused(tmp_path):
     path.write_text("algorithm,accuracy_mean,episodes\nprotonet,0.9,100\n")
     with pytest.raises(FewshotError, match="cannot group by 'episodes'"):
         aggregate_files([path], ["algorithm", "episodes"])
+
+
+def seeded_row(seed, accuracy, episode_seed=0, ci=0.01, out="grid"):
+    """A row as ``eval`` writes it for training seed ``seed`` of one cell."""
+    name = "maml-5w1s" if seed == 0 else f"maml-5w1s-seed{seed}"
+    return row("maml", order="second", bn_mode="batch", accuracy=accuracy, ci=ci, seed=episode_seed,
+               run_id=name) | {"train_seed": seed, "checkpoint": f"{out}/runs/{name}/best.pt"}
+
+
+def test_runs_are_trainings_and_their_spread_is_across_seeds(tmp_path):
+    path = write_rows(tmp_path / "eval.csv", [
+        seeded_row(0, 0.90), seeded_row(1, 0.94), seeded_row(2, 0.95),
+        # Seed 2 tested again on other episodes: still one training, its mean is 0.96.
+        seeded_row(2, 0.97, episode_seed=1),
+    ])
+    # The same evaluation merged from a second CSV counts once.
+    copy = write_rows(tmp_path / "copy.csv", [seeded_row(1, 0.94)])
+    group = aggregate(read_results([path, copy])).iloc[0]
+    means = pd.Series([0.90, 0.94, 0.96])
+    assert group["runs"] == 3
+    assert group["accuracy_mean"] == pytest.approx(means.mean())
+    assert group["run_std"] == pytest.approx(means.std())
+    assert group["seeds_ci95"] == pytest.approx(4.3027 * means.std() / math.sqrt(3))
+    assert group["episodes"] == 4 * 600
+    # Seed 2's CI is that of its two evaluations' mean; the group's combines the three runs.
+    seed2 = math.sqrt(2 * 0.01 ** 2) / 2
+    assert group["ci95"] == pytest.approx(math.sqrt(2 * 0.01 ** 2 + seed2 ** 2) / 3)
+    # The same directory name in another reproduction folder is another training.
+    other = write_rows(tmp_path / "other.csv", [seeded_row(0, 0.80, out="elsewhere")])
+    assert aggregate(read_results([path, other])).iloc[0]["runs"] == 4
+    text = format_table(aggregate(read_results([path])), "table")
+    assert f"{100 * 4.3027 * means.std() / math.sqrt(3):.2f}" in text
+
+
+def test_student_t_quantiles():
+    from fewshot_cli.report.aggregate import t975
+
+    stats = pytest.importorskip("scipy.stats")
+    for df in (1, 2, 5, 30, 31, 45, 200):
+        assert t975(df) == pytest.approx(stats.t.ppf(0.975, df), abs=1e-4)

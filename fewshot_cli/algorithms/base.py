@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
+from fewshot_cli.errors import FewshotError
+
 if TYPE_CHECKING:  # the run layer sits above this one: type hints only
     from fewshot_cli.data.episodes import Episode, EpisodeSampler
     from fewshot_cli.run.config import TrainConfig
@@ -120,7 +122,10 @@ class Algorithm:
             ``t * n ... t * n + n - 1`` of the training sampler.
         step: replaces the default training iteration (``step_on_episodes``) when given:
             ``step(algorithm, model, optimizer, episodes, config)`` returning ``(loss, accuracy)``
-            (e.g. another engine computing the same meta-gradient).
+            (e.g. another engine computing the same meta-gradient). Contract, which data-parallel
+            training relies on: the gradient is that of the *mean* loss over ``episodes``, and
+            the step ends with one ``optimizer.step()`` (where ``run.distributed`` averages the
+            gradients of the processes' shares).
         for_ways: ``for_ways(model, ways)``: the model ready for ``ways``-way episodes at test
             (MAML's new head follows the model's device); it may change ``model`` in place.
         bn_mode: BatchNorm mode at test when ``--bn-mode auto`` (``batch`` or ``running``).
@@ -174,13 +179,19 @@ class Algorithm:
 
     def train_step(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                    sampler: EpisodeSampler, iteration: int, config: TrainConfig,
-                   device: torch.device | str = "cpu") -> tuple[float, float]:
+                   device: torch.device | str = "cpu", rank: int = 0,
+                   world: int = 1) -> tuple[float, float]:
         """Training iteration ``iteration`` on its episodes of ``sampler``; ``(loss, accuracy)``.
+
+        With ``world`` data-parallel processes this process (``rank``) steps on its share of the
+        iteration's episodes; ``run.distributed`` averages the gradients of all shares before
+        ``optimizer.step`` (a step pre-hook), whatever ``step`` computes them.
 
         Example:
             >>> loss, accuracy = algorithm.train_step(model, optimizer, sampler, 0, config)
         """
-        episodes = episodes_of_step(sampler, iteration, self.episodes_per_step(config), device)
+        episodes = episodes_of_step(sampler, iteration, self.episodes_per_step(config), device,
+                                    rank, world)
         return (self.step or step_on_episodes)(self, model, optimizer, episodes, config)
 
 
@@ -210,10 +221,18 @@ def step_on_episodes(algorithm: Algorithm, model: torch.nn.Module,
 
 
 def episodes_of_step(sampler: EpisodeSampler, iteration: int, per_step: int,
-                     device: torch.device | str) -> list[Episode]:
+                     device: torch.device | str, rank: int = 0, world: int = 1) -> list[Episode]:
     """Episodes ``iteration * per_step ...`` of ``sampler`` on ``device``: one iteration's tasks.
+
+    With ``world`` processes, process ``rank`` takes the ``rank``-th of ``world`` equal
+    contiguous shares of them (``per_step`` must divide by ``world``).
 
     Example:
         >>> batch = episodes_of_step(sampler, 3, per_step=32, device="cpu")  # episodes 96..127
+        >>> share = episodes_of_step(sampler, 3, 32, "cpu", rank=1, world=2)  # episodes 112..127
     """
-    return [sampler[iteration * per_step + j].to(device) for j in range(per_step)]
+    if per_step % world:
+        raise FewshotError(f"{per_step} episodes per iteration do not split across {world} processes")
+    share = per_step // world
+    first = iteration * per_step + rank * share
+    return [sampler[first + j].to(device) for j in range(share)]

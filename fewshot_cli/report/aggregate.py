@@ -5,12 +5,21 @@ grouped by the chosen columns; each group reports the mean accuracy, its 95% con
 interval, the number of runs, the episodes behind them, and, where several runs (seeds) share a
 group, the spread of their means.
 
+What a run is: one training (one seed). Rows are matched to their training by the directory
+of their ``checkpoint`` (every row ``eval`` writes has one; a row without it counts as a run of
+its own). A training evaluated twice in one group (several episode seeds, or the same result
+appended to two CSVs) is still one run: identical repeated rows count once, and the remaining
+rows of one training are averaged into its run mean first (their CIs combined as below). So
+``runs`` counts seeds and ``run_std`` is their spread, not the spread of test episodes.
+
 How a group's CI is combined: the per-episode accuracies are not stored in the CSV, so the
 pooled CI cannot be computed. The group accuracy is the mean of the run means ``m_i`` (each run
 weighs the same), and the runs are independent, so ``Var(mean) = sum Var(m_i) / n^2`` and its
 95% CI is ``sqrt(sum ci_i^2) / n`` (``ci_i = 1.96 * sd(m_i)``). That interval covers episode
-sampling noise only; the variation between seeds is what ``run_std`` (the sample standard
-deviation of the run means, ``n >= 2``) shows.
+sampling noise only, for these trainings. The variation between seeds is what ``run_std`` (the
+sample standard deviation of the run means, ``n >= 2``) shows, and ``seeds_ci95`` is the 95% CI
+of the mean over seeds, ``t(0.975, n - 1) * run_std / sqrt(n)`` (Student t): the interval to
+quote for "mean ± CI over n seeds".
 """
 
 from __future__ import annotations
@@ -39,8 +48,31 @@ ALWAYS_SHOWN = ("algorithm", "split", "test_ways", "test_shots", "bn_mode")
 SAME_EVALUATION = ("checkpoint", "checkpoint_iteration", "split_part", "test_ways", "test_shots",
                    "test_queries", *registry.group_columns(), "bn_mode", "seed", "episodes")
 FORMATS = ("table", "markdown", "csv")
-STATS = ("accuracy_mean", "ci95", "runs", "episodes", "run_std")
+STATS = ("accuracy_mean", "ci95", "runs", "episodes", "run_std", "seeds_ci95")
 GLOB_CHARS = set("*?[")
+# Columns that differ between two appends of the same evaluation.
+INCIDENTAL = ("timestamp", "eval_seconds", "version", "source")
+# Student t quantiles t(0.975, df) for df = 1..30 (scipy.stats.t.ppf); beyond, an expansion.
+T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
+        2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
+        2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423)
+
+
+def t975(df: int) -> float:
+    """The 97.5% quantile of Student's t with ``df`` degrees of freedom (for a 95% CI).
+
+    Example:
+        >>> t975(2)
+        4.3027
+    """
+    if df < 1:
+        return math.nan
+    if df <= len(T975):
+        return T975[df - 1]
+    z, v = 1.959963984540054, float(df)  # Abramowitz & Stegun 26.7.5, < 1e-7 off beyond 30
+    return (z + (z**3 + z) / (4 * v) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2)
+            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3)
+            + (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / (92160 * v**4))
 
 
 def expand_patterns(patterns: Iterable[str | Path]) -> list[Path]:
@@ -170,8 +202,10 @@ def aggregate(rows: pd.DataFrame, by: Sequence[str] = DEFAULT_BY,
     Returns:
         The ``by`` columns then ``accuracy_mean`` (mean of the run means), ``ci95`` (combined
         as ``sqrt(sum ci_i^2) / runs``, see the module docstring; NaN when a run lacks its CI),
-        ``runs``, ``episodes`` (summed; NaN when a run lacks the count) and ``run_std``
-        (standard deviation of the run means, NaN for a single run); fractions, not percent.
+        ``runs`` (trainings, see the module docstring), ``episodes`` (summed; NaN when a run
+        lacks the count), ``run_std`` (standard deviation of the run means, NaN for a single
+        run) and ``seeds_ci95`` (95% CI of the mean over the runs, Student t; NaN for a
+        single run); fractions, not percent.
 
     Example:
         >>> aggregate(read_results(["results/eval.csv"]), by=["algorithm", "test_shots"])
@@ -190,26 +224,48 @@ def aggregate(rows: pd.DataFrame, by: Sequence[str] = DEFAULT_BY,
                 known = ", ".join(c for c in COLUMNS if c in rows.columns)
                 raise FewshotError(f"unknown column '{column}' to group by (the CSVs have: {known})")
             rows[column] = ""
+    rows = rows.drop_duplicates([c for c in rows.columns if c not in INCIDENTAL], keep="last")
     for column in ("ci95", "episodes"):
         values = rows[column] if column in rows.columns else pd.Series("", index=rows.index)
         rows[f"_{column}"] = pd.to_numeric(values, errors="coerce")
+    rows["_run"] = training_keys(rows)
     records = []
     for keys, group in rows.groupby(by, sort=False):
         keys = keys if isinstance(keys, tuple) else (keys,)
-        n = len(group)
-        means = group["accuracy_mean"]
-        cis, episodes = group["_ci95"], group["_episodes"]
+        runs = group.groupby("_run", sort=False).agg(
+            mean=("accuracy_mean", "mean"), count=("accuracy_mean", "size"),
+            square=("_ci95", lambda c: (c ** 2).sum() if c.notna().all() else math.nan),
+            episodes=("_episodes", lambda e: e.sum() if e.notna().all() else math.nan))
+        n = len(runs)
+        means = runs["mean"]
+        cis = (runs["square"] ** 0.5) / runs["count"]  # each run's CI, as for a group below
+        std = means.std(ddof=1) if n > 1 else math.nan
         records.append({
             **dict(zip(by, keys)),
             "accuracy_mean": means.mean(),
             # hypot, not sqrt of a sum of squares: one run's CI comes back exactly as stored.
             "ci95": math.hypot(*cis) / n if cis.notna().all() else math.nan,
             "runs": n,
-            "episodes": episodes.sum() if episodes.notna().all() else math.nan,
-            "run_std": means.std(ddof=1) if n > 1 else math.nan,
+            "episodes": runs["episodes"].sum() if runs["episodes"].notna().all() else math.nan,
+            "run_std": std,
+            "seeds_ci95": t975(n - 1) * std / math.sqrt(n) if n > 1 else math.nan,
         })
     records.sort(key=lambda r: tuple(natural_key(r[c]) for c in by))
     return pd.DataFrame(records, columns=[*by, *STATS])
+
+
+def training_keys(rows: pd.DataFrame) -> list[str]:
+    """The training each row evaluates: its checkpoint's directory and training seed, or the
+    row itself when it names no checkpoint (see the module docstring).
+
+    Example:
+        >>> training_keys(pd.DataFrame({"checkpoint": ["runs/a/best.pt", "runs/a/last.pt"]}))
+        ['runs/a|', 'runs/a|']
+    """
+    checkpoints = rows["checkpoint"] if "checkpoint" in rows.columns else pd.Series("", index=rows.index)
+    seeds = rows["train_seed"] if "train_seed" in rows.columns else pd.Series("", index=rows.index)
+    return [f"{Path(c).parent}|{s}" if c else f"row {i}"
+            for i, (c, s) in enumerate(zip(checkpoints, seeds))]
 
 
 def percent(value: float, digits: int = 2) -> str:
@@ -303,7 +359,7 @@ def format_table(table: pd.DataFrame, fmt: str = "table", always: Sequence[str] 
         return table.to_csv(index=False, lineterminator="\n", float_format="%.5f")
     by, same = ([c for c in table.columns if c not in STATS], []) if always is None \
         else shown_columns(table, always)
-    headers = [*by, "accuracy (%)", "runs", "episodes", "run std (%)"]
+    headers = [*by, "accuracy (%)", "runs", "episodes", "run std (%)", "seeds CI95 (%)"]
     rows = []
     for record in table.to_dict("records"):
         accuracy = percent(record["accuracy_mean"])
@@ -311,7 +367,7 @@ def format_table(table: pd.DataFrame, fmt: str = "table", always: Sequence[str] 
             accuracy += f" ± {percent(record['ci95'])}"
         episodes = "" if math.isnan(record["episodes"]) else str(int(record["episodes"]))
         rows.append([*(record[c] for c in by), accuracy, str(record["runs"]), episodes,
-                     percent(record["run_std"])])
+                     percent(record["run_std"]), percent(record["seeds_ci95"])])
     text = render(headers, rows, fmt, right=headers[len(by):]) + "\n"
     if same:
         text += ("\n" if fmt == "markdown" else "") + f"Every line: {', '.join(same)}.\n"

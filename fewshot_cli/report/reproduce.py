@@ -18,6 +18,14 @@ Every cell appends one row to ``DIR/eval.csv``; run directories are ``DIR/runs/<
 training (every field of ``TRAINING_FIELDS``) and test protocol (ways, shots, queries, episodes,
 BatchNorm mode); a training with a ``last.pt`` resumes from it, so an interrupted reproduction
 continues where it stopped when the same command is run again.
+
+Seeds and parallelism: with ``seeds`` every cell is trained and tested at each training seed,
+in its own run directory (``maml-5w1s-seed1``; seed 0 keeps the plain name) with its own rows,
+and the table gives the mean and 95% CI across seeds (``aggregate``). The unit of work is a
+``Training`` (one run directory and the cells it serves): ``jobs`` runs several at once in
+worker processes (``run.workers``), and ``report.plan`` prints one command per training for an
+outside scheduler, each writing ``DIR/csv/<training>.csv``; the table reads every CSV of the
+folder (``result_csvs``), so either way it is the same table.
 """
 
 from __future__ import annotations
@@ -33,8 +41,8 @@ import pandas as pd
 from fewshot_cli.algorithms import registry
 from fewshot_cli.algorithms.base import BudgetSettings
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.report.aggregate import (aggregate, format_accuracy, natural_key, percent, read_csv,
-                                          render)
+from fewshot_cli.report.aggregate import (aggregate, format_accuracy, natural_key, percent,
+                                          read_csv, read_results, render)
 from fewshot_cli.run.checkpoint import CONFIG, LAST, load_checkpoint, read_config
 from fewshot_cli.run.config import TrainConfig
 
@@ -46,6 +54,7 @@ GRID = ("5w1s", "5w5s", "20w1s", "20w5s")
 TEST_QUERIES = 15
 TEST_SEED = 0
 COMPARISON_FORMATS = ("table", "markdown")  # what format_comparison writes
+PLAN_CSVS = "csv"  # the folder of the CSVs of ``--plan``'s commands, inside the output folder
 
 
 @dataclass(frozen=True)
@@ -182,9 +191,10 @@ def cell_protocol(cell: Cell, episodes: int) -> dict[str, str]:
             "split_part": "test", "bn_mode": resolve_bn_mode(cell.algorithm)}
 
 
-def csv_rows(csv_path: Path) -> list[dict[str, str]]:
-    """The rows of the CSV at ``csv_path`` as dicts of strings (none when it is absent)."""
-    return read_csv(csv_path).to_dict("records") if csv_path.exists() else []
+def csv_rows(csv_paths: Path | Iterable[Path]) -> list[dict[str, str]]:
+    """The rows of the evaluation CSVs ``csv_paths`` (those that exist) as dicts of strings."""
+    paths = [csv_paths] if isinstance(csv_paths, Path) else csv_paths
+    return [row for path in paths if path.exists() for row in read_csv(path).to_dict("records")]
 
 
 def is_done(rows: list[dict[str, str]], run_dir: Path, config: TrainConfig,
@@ -212,6 +222,164 @@ def is_done(rows: list[dict[str, str]], run_dir: Path, config: TrainConfig,
     return all(getattr(stored, f) == getattr(planned, f) for f in TRAINING_FIELDS)
 
 
+def result_csvs(out_dir: str | Path) -> list[Path]:
+    """Every evaluation CSV of a reproduction folder: ``eval.csv`` (what ``reproduce`` writes)
+    and ``csv/*.csv`` (one per command of ``reproduce --plan``), those that exist."""
+    out_dir = Path(out_dir)
+    return [p for p in [out_dir / "eval.csv", *sorted((out_dir / PLAN_CSVS).glob("*.csv"))]
+            if p.is_file()]
+
+
+@dataclass(frozen=True)
+class Test:
+    """One test of the plan: a cell, at one training seed.
+
+    Attributes:
+        cell: the grid cell.
+        seed: the training seed (test episodes are always seed 0: every model sees the same).
+        number: its place in the plan, from 1 (for progress lines).
+        episodes: test episodes.
+        done: its row is in the folder's CSVs already.
+    """
+
+    cell: Cell
+    seed: int
+    number: int
+    episodes: int
+    done: bool
+
+
+@dataclass(frozen=True)
+class Training:
+    """One training of the plan (a run directory) and the tests it serves.
+
+    Attributes:
+        name: its run directory under ``runs/``: ``maml-5w1s``, ``protonet-60w1s``..., with
+            ``-seedS`` for training seeds other than 0 (so a one-seed reproduction is seed 0
+            of a multi-seed one).
+        config: its configuration (seed included).
+        tests: its cells (several when one model serves several cells, as ProtoNet's).
+    """
+
+    name: str
+    config: TrainConfig
+    tests: tuple[Test, ...]
+
+
+def seed_list(seeds: int | Iterable[int]) -> list[int]:
+    """Training seeds: ``N`` as ``0 .. N-1``, a list as given.
+
+    Example:
+        >>> seed_list(3), seed_list([4])
+        ([0, 1, 2], [4])
+    """
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise FewshotError(f"--seeds must be at least 1 (got {seeds})")
+        return list(range(seeds))
+    seeds = list(dict.fromkeys(seeds))
+    if not seeds or any(s < 0 for s in seeds):
+        raise FewshotError(f"training seeds must be 0 or more (got {seeds})")
+    return seeds
+
+
+def plan_trainings(out_dir: Path, budget: Budget, algorithms: Iterable[str] | None = None,
+                   cells: Iterable[str] | None = None, split: str | None = None,
+                   seeds: int | Iterable[int] = 1,
+                   csv_paths: Iterable[Path] | None = None) -> list[Training]:
+    """The trainings of a reproduction, each with its tests, for every seed (seed by seed).
+
+    A training serving several cells is validated at the fewest ways it is tested at, so a
+    training is the same whichever subset of the plan (``--plan``'s commands) asks for it. Run
+    directories with a ``last.pt`` are checked to hold the same training (before any data is
+    loaded); tests with a row of the same training and test protocol in ``csv_paths`` (default
+    ``result_csvs(out_dir)``) are done (``is_done``).
+
+    Example:
+        >>> [t.name for t in plan_trainings(Path("out"), get_budget("cpu"), ["maml"], ["5w1s"], seeds=2)]
+        ['maml-5w1s', 'maml-5w1s-seed1']
+    """
+    plan = plan_cells(budget, algorithms, cells)
+    rows = csv_rows(result_csvs(out_dir) if csv_paths is None else csv_paths)
+    splits = {c.algorithm: split or registry.get(c.algorithm).paper_split for c in plan}
+    served: dict[str, list[Cell]] = {}  # training name (which does not depend on val_ways)
+    for cell in plan:
+        served.setdefault(training_for(cell, budget, splits[cell.algorithm], cell.ways)[0],
+                          []).append(cell)
+    val_ways = {cell: min(c.ways for c in cells) for cells in served.values() for cell in cells}
+    trainings: dict[str, tuple[TrainConfig, list[Test]]] = {}
+    seeds = seed_list(seeds)
+    for seed in seeds:
+        for cell in plan:
+            name, config = training_for(cell, budget, splits[cell.algorithm], val_ways[cell])
+            config = dataclasses.replace(config, seed=seed)
+            config.resolved()  # a bad cell fails before anything runs
+            name += f"-seed{seed}" if seed else ""
+            episodes = budget.algorithms[cell.algorithm].test_episodes
+            done = is_done(rows, out_dir / "runs" / name, config, cell_protocol(cell, episodes))
+            test = Test(cell, seed, len(plan) * seeds.index(seed) + plan.index(cell) + 1,
+                        episodes, done)
+            trainings.setdefault(name, (config, []))[1].append(test)
+    for name, (config, tests) in trainings.items():
+        if not all(t.done for t in tests) and (out_dir / "runs" / name / CONFIG).is_file():
+            # Before the data is loaded; also without checkpoints (results/ keeps config.json only).
+            check_same_training(out_dir / "runs" / name, config)
+    return [Training(name, config, tuple(tests)) for name, (config, tests) in trainings.items()]
+
+
+def title(test: Test, total: int, seeds: int) -> str:
+    """``[3/8] maml 20-way 1-shot`` (``seed 1`` added when several seeds are planned)."""
+    cell = test.cell
+    return (f"[{test.number}/{total}] {cell.algorithm} {cell.ways}-way {cell.shots}-shot"
+            + (f" seed {test.seed}" if seeds > 1 or test.seed else ""))
+
+
+def run_training(training: Training, out_dir: Path, csv_path: Path, total: int, seeds: int,
+                 data=None, data_root: str | Path | None = None, split_dir: str | Path | None = None,
+                 device: str = "auto", progress: bool = False,
+                 echo: Callable[[str], None] = print) -> None:
+    """Train (or resume) one training of the plan and run its tests not yet done.
+
+    The unit ``reproduce`` runs in order, or in worker processes with ``--jobs`` (which pass
+    ``device`` and ``echo``); ``data`` is loaded from ``data_root`` when not given.
+
+    Raises:
+        TrainingInterrupted: a signal stopped the training (``last.pt`` saved; rerun to resume).
+    """
+    from fewshot_cli.data.source import load_omniglot
+    from fewshot_cli.run.evaluation import evaluate_run
+    from fewshot_cli.run.training import TrainingInterrupted, train
+
+    tests = [t for t in training.tests if not t.done]
+    if not tests:
+        return
+    if data is None:
+        data = load_omniglot(data_root, progress=progress)
+    run_dir = out_dir / "runs" / training.name
+    config = dataclasses.replace(training.config, device=device, data_root=str(data.root),
+                                 split_dir=str(split_dir) if split_dir else None)
+    for test in tests:
+        cell, name = test.cell, title(test, total, seeds)
+        trained = load_checkpoint(run_dir / LAST)["iteration"] if (run_dir / LAST).is_file() else 0
+        if trained < config.iterations:
+            action = f"resuming at {trained}" if trained else "training"
+            echo(f"{name}: {action} {run_dir} ({config.iterations} iterations)")
+            try:
+                train(config, run_dir, resume=trained > 0, data=data, progress=progress)
+            except TrainingInterrupted as exc:
+                raise TrainingInterrupted(f"{exc}, or rerun this reproduce command",
+                                          exc.signum) from None
+        else:
+            echo(f"{name}: {run_dir} already trained")
+        echo(f"{name}: testing on {test.episodes} episodes")
+        _, row = evaluate_run(run_dir, csv_path, ways=cell.ways, shots=cell.shots,
+                              queries=TEST_QUERIES, episodes=test.episodes, seed=TEST_SEED,
+                              data=data, device=device, progress=progress)
+        published = PUBLISHED.get((cell.algorithm, cell.ways, cell.shots))
+        echo(f"{name}: {format_accuracy(row)}"
+             + (f" (published {published}%)" if published is not None else ""))
+
+
 def reproduce(
     out_dir: str | Path,
     budget: str | Budget = "quick",
@@ -225,6 +393,10 @@ def reproduce(
     device: str = "auto",
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    seeds: int | Iterable[int] = 1,
+    jobs: int = 1,
+    csv_path: str | Path | None = None,
+    report: bool = False,
 ) -> pd.DataFrame:
     """Train and evaluate the Omniglot grid into ``out_dir``; return the comparison table.
 
@@ -238,94 +410,105 @@ def reproduce(
         split_dir: folder of the Vinyals split files (default ``<data root>/splits/vinyals``).
         data: preloaded Omniglot (else loaded from ``data_root``, with ``download``).
         device: ``auto``, ``cpu``, ``cuda``...
-        progress: progress bars of training and testing.
+        progress: progress bars of training and testing (off in worker processes).
         echo: where the progress lines go.
+        seeds: training seeds: ``N`` for ``0 .. N-1``, or a list (``--seed S``: ``[S]``). Each
+            seed trains its own run directory (``Training.name``) and adds its own rows.
+        jobs: trainings at once, each in a worker process (``run.workers``: ``cores / jobs``
+            threads each, one GPU each on a machine with several).
+        csv_path: where the rows go (default ``out_dir/eval.csv``); ``--plan`` gives each
+            command its own under ``out_dir/csv/``.
+        report: train and test nothing: list the tests without a row yet and return the table
+            of the rows in ``result_csvs(out_dir)``.
 
     Returns:
-        ``comparison(out_dir / "eval.csv")``: our accuracy beside the published one, per cell.
+        ``comparison(result_csvs(out_dir))``: our accuracy beside the published one, per cell,
+        mean and 95% CI across seeds when there are several.
 
     Raises:
         TrainingInterrupted: a signal stopped a training (``last.pt`` saved; rerun to resume).
 
     Example:
-        >>> print(format_comparison(reproduce("results/quick", "quick")))
+        >>> print(format_comparison(reproduce("results/quick", "quick", seeds=3, jobs=3)))
     """
-    from fewshot_cli.run.evaluation import evaluate_run
-    from fewshot_cli.report.results import check_writable
     from fewshot_cli.data.source import load_omniglot
     from fewshot_cli.data.splits import make_split
-    from fewshot_cli.run.training import TrainingInterrupted, train
+    from fewshot_cli.report.results import check_writable
+    from fewshot_cli.run.workers import run_jobs
 
+    if jobs < 1:
+        raise FewshotError(f"--jobs must be at least 1 (got {jobs})")
     budget = get_budget(budget)
-    plan = plan_cells(budget, algorithms, cells)
     out_dir = Path(out_dir)
-    csv_path = out_dir / "eval.csv"
-    check_writable(csv_path)
-    rows = csv_rows(csv_path)
-    splits = {c.algorithm: split or registry.get(c.algorithm).paper_split for c in plan}
-    val_ways = {a: min(c.ways for c in plan if c.algorithm == a) for a in {c.algorithm for c in plan}}
-    jobs = []
-    for cell in plan:
-        name, config = training_for(cell, budget, splits[cell.algorithm], val_ways[cell.algorithm])
-        config.resolved()  # a bad cell fails before anything runs
-        episodes = budget.algorithms[cell.algorithm].test_episodes
-        done = is_done(rows, out_dir / "runs" / name, config, cell_protocol(cell, episodes))
-        if not done and (out_dir / "runs" / name / CONFIG).is_file():
-            # Before the data is loaded; also without checkpoints (results/ keeps config.json only).
-            check_same_training(out_dir / "runs" / name, config)
-        jobs.append((cell, name, config, episodes, done))
+    csv_path = Path(csv_path) if csv_path else out_dir / "eval.csv"
+    if not report:
+        check_writable(csv_path)
+    csvs = result_csvs(out_dir)
+    csvs += [csv_path] if csv_path.is_file() and csv_path not in csvs else []
+    trainings = plan_trainings(out_dir, budget, algorithms, cells, split, seeds, csvs)
+    tests = sorted((t for training in trainings for t in training.tests), key=lambda t: t.number)
+    n_seeds = len(seed_list(seeds))
+    runs = {t: training.name for training in trainings for t in training.tests}
+    for test in tests:
+        if test.done:
+            echo(f"{title(test, len(tests), n_seeds)}: already in {out_dir}, skipped")
+        elif report:
+            echo(f"{title(test, len(tests), n_seeds)}: no result yet (runs/{runs[test]})")
+    if report:
+        if not csvs:
+            raise FewshotError(f"no results in {out_dir} yet (no eval.csv, no {PLAN_CSVS}/*.csv)")
+        return comparison(csvs)
 
-    todo = [job for job in jobs if not job[4]]
+    todo = [t for t in trainings if not all(test.done for test in t.tests)]
     if todo:
         if data is None:
             data = load_omniglot(data_root, download=download, progress=progress)
-        for algorithm in dict.fromkeys(job[0].algorithm for job in todo):
+        for split_name in dict.fromkeys(t.config.split for t in todo):
             # Fetch (or fail on) the split files before hours of training.
-            make_split(data, splits[algorithm], 0, split_dir, download)
-    for number, (cell, name, config, episodes, skipped) in enumerate(jobs, start=1):
-        title = f"[{number}/{len(jobs)}] {cell.algorithm} {cell.ways}-way {cell.shots}-shot"
-        if skipped:
-            echo(f"{title}: already in {csv_path}, skipped")
-            continue
-        run_dir = out_dir / "runs" / name
-        config = dataclasses.replace(config, device=device, data_root=str(data.root),
-                                     split_dir=str(split_dir) if split_dir else None)
-        trained = 0
-        if (run_dir / LAST).is_file():
-            trained = load_checkpoint(run_dir / LAST)["iteration"]
-        if trained < config.iterations:
-            action = f"resuming at {trained}" if trained else "training"
-            echo(f"{title}: {action} {run_dir} ({config.iterations} iterations)")
-            try:
-                train(config, run_dir, resume=trained > 0, data=data, progress=progress)
-            except TrainingInterrupted as exc:
-                raise TrainingInterrupted(f"{exc}, or rerun this reproduce command",
-                                          exc.signum) from None
-        else:
-            echo(f"{title}: {run_dir} already trained")
-        echo(f"{title}: testing on {episodes} episodes")
-        _, row = evaluate_run(run_dir, csv_path, ways=cell.ways, shots=cell.shots,
-                              queries=TEST_QUERIES, episodes=episodes, seed=TEST_SEED, data=data,
-                              device=device, progress=progress)
-        echo(f"{title}: {format_accuracy(row)}"
-             + (f" (published {PUBLISHED[(cell.algorithm, cell.ways, cell.shots)]}%)"
-                if (cell.algorithm, cell.ways, cell.shots) in PUBLISHED else ""))
-    return comparison(csv_path)
+            make_split(data, split_name, 0, split_dir, download)
+    common = dict(total=len(tests), seeds=n_seeds, split_dir=split_dir)
+    if jobs == 1 or len(todo) <= 1:
+        for training in todo:
+            run_training(training, out_dir, csv_path, data=data, device=device,
+                         progress=progress, echo=echo, **common)
+    else:
+        # Workers load the data themselves (from the tensor cache the line above filled).
+        run_jobs([(run_training_job, (training, out_dir, csv_path, str(data.root), common))
+                  for training in todo], min(jobs, len(todo)), device)
+    csvs = result_csvs(out_dir)
+    return comparison(csvs + ([csv_path] if csv_path not in csvs else []))
 
 
-def comparison(csv_path: str | Path) -> pd.DataFrame:
-    """Our results in ``csv_path`` per cell beside the published accuracy.
+def run_training_job(training: Training, out_dir: Path, csv_path: Path, data_root: str,
+                     common: dict, device: str = "auto", echo: Callable[[str], None] = print) -> None:
+    """``run_training`` in a worker process (``run.workers``), without progress bars."""
+    from fewshot_cli.run.training import TrainingInterrupted
+
+    try:
+        run_training(training, out_dir, csv_path, data_root=data_root, device=device,
+                     progress=False, echo=echo, **common)
+    except TrainingInterrupted as exc:
+        echo(f"{training.name}: {exc}")
+        raise
+
+
+def comparison(csv_paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
+    """Our results in the evaluation CSVs ``csv_paths`` per cell beside the published accuracy.
+
+    Rows are grouped as ``aggregate`` groups them (a run is one training: with several seeds,
+    ``runs`` counts the seeds and ``seeds_ci95`` is the 95% CI of their mean).
 
     Columns: ``algorithm``, the algorithms' variant columns (``registry.group_columns()``:
-    MAML's ``order``), ``split``, ``cell``, ``accuracy_mean``, ``ci95``,
-    ``runs``, ``episodes`` (fractions, as ``aggregate``), ``published`` (%, NaN where the papers
-    have none) and ``difference`` (ours minus published, percentage points).
+    MAML's ``order``), ``split``, ``cell``, ``accuracy_mean``, ``ci95``, ``runs``,
+    ``episodes``, ``run_std``, ``seeds_ci95`` (fractions, as ``aggregate``), ``published`` (%,
+    NaN where the papers have none) and ``difference`` (ours minus published, percentage points).
 
     Example:
-        >>> comparison("results/quick/eval.csv")
+        >>> comparison(["results/quick/eval.csv", *Path("results/quick/csv").glob("*.csv")])
     """
     variants = list(registry.group_columns())
-    table = aggregate(read_csv(Path(csv_path)),
+    paths = [csv_paths] if isinstance(csv_paths, (str, Path)) else list(csv_paths)
+    table = aggregate(read_results(paths),
                       by=["algorithm", *variants, "split", "test_ways", "test_shots"])
     table = table.assign(ways=[natural_key(w)[1] for w in table["test_ways"]],
                          shots=[natural_key(s)[1] for s in table["test_shots"]])
@@ -334,29 +517,34 @@ def comparison(csv_path: str | Path) -> pd.DataFrame:
                           for a, w, s in zip(table["algorithm"], table["ways"], table["shots"])]
     table["difference"] = 100 * table["accuracy_mean"] - table["published"]
     return table[["algorithm", *variants, "split", "cell", "accuracy_mean", "ci95", "runs",
-                  "episodes", "published", "difference"]].reset_index(drop=True)
+                  "episodes", "run_std", "seeds_ci95", "published",
+                  "difference"]].reset_index(drop=True)
 
 
 def format_comparison(table: pd.DataFrame, fmt: str = "table") -> str:
-    """Text of ``comparison``: a terminal or Markdown table, then the sources of the numbers.
+    """Text of ``comparison``: a terminal or Markdown table, then what ± means and the sources.
+
+    Our accuracy is shown as mean ± 95% CI: across training seeds (Student t) for a cell with
+    several runs, across test episodes for a single run.
 
     Example:
         >>> print(format_comparison(comparison("results/quick/eval.csv"), "markdown"))
     """
     variants = list(registry.group_columns())
-    headers = ["algorithm", *variants, "split", "cell", "ours (%)", "episodes", "published (%)",
-               "ours - published"]
+    headers = ["algorithm", *variants, "split", "cell", "ours (%)", "runs", "episodes",
+               "published (%)", "ours - published"]
     rows = []
     for r in table.to_dict("records"):
-        ours = percent(r["accuracy_mean"]) + (f" ± {percent(r['ci95'])}" if pd.notna(r["ci95"]) else "")
-        if r["runs"] > 1:
-            ours += f" ({r['runs']} runs)"
+        ci = r["seeds_ci95"] if r["runs"] > 1 else r["ci95"]
+        ours = percent(r["accuracy_mean"]) + (f" ± {percent(ci)}" if pd.notna(ci) else "")
         known = pd.notna(r["published"])
         rows.append([r["algorithm"], *(r[v] for v in variants), r["split"], r["cell"], ours,
-                     str(int(r["episodes"])) if pd.notna(r["episodes"]) else "",
+                     str(r["runs"]), str(int(r["episodes"])) if pd.notna(r["episodes"]) else "",
                      f"{r['published']:.1f}" if known else "",
                      f"{r['difference']:+.2f}" if known else ""])
-    sources = [f"published: {name} -- {source}" for name, source in PUBLISHED_SOURCES.items()
-               if name in set(table["algorithm"])]
+    notes = ["ours: mean ± 95% CI, across the runs' training seeds (Student t) where runs > 1, "
+             "across the test episodes of the one run otherwise"]
+    notes += [f"published: {name} -- {source}" for name, source in PUBLISHED_SOURCES.items()
+              if name in set(table["algorithm"])]
     text = render(headers, rows, fmt, right=headers[headers.index("ours (%)"):])
-    return text + "\n" + ("\n" if fmt == "markdown" and sources else "") + "\n".join(sources) + "\n"
+    return text + "\n" + ("\n" if fmt == "markdown" else "") + "\n".join(notes) + "\n"

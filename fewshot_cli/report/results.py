@@ -24,7 +24,7 @@ COLUMNS = [
     "timestamp", "run_id", "algorithm", *registry.csv_columns(), "backbone", "dataset", "split",
     "split_part", "rotations", "train_ways", "train_shots", "train_queries", "test_ways",
     "test_shots", "test_queries", "train_iterations", "checkpoint_iteration", "episodes", "seed",
-    "bn_mode", "accuracy_mean", "ci95", "eval_seconds", "checkpoint", "version",
+    "train_seed", "bn_mode", "accuracy_mean", "ci95", "eval_seconds", "checkpoint", "version",
 ]
 REQUIRED = {"algorithm", "accuracy_mean"}  # what makes a CSV an evaluation CSV
 

@@ -277,7 +277,7 @@ def evaluate_run(
         "train_iterations": config.iterations,
         # A best.pt (or a time-limited run) may stop short of the planned iterations.
         "checkpoint_iteration": state["iteration"],
-        "episodes": episodes, "seed": seed,
+        "episodes": episodes, "seed": seed, "train_seed": config.seed,
         "bn_mode": mode, "accuracy_mean": f"{result.mean:.5f}", "ci95": f"{result.ci95:.5f}",
         "eval_seconds": f"{result.seconds:.2f}", "checkpoint": str(checkpoint_path),
         "version": __version__,

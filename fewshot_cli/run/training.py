@@ -9,6 +9,10 @@ resumed with ``resume=True`` ends with the very weights of an uninterrupted one 
 
 Ctrl-C or SIGTERM finish the iteration under way, save ``last.pt`` and stop with
 ``TrainingInterrupted``; a second Ctrl-C stops at once (the last periodic checkpoint stays).
+
+Under torchrun (``parallel``, see ``run.distributed``) each process trains on its share of every
+iteration's episodes with gradients averaged before the optimizer step: the same training as
+one process (up to float rounding), with rank 0 alone validating and writing the run directory.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from fewshot_cli.atomic import atomic_write_text
 from fewshot_cli.run.checkpoint import (BEST, LAST, LOG, load_checkpoint, read_config,
                                         save_checkpoint, save_config)
 from fewshot_cli.run.config import TrainConfig, pick_device
+from fewshot_cli.run.distributed import Parallel, check_split
 from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
 from fewshot_cli.errors import FewshotError
 from fewshot_cli.run.evaluation import evaluate
@@ -181,6 +186,7 @@ def train(
     max_seconds: float | None = None,
     download: bool = False,
     overwrite: bool = False,
+    parallel: Parallel | None = None,
 ) -> TrainResult:
     """Meta-train ``config.algorithm`` and keep its checkpoints in ``run_dir``.
 
@@ -199,6 +205,10 @@ def train(
             much wall-clock time has passed; ``--resume`` can continue it later.
         overwrite: start afresh in a ``run_dir`` that already holds a run, deleting its
             checkpoints and logs first (without it, such a directory is refused).
+        parallel: this process's rank among data-parallel processes (``run.distributed``, in a
+            joined process group): every rank trains on its share of each iteration's episodes
+            and rank 0 alone reads and writes the run directory and validates. The run's
+            configuration and checkpoint come from rank 0, so only its machine needs them.
 
     Raises:
         TrainingInterrupted: after a signal (``last.pt`` saved).
@@ -208,32 +218,47 @@ def train(
         >>> train(TrainConfig("protonet", iterations=250), "runs/proto")
     """
     run_dir = Path(run_dir)
-    state = None
-    if resume:
-        stored = TrainConfig.from_dict(read_config(run_dir))
-        if stored.algorithm != config.algorithm:
-            raise FewshotError(f"{run_dir} is a {stored.algorithm} run, not {config.algorithm}")
-        stored.iterations, stored.device = config.iterations, config.device
-        stored.data_root = config.data_root or stored.data_root
-        config = stored
-        state = load_checkpoint(run_dir / LAST)
-        if state["algorithm"] != config.algorithm:
-            raise FewshotError(f"{run_dir / LAST} does not hold a {config.algorithm} model")
-        if state["iteration"] > config.iterations:
-            raise FewshotError(f"{run_dir} has done {state['iteration']} iterations already, more "
-                               f"than --iterations {config.iterations}: give more to extend it")
-    elif not overwrite and run_files(run_dir):
-        raise FewshotError(f"{run_dir} already holds a training run ({', '.join(run_files(run_dir))}); "
-                           f"continue it with --resume {run_dir}, replace it with --overwrite, "
-                           f"or choose another --out")
-    config = config.resolved()
+    main = parallel is None or parallel.main
+    local_root = config.data_root
+
+    def settings() -> tuple[TrainConfig, dict | None]:
+        state, resolved = None, config
+        if resume:
+            stored = TrainConfig.from_dict(read_config(run_dir))
+            if stored.algorithm != config.algorithm:
+                raise FewshotError(f"{run_dir} is a {stored.algorithm} run, not {config.algorithm}")
+            stored.iterations, stored.device = config.iterations, config.device
+            stored.data_root = config.data_root or stored.data_root
+            resolved = stored
+            state = load_checkpoint(run_dir / LAST)
+            if state["algorithm"] != config.algorithm:
+                raise FewshotError(f"{run_dir / LAST} does not hold a {config.algorithm} model")
+            if state["iteration"] > resolved.iterations:
+                raise FewshotError(f"{run_dir} has done {state['iteration']} iterations already, "
+                                   f"more than --iterations {resolved.iterations}: give more to "
+                                   f"extend it")
+        elif not overwrite and run_files(run_dir):
+            raise FewshotError(f"{run_dir} already holds a training run "
+                               f"({', '.join(run_files(run_dir))}); continue it with --resume "
+                               f"{run_dir}, replace it with --overwrite, or choose another --out")
+        resolved = resolved.resolved()
+        if parallel is not None:
+            check_split(registry.get(resolved.algorithm), resolved, parallel.world)
+        return resolved, state
+
+    config, state = parallel.share(settings) if parallel is not None else settings()
     if config.data_root is None and data is not None:
         # Recorded, so that a later `fewshot eval` of this run finds the data by itself.
         config.data_root = str(data.root)
     algorithm = registry.get(config.algorithm)
     device = pick_device(config.device)
+    rank, world = (parallel.rank, parallel.world) if parallel is not None else (0, 1)
+    if parallel is not None:
+        device = parallel.device_for(device)
+        progress = progress and main
     if data is None:
-        data = load_omniglot(config.data_root, download=download, progress=progress)
+        data = load_omniglot(local_root or config.data_root, download=download,
+                             progress=progress)
     split = make_split(data, config.split, config.split_seed, config.split_dir)
     train_sampler = EpisodeSampler(meta_dataset(data, split, "train"), config.ways, config.shots,
                                    config.queries, seed=config.seed, rotate=config.rotations,
@@ -241,15 +266,22 @@ def train(
     val_sampler = EpisodeSampler(meta_dataset(data, split, "val"), config.test_ways,
                                  config.test_shots, config.test_queries,
                                  seed=config.seed + VAL_SEED_OFFSET, part="val")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise FewshotError(f"cannot create run directory {run_dir}: {exc.strerror}") from exc
-    if not resume:
-        # A fresh start must not leave the previous run's best.pt beside the new config.json.
-        for name in run_files(run_dir):
-            (run_dir / name).unlink()
-    save_config(run_dir, config)
+
+    def prepare_directory() -> None:
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FewshotError(f"cannot create run directory {run_dir}: {exc.strerror}") from exc
+        if not resume:
+            # A fresh start must not leave the previous run's best.pt beside the new config.json.
+            for name in run_files(run_dir):
+                (run_dir / name).unlink()
+        save_config(run_dir, config)
+
+    if parallel is not None:
+        parallel.share(prepare_directory)  # the others wait: its failure stops every rank
+    else:
+        prepare_directory()
 
     torch.manual_seed(config.seed)
     model = algorithm.build_model(config).to(device)
@@ -263,14 +295,20 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start, best, elapsed = state["iteration"], state["best_val"], state["elapsed"]
-        log = [row for row in read_log(run_dir) if int(row["iteration"]) <= start]
+        if main:
+            log = [row for row in read_log(run_dir) if int(row["iteration"]) <= start]
+    hook = None
+    if parallel is not None:
+        parallel.sync(model)
+        hook = parallel.attach(optimizer)
 
     def checkpoint(iteration: int) -> dict:
         return {"algorithm": config.algorithm, "iteration": iteration, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "best_val": best, "elapsed": elapsed}
 
-    keep_iterations(run_dir, start)
+    if main:
+        keep_iterations(run_dir, start)
     began = time.perf_counter() - elapsed
     losses, accuracies = [], []
     # Rows of iterations.csv not written yet: appended before each save of last.pt, so the file
@@ -283,15 +321,24 @@ def train(
     with stop_on_signal() as signal_state:
         for iteration in range(start, config.iterations):
             lr = optimizer.param_groups[0]["lr"]
+            if parallel is not None:
+                parallel.begin_step(model)
             loss, accuracy = algorithm.train_step(model, optimizer, train_sampler, iteration,
-                                                  config, device)
+                                                  config, device, rank, world)
             scheduler.step()
-            pending.append({"iteration": iteration + 1, "train_loss": f"{loss:.5f}",
-                            "train_accuracy": f"{accuracy:.5f}", "lr": f"{lr:.6g}",
-                            "elapsed_seconds": f"{time.perf_counter() - began:.2f}"})
+            out_of_time = max_seconds is not None and time.perf_counter() - began >= max_seconds
+            stop = signal_state["stop"]
+            if parallel is not None:  # every rank must agree to stop at the same iteration
+                loss, accuracy, out_of_time, stop = parallel.end_step(model, loss, accuracy,
+                                                                      out_of_time, stop)
+            if main:
+                pending.append({"iteration": iteration + 1, "train_loss": f"{loss:.5f}",
+                                "train_accuracy": f"{accuracy:.5f}", "lr": f"{lr:.6g}",
+                                "elapsed_seconds": f"{time.perf_counter() - began:.2f}"})
             broken = f"the loss is {loss}" if not math.isfinite(loss) else nonfinite_state(model)
             if broken:
-                append_iterations(run_dir, pending)  # the losses that led here are worth seeing
+                if main:
+                    append_iterations(run_dir, pending)  # the losses that led here are worth seeing
                 # Only this run's own last.pt (saved now, or before a resume) is worth naming.
                 saved = (f"the last good checkpoint is {run_dir / LAST} (iteration {saved_at})"
                          if saved_at is not None else "no checkpoint was saved yet")
@@ -301,11 +348,10 @@ def train(
             losses.append(loss)
             accuracies.append(accuracy)
             done = iteration + 1
-            out_of_time = max_seconds is not None and time.perf_counter() - began >= max_seconds
             bar.update(1)
             bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}",
                             acc=f"{sum(accuracies[-20:]) / len(accuracies[-20:]):.3f}")
-            if done % config.val_every == 0 or done == config.iterations or out_of_time:
+            if main and (done % config.val_every == 0 or done == config.iterations or out_of_time):
                 val = evaluate(config, model, val_sampler, config.val_episodes, device=device)
                 elapsed = time.perf_counter() - began
                 log.append({"iteration": done, "train_loss": f"{sum(losses) / len(losses):.5f}",
@@ -323,16 +369,23 @@ def train(
                     bar.write(f"iteration {done}: validation accuracy {val.mean:.2%}")
             if out_of_time:
                 break
-            if signal_state["stop"] or (stop_after is not None and done >= stop_after):
+            # One process also stops on a signal received while it validated.
+            stop = stop or (parallel is None and signal_state["stop"])
+            if stop or (stop_after is not None and done >= stop_after):
                 elapsed = time.perf_counter() - began
-                append_iterations(run_dir, pending)
-                save_checkpoint(run_dir / LAST, checkpoint(done))
-                write_log(run_dir, log)
+                if main:
+                    append_iterations(run_dir, pending)
+                    save_checkpoint(run_dir / LAST, checkpoint(done))
+                    write_log(run_dir, log)
                 bar.close()
+                if hook is not None:
+                    hook.remove()
                 raise TrainingInterrupted(
                     f"stopped after iteration {done}; {run_dir / LAST} saved, continue with --resume {run_dir}",
                     signal_state["signum"])
     bar.close()
+    if hook is not None:
+        hook.remove()
     return TrainResult(run_dir, done if out_of_time else config.iterations, best,
                        time.perf_counter() - began, config.iterations,
                        out_of_time and done < config.iterations)
