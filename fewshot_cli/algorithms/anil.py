@@ -4,8 +4,8 @@ The network is MAML's (Conv-4 ``backbone`` and a linear N-way ``head``). Per tas
 embeds the support images and the queries once, in one pass; learn2learn's ``MAML`` wraps the
 head, a clone of it adapts on the support features, and the adapted head classifies the query
 features, as learn2learn's ANIL examples do. The backbone learns only through the meta-gradient
-(second order through the head's steps unless ``--first-order``), which makes an iteration much
-cheaper than MAML's.
+(second order through the head's steps unless ``--first-order``) and runs once per task,
+whatever the number of inner steps.
 
 With batch BatchNorm (the default, as MAML), that one pass normalises the support images
 together with the queries, so the head adapts on support features that saw the queries' batch
@@ -89,7 +89,8 @@ ALGORITHM = Algorithm(
         "Raghu, Raghu, Bengio & Vinyals (2020), Rapid Learning or Feature Reuse?, Table 2 "
         "(Omniglot 20-way; mean of 3 seeds; no 5-way numbers)"),
     paper_split="random",
-    # The same lengths as MAML's budgets; an iteration adapts the head only, so it is cheaper.
+    # MAML's lengths. The backbone runs once per task (MAML's once per inner step and once more),
+    # so 20-way cells with their 5 steps cost less than MAML's; not timed on an idle machine yet.
     budgets={
         "quick": BudgetSettings(60, 100, {"meta_batch": 8, "first_order": False, "lr": 3e-3}),
         "cpu": BudgetSettings(200, 600, {"meta_batch": 8, "first_order": False, "lr": 3e-3}),

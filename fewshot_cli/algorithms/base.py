@@ -11,9 +11,11 @@ BatchNorm modes, one definition everywhere (training, validation, ``eval`` and `
 
 - ``batch``: the network is in training mode and every forward pass normalises with the
   statistics of its own batch. Adapting to a support set (MAML's inner steps) sees the support
-  images alone; the queries are always classified in one forward pass *together with the
-  support images* (support first, queries after), so a query's logits depend on the support set
-  and on the queries passed with it, the same way in training, ``eval`` and ``predict``.
+  images alone, unless the algorithm embeds an episode once (ANIL adapts its head on the support
+  part of the one pass below); the queries are always classified in one forward pass *together
+  with the support images* (support first, queries after), so a query's logits depend on the
+  support set and on the queries passed with it, the same way in training, ``eval`` and
+  ``predict``.
 - ``running``: the network is in evaluation mode and uses the running statistics gathered in
   training: each image is judged on its own.
 

@@ -119,8 +119,8 @@ ALGORITHM = Algorithm(
         "meta-trained 1-shot)"),
     # The paper: 1200 training characters with rotation augmentation, as MAML.
     paper_split="random",
-    # A meta-iteration costs what MAML's does at the same steps: one adaptation step here, so
-    # MAML's 5-way times and far less than its 5-step 20-way ones.
+    # MAML's lengths. An iteration computes what MAML's does at the same number of steps, with
+    # one step at every cell here (MAML takes 5 at 20 ways); not timed on an idle machine yet.
     budgets={
         "quick": BudgetSettings(60, 100, {"meta_batch": 8, "first_order": False, "lr": 3e-3}),
         "cpu": BudgetSettings(200, 600, {"meta_batch": 8, "first_order": False, "lr": 3e-3}),
