@@ -547,4 +547,6 @@ def format_comparison(table: pd.DataFrame, fmt: str = "table") -> str:
     notes += [f"published: {name} -- {source}" for name, source in PUBLISHED_SOURCES.items()
               if name in set(table["algorithm"])]
     text = render(headers, rows, fmt, right=headers[headers.index("ours (%)"):])
-    return text + "\n" + ("\n" if fmt == "markdown" else "") + "\n".join(notes) + "\n"
+    if fmt == "markdown":  # a list, or Markdown runs the lines into one paragraph
+        return text + "\n\n" + "\n".join(f"- {note}" for note in notes) + "\n"
+    return text + "\n" + "\n".join(notes) + "\n"

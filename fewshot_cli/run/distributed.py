@@ -71,8 +71,8 @@ def check_split(algorithm: Any, config: Any, world: int) -> None:
     if per_step == 1:
         raise FewshotError(
             f"{algorithm.name} trains on 1 episode per iteration: nothing to split across "
-            f"{world} processes (data parallelism splits an iteration's episodes, e.g. MAML's "
-            f"meta-batch)")
+            f"{world} processes (data parallelism splits the episodes of one iteration, e.g. a "
+            f"meta-batch of tasks)")
     option = " (--meta-batch)" if "meta_batch" in algorithm.options else ""
     raise FewshotError(f"{per_step} episodes per iteration{option} do not split evenly across "
                        f"{world} processes; use a multiple of {world}")

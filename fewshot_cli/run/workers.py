@@ -160,5 +160,5 @@ def run_jobs(jobs: Sequence[tuple[Callable, tuple]], workers: int, device: str =
         left = len(pending)
         raise TrainingInterrupted(
             f"stopped {len(problems)} running training(s) after saving their last.pt"
-            + (f"; {left} not started" if left else ""))
+            + (f", {left} not started" if left else "") + "; rerun the same command to resume")
     sys.stdout.flush()
