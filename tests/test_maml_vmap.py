@@ -1,21 +1,23 @@
 """The vmap MAML engine against learn2learn's loop: same meta-gradients, same adapted predictions.
 
-The reference is ``fewshot_cli.maml`` (``l2l.algorithms.MAML``) on the same network, built with
+The reference is ``fewshot_cli.algorithms.maml`` (``l2l.algorithms.MAML``) through the seam's
+training step and classifier (queries classified together with the support set) on the same network, built with
 BatchNorm that keeps no running statistics (the MAML paper's), from the same weights and tasks.
 Comparisons run in float64, where the two engines agree to ~1e-14; the tolerance (1e-9 of the
 largest component) is far below the ~1e-3 error that ``F.batch_norm`` inside vmap gives.
 """
 
 import copy
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from fewshot_cli import maml
-from fewshot_cli.algorithms import maml_vmap
-from fewshot_cli.episodes import EpisodeSampler, meta_dataset
+from fewshot_cli.algorithms import maml, maml_vmap
+from fewshot_cli.algorithms.base import step_on_episodes
+from fewshot_cli.data.episodes import Episode, EpisodeSampler, meta_dataset
+from fewshot_cli.data.splits import make_split
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.splits import make_split
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -40,6 +42,13 @@ def random_tasks(tasks, ways, shots, queries, seed=0, dtype=torch.float64):
         torch.rand(tasks, ways * queries, 1, 28, 28, generator=generator, dtype=dtype), labels(queries))
 
 
+def episodes_of(batch):
+    """The seam's ``Episode``s of a ``TaskBatch``."""
+    ways = int(batch.support_labels.max()) + 1
+    return [Episode(batch.support[i], batch.support_labels[i], batch.query[i],
+                    batch.query_labels[i], ways) for i in range(len(batch))]
+
+
 def paper_model(ways, backbone="conv4-strided", seed=0, dtype=torch.float64):
     torch.manual_seed(seed)
     return maml_vmap.without_running_stats(maml.build_model(ways, backbone)).to(dtype)
@@ -49,9 +58,10 @@ def both_meta_steps(model, batch, steps, inner_lr, first_order, device="cpu"):
     """Each engine's meta_step on its own copy of ``model``, SGD with lr 1 (so steps compare too)."""
     l2l_model, vmap_model = copy.deepcopy(model).to(device), copy.deepcopy(model).to(device)
     batch = batch.to(device)
-    learner = maml.build_learner(l2l_model, inner_lr, first_order=first_order)
-    l2l_out = maml.meta_step(learner, torch.optim.SGD(l2l_model.parameters(), lr=1.0),
-                             [batch[i] for i in range(len(batch))], steps)
+    config = SimpleNamespace(inner_steps=steps, inner_lr=inner_lr, first_order=first_order)
+    l2l_out = step_on_episodes(maml.ALGORITHM, l2l_model,
+                               torch.optim.SGD(l2l_model.parameters(), lr=1.0),
+                               episodes_of(batch), config)
     vmap_out = maml_vmap.meta_step(vmap_model, torch.optim.SGD(vmap_model.parameters(), lr=1.0),
                                    batch, steps, inner_lr, first_order)
     return (l2l_model, l2l_out), (vmap_model, vmap_out)
@@ -112,12 +122,13 @@ def adapted_logits_l2l(model, batch, steps, inner_lr, bn_mode):
     """What evaluation.evaluate does, episode by episode, on a copy of ``model``."""
     model = copy.deepcopy(model)
     model.train(bn_mode == "batch")
-    learner = maml.build_learner(model, inner_lr, first_order=True)
+    config = SimpleNamespace(inner_lr=inner_lr, test_inner_steps=steps)
     out = []
     for i in range(len(batch)):
-        clone = maml.adapt(learner, batch.support[i], batch.support_labels[i], steps)
+        ways = int(batch.support_labels[i].max()) + 1
+        fitted = maml.classifier(model, batch.support[i], batch.support_labels[i], ways, config)
         with torch.no_grad():
-            out.append(clone(batch.query[i]))
+            out.append(fitted(batch.query[i]))
     return torch.stack(out)
 
 

@@ -81,6 +81,38 @@ class BudgetSettings:
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
+_NORMS = torch.nn.modules.batchnorm._BatchNorm
+
+
+def tracks_running_stats(model: torch.nn.Module) -> bool:
+    """Whether any BatchNorm of ``model`` keeps running statistics (what ``running`` BatchNorm
+    mode needs).
+
+    Example:
+        >>> tracks_running_stats(torch.nn.BatchNorm2d(4, track_running_stats=False))
+        False
+    """
+    return any(isinstance(m, _NORMS) and m.running_mean is not None for m in model.modules())
+
+
+def without_running_stats(model: torch.nn.Module) -> torch.nn.Module:
+    """Turn every BatchNorm of ``model`` (in place) into one without running statistics.
+
+    The result behaves as ``nn.BatchNorm2d(..., track_running_stats=False)``: batch statistics in
+    training and evaluation alike, the MAML paper's BatchNorm. Returns ``model``.
+
+    Example:
+        >>> model = without_running_stats(torch.nn.Sequential(torch.nn.BatchNorm2d(4)))
+        >>> tracks_running_stats(model)
+        False
+    """
+    for module in model.modules():
+        if isinstance(module, _NORMS):
+            module.track_running_stats = False
+            module.running_mean = module.running_var = module.num_batches_tracked = None
+    return model
+
+
 def keep_model(model: torch.nn.Module, ways: int) -> torch.nn.Module:
     """``for_ways`` of an algorithm whose model serves any number of ways unchanged."""
     return model
@@ -104,9 +136,9 @@ class Algorithm:
         name: the name on the command line, in ``config.json`` and in the CSV.
         title: one line for help texts, e.g. ``"MAML (Finn et al., 2017)"``.
         default_ways: training ways when ``--ways`` is not given.
-        defaults: ``defaults(ways)``: its paper's values, at these training ways, for the
-            ``TrainConfig`` fields left ``None`` (queries, test ways, learning-rate schedule, its
-            own options).
+        defaults: ``defaults(ways, shots)``: its paper's values, at these training ways and
+            shots, for the ``TrainConfig`` fields left ``None`` (queries, backbone, BatchNorm
+            statistics, test ways, learning-rate schedule, its own options).
         build_model: ``build_model(config)``: the freshly initialised network of a configuration;
             its ``state_dict`` is what checkpoints hold.
         classifier: ``classifier(model, support, support_labels, ways, config, training=False,
@@ -121,6 +153,11 @@ class Algorithm:
         step: replaces the default training iteration (``step_on_episodes``) when given:
             ``step(algorithm, model, optimizer, episodes, config)`` returning ``(loss, accuracy)``
             (e.g. another engine computing the same meta-gradient).
+        batch_logits: ``batch_logits(model, episodes, config, bn_mode, steps)``: test logits
+            ``[episodes, queries, ways]`` of many same-shaped episodes at once (``model``
+            prepared as for ``classifier``), the same as ``classifier`` gives one by one; it may
+            return None where the per-episode path is the one to use. Evaluation uses it when
+            given.
         for_ways: ``for_ways(model, ways)``: the model ready for ``ways``-way episodes at test
             (MAML's new head follows the model's device); it may change ``model`` in place.
         bn_mode: BatchNorm mode at test when ``--bn-mode auto`` (``batch`` or ``running``).
@@ -149,6 +186,7 @@ class Algorithm:
     budgets: Mapping[str, BudgetSettings]
     episodes_per_step: Callable[[TrainConfig], int] = one_episode
     step: Callable[..., tuple[float, float]] | None = None
+    batch_logits: Callable[..., torch.Tensor | None] | None = None
     for_ways: Callable[[torch.nn.Module, int], torch.nn.Module] = keep_model
     bn_mode: str = "batch"
     options: tuple[str, ...] = ()

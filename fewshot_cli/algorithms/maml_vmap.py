@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
+from fewshot_cli.algorithms.base import tracks_running_stats, without_running_stats
 from fewshot_cli.errors import FewshotError
 
 __all__ = [
@@ -136,27 +137,7 @@ class BatchStatNorm(torch.nn.Module):
 
 
 _NORMS = torch.nn.modules.batchnorm._BatchNorm
-
-
-def tracks_running_stats(model: torch.nn.Module) -> bool:
-    """Whether any BatchNorm of ``model`` keeps running statistics."""
-    return any(isinstance(m, _NORMS) and m.running_mean is not None for m in model.modules())
-
-
-def without_running_stats(model: torch.nn.Module) -> torch.nn.Module:
-    """Turn every BatchNorm of ``model`` (in place) into one without running statistics.
-
-    The result behaves as ``nn.BatchNorm2d(..., track_running_stats=False)``: batch statistics in
-    training and evaluation alike, the MAML paper's BatchNorm. Returns ``model``.
-
-    Example:
-        >>> model = without_running_stats(build_model(5))
-    """
-    for module in model.modules():
-        if isinstance(module, _NORMS):
-            module.track_running_stats = False
-            module.running_mean = module.running_var = module.num_batches_tracked = None
-    return model
+ENGINES = ("l2l", "vmap")  # MAML's engines: learn2learn's loop (the reference) and this one
 
 
 def functional_twin(model: torch.nn.Module, bn_mode: str = "batch") -> torch.nn.Module:
@@ -205,6 +186,13 @@ def _adapt(twin, params, support, support_labels, steps, inner_lr, first_order):
     return fast
 
 
+def _query_logits(twin, fast, support, query):
+    """The queries' logits, passed together with the support set (support first), as every
+    algorithm classifies queries (``algorithms.base``: in ``batch`` BatchNorm mode a query's
+    logits depend on the support images normalised with it)."""
+    return functional_call(twin, fast, (torch.cat([support, query]),))[support.shape[0]:]
+
+
 def _check_trainable(model: torch.nn.Module) -> None:
     if tracks_running_stats(model):
         raise FewshotError("the vmap engine trains only networks whose BatchNorm keeps no running "
@@ -233,7 +221,7 @@ def meta_loss(model: torch.nn.Module, episodes: Episodes, steps: int, inner_lr: 
 
     def task(params, support, support_labels, query, query_labels):
         fast = _adapt(twin, params, support, support_labels, steps, inner_lr, first_order)
-        logits = functional_call(twin, fast, (query,))
+        logits = _query_logits(twin, fast, support, query)
         loss = F.cross_entropy(logits, query_labels)
         return loss, (logits.argmax(-1) == query_labels).to(logits.dtype).mean()
 
@@ -292,7 +280,7 @@ def adapted_logits(model: torch.nn.Module, episodes: Episodes, steps: int, inner
 
     def task(params, support, support_labels, query):
         fast = _adapt(twin, params, support, support_labels, steps, inner_lr, first_order=True)
-        return functional_call(twin, fast, (query,))
+        return _query_logits(twin, fast, support, query)
 
     mapped = vmap(task, in_dims=(None, 0, 0, 0))
     out = []

@@ -150,7 +150,7 @@ def training_for(cell: Cell, budget: Budget, split: str, val_ways: int) -> tuple
 # What makes two trainings the same (validation and paths may differ).
 TRAINING_FIELDS = ("algorithm", "ways", "shots", "queries", "iterations", "split", "split_seed",
                    "rotations", "seed", "backbone", "lr", "lr_halve_every", "inner_lr",
-                   "inner_steps", "meta_batch", "first_order")
+                   "inner_steps", "meta_batch", "first_order", "bn_running_stats", "engine")
 
 
 def check_same_training(run_dir: Path, config: TrainConfig) -> None:

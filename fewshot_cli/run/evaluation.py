@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from fewshot_cli import __version__
 from fewshot_cli.algorithms import registry
-from fewshot_cli.algorithms.base import BN_MODES, Algorithm
+from fewshot_cli.algorithms.base import BN_MODES, Algorithm, tracks_running_stats
 from fewshot_cli.run.checkpoint import load_run
 from fewshot_cli.run.config import TrainConfig, pick_device
 from fewshot_cli.data.episodes import Episode, EpisodeSampler, meta_dataset
@@ -64,6 +64,10 @@ class EvalResult:
         return 1.96 * math.sqrt(variance) / math.sqrt(n)
 
 
+# Test episodes drawn (and, where the algorithm batches them, adapted) at once.
+BATCH_EPISODES = 32
+
+
 def resolve_bn_mode(algorithm: str, bn_mode: str = "auto") -> str:
     """``auto`` is the algorithm's own mode (batch for MAML, running for ProtoNet: each paper's
     practice); ``batch`` and ``running`` pass through.
@@ -83,9 +87,17 @@ def prepared_copy(algorithm: Algorithm, model: torch.nn.Module, ways: int, bn_mo
 
     ``model`` itself is left untouched (see the module docstring).
 
+    Raises:
+        FewshotError: ``running`` asked of a model whose BatchNorm keeps no running statistics
+            (MAML's, as its paper's).
+
     Example:
         >>> model_20 = prepared_copy(registry.get(config.algorithm), model, 20, "batch", "cuda")
     """
+    if bn_mode == "running" and not tracks_running_stats(model):
+        raise FewshotError("BatchNorm mode 'running' needs running statistics from training, and "
+                           "this model keeps none (its BatchNorm uses each batch's); use "
+                           "--bn-mode batch")
     model = algorithm.for_ways(copy.deepcopy(model).to(device), ways)
     model.train(bn_mode == "batch")
     return model
@@ -134,11 +146,19 @@ def evaluate(
     model = prepared_copy(algorithm, model, sampler.ways, mode, device)
     start = time.perf_counter()
     accuracies = []
-    for index in tqdm(range(episodes), desc="evaluating", unit="episode",
-                      disable=None if progress else True, leave=False):  # None: terminal only
-        episode = sampler[index].to(device)
-        predictions = episode_logits(algorithm, model, episode, config, steps).argmax(1)
-        accuracies.append((predictions == episode.query_labels).float().mean().item())
+    with tqdm(total=episodes, desc="evaluating", unit="episode",
+              disable=None if progress else True, leave=False) as bar:  # None: terminal only
+        for first in range(0, episodes, BATCH_EPISODES):
+            batch = [sampler[i].to(device) for i in range(first, min(first + BATCH_EPISODES,
+                                                                      episodes))]
+            logits = (algorithm.batch_logits(model, batch, config, mode, steps)
+                      if algorithm.batch_logits is not None else None)
+            if logits is None:  # one episode at a time
+                logits = [episode_logits(algorithm, model, e, config, steps) for e in batch]
+            for episode, episode_logit in zip(batch, logits):
+                predictions = episode_logit.argmax(-1)
+                accuracies.append((predictions == episode.query_labels).float().mean().item())
+            bar.update(len(batch))
     return EvalResult(accuracies, time.perf_counter() - start)
 
 
