@@ -3,14 +3,16 @@
 Usage (from the project root)::
 
     python -m benchmarks.engines [--device cpu|cuda] [--iterations 5] [--cells 5w1s,20w1s]
-                                 [--only train|eval] [--eval-episodes 64]
+                                 [--only train|eval|protonet] [--eval-episodes 64]
 
-``train``: seconds per meta-iteration of ``fewshot_cli.maml.meta_step`` (``l2l.algorithms.MAML``,
-one task after another) and of ``maml_vmap.meta_step`` (all tasks in one vmapped call), for each
+``train``: seconds per meta-iteration of the seam's ``step_on_episodes`` with MAML's l2l classifier
+(``l2l.algorithms.MAML``, one task after another: ``--engine l2l``) and of ``maml_vmap.meta_step`` (all tasks in one vmapped call), for each
 grid cell's paper settings: strided Conv-4, queries per class = shots, second order, inner lr 0.4,
 1 step, meta-batch 32 at 5 ways; 0.1, 5 steps, meta-batch 16 at 20 ways. ``eval``: seconds per
-test episode (15 queries per class, 3 / 5 test steps) of evaluation's l2l loop (clone, adapt,
-no-grad forward) and of ``maml_vmap.adapt_and_predict``. Inputs are random tensors of Omniglot's
+test episode (15 queries per class, 3 / 5 test steps) of evaluation's l2l loop (MAML's
+``classifier``: clone, adapt, no-grad forward of support and queries) and of
+``maml_vmap.adapt_and_predict``. ``protonet``: seconds per ProtoNet training episode (60 ways,
+5 queries per class, max-pool Conv-4 with running statistics: its paper's) at 1 and 5 shots. Inputs are random tensors of Omniglot's
 shape (no data needed); both networks start from the same weights and have BatchNorm without
 running statistics (the paper's). The engines run in turns in one process, so the ratio compares
 like with like on a shared machine; absolute seconds drift from run to run.
@@ -23,10 +25,14 @@ import copy
 import statistics
 import time
 
+from types import SimpleNamespace
+
 import torch
 
-from fewshot_cli import maml  # first: it silences gym's import-time notice
+from fewshot_cli.algorithms import maml, protonet  # first: it silences gym's import-time notice
 from fewshot_cli.algorithms import maml_vmap
+from fewshot_cli.algorithms.base import step_on_episodes
+from fewshot_cli.data.episodes import Episode
 
 # Cell -> (ways, shots, inner lr, train steps, meta-batch, test steps), from the MAML paper.
 CELLS = {
@@ -50,9 +56,10 @@ def random_batch(tasks: int, ways: int, shots: int, queries: int, device: str,
     ).to(device)
 
 
-def unstack(batch: maml_vmap.TaskBatch) -> list[maml_vmap.TaskBatch]:
+def unstack(batch: maml_vmap.TaskBatch, ways: int) -> list[Episode]:
     """The batch as the list of single episodes the l2l loop takes."""
-    return [batch[i] for i in range(len(batch))]
+    return [Episode(batch.support[i], batch.support_labels[i], batch.query[i],
+                    batch.query_labels[i], ways) for i in range(len(batch))]
 
 
 def timed(fn, device: str) -> float:
@@ -80,14 +87,14 @@ def bench_train(cell: str, iterations: int, device: str) -> tuple[float, float]:
     torch.manual_seed(0)
     base = maml_vmap.without_running_stats(maml.build_model(ways, "conv4-strided")).to(device)
     l2l_model, vmap_model = copy.deepcopy(base), copy.deepcopy(base)
-    learner = maml.build_learner(l2l_model, inner_lr, first_order=False)
+    config = SimpleNamespace(inner_steps=steps, inner_lr=inner_lr, first_order=False)
     l2l_opt = torch.optim.Adam(l2l_model.parameters(), lr=1e-3)
     vmap_opt = torch.optim.Adam(vmap_model.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(0)
     batch = random_batch(meta_batch, ways, shots, shots, device, generator)
-    episodes = unstack(batch)
+    episodes = unstack(batch, ways)
     return side_by_side(
-        lambda: maml.meta_step(learner, l2l_opt, episodes, steps),
+        lambda: step_on_episodes(maml.ALGORITHM, l2l_model, l2l_opt, episodes, config),
         lambda: maml_vmap.meta_step(vmap_model, vmap_opt, batch, steps, inner_lr, first_order=False),
         iterations, device)
 
@@ -97,15 +104,17 @@ def bench_eval(cell: str, iterations: int, device: str, episodes: int) -> tuple[
     ways, shots, inner_lr, _, _, test_steps = CELLS[cell]
     torch.manual_seed(0)
     model = maml_vmap.without_running_stats(maml.build_model(ways, "conv4-strided")).to(device)
-    learner = maml.build_learner(copy.deepcopy(model), inner_lr, first_order=True)
+    l2l_model = copy.deepcopy(model)
+    config = SimpleNamespace(inner_lr=inner_lr, test_inner_steps=test_steps)
     batch = random_batch(episodes, ways, shots, TEST_QUERIES, device, torch.Generator().manual_seed(1))
-    singles = unstack(batch)
+    singles = unstack(batch, ways)
 
-    def l2l_loop():  # what evaluation.evaluate does per episode
+    def l2l_loop():  # what evaluation.evaluate does per episode with the l2l engine
         for episode in singles:
-            clone = maml.adapt(learner, episode.support, episode.support_labels, test_steps)
+            fitted = maml.classifier(l2l_model, episode.support, episode.support_labels, ways,
+                                     config)
             with torch.no_grad():
-                clone(episode.query).argmax(1)
+                fitted(episode.query).argmax(1)
 
     l2l_s, vmap_s = side_by_side(
         l2l_loop, lambda: maml_vmap.adapt_and_predict(model, batch, test_steps, inner_lr),
@@ -113,12 +122,24 @@ def bench_eval(cell: str, iterations: int, device: str, episodes: int) -> tuple[
     return l2l_s / episodes, vmap_s / episodes
 
 
+def bench_protonet(shots: int, iterations: int, device: str) -> float:
+    """Median seconds of one ProtoNet training episode, 60 ways, 5 queries per class."""
+    torch.manual_seed(0)
+    model = protonet.build_model("conv4").to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    episode = unstack(random_batch(1, 60, shots, 5, device, torch.Generator().manual_seed(2)), 60)
+    config = SimpleNamespace()
+    step = lambda: step_on_episodes(protonet.ALGORITHM, model, optimizer, episode, config)  # noqa: E731
+    step()
+    return statistics.median(timed(step, device) for _ in range(iterations))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--iterations", type=int, default=5, help="timed calls per engine and cell")
     parser.add_argument("--cells", default=",".join(CELLS), help="comma-separated, e.g. 5w1s,20w1s")
-    parser.add_argument("--only", choices=("train", "eval"), help="one of the two tables")
+    parser.add_argument("--only", choices=("train", "eval", "protonet"), help="one of the tables")
     parser.add_argument("--eval-episodes", type=int, default=64, help="test episodes per timed call")
     args = parser.parse_args(argv)
     cells = [c.strip() for c in args.cells.split(",") if c.strip()]
@@ -143,6 +164,11 @@ def main(argv: list[str] | None = None) -> None:
         for cell in cells:
             l2l_s, vmap_s = bench_eval(cell, args.iterations, args.device, args.eval_episodes)
             print(f"{cell:<7}{CELLS[cell][5]:>6}{l2l_s:>11.4f}{vmap_s:>11.4f}{l2l_s / vmap_s:>9.2f}x",
+                  flush=True)
+    if args.only in (None, "protonet"):
+        print("\nProtoNet training episode, 60 ways, 5 queries per class, conv4")
+        for shots in (1, 5):
+            print(f"60w{shots}s   {bench_protonet(shots, args.iterations, args.device):.4f} s/episode",
                   flush=True)
 
 

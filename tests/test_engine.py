@@ -155,3 +155,18 @@ def test_short_vmap_training_learns_omniglot(real_data, tmp_path):
     result, row = evaluate_run(tmp_path / "maml", episodes=200, data=real_data)
     print(f"MAML (vmap) 5-way 1-shot after 60 meta-iterations: {result.mean:.2%} ± {result.ci95:.2%}")
     assert row["engine"] == "vmap" and result.mean > 0.60
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_both_engines_train_and_evaluate_on_cuda(tiny_data, tmp_path):
+    models = {}
+    for engine in ("l2l", "vmap"):
+        config = TrainConfig("maml", iterations=2, engine=engine, device="cuda", **TINY)
+        train(config, tmp_path / engine, data=tiny_data, progress=False)
+        models[engine] = load_checkpoint(tmp_path / engine / "last.pt")["model"]
+        _, row = evaluate_run(tmp_path / engine, episodes=40, data=tiny_data, device="cuda")
+        models[engine + "-accuracy"] = float(row["accuracy_mean"])
+    for name, value in models["l2l"].items():
+        if not name.endswith("conv.bias"):  # see test_both_engines_from_one_seed_...
+            assert (value - models["vmap"][name]).abs().max().item() <= 1e-4, name
+    assert models["l2l-accuracy"] == pytest.approx(models["vmap-accuracy"], abs=0.02)
