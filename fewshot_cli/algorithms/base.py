@@ -65,7 +65,8 @@ class BudgetSettings:
     """How one algorithm trains and tests in a ``reproduce`` budget.
 
     Attributes:
-        iterations: training iterations of each of its trainings.
+        iterations: training iterations of each of its trainings, or ``{(ways, shots): n}``
+            per grid cell (MAML's cells differ up to 30x in cost per iteration).
         test_episodes: test episodes per grid cell.
         options: ``TrainConfig`` fields set for its trainings (e.g. ``{"meta_batch": 8}``). When
             they fix ``ways``, one model per shot count serves every cell of that shot count
@@ -76,9 +77,20 @@ class BudgetSettings:
         >>> BudgetSettings(iterations=200, test_episodes=600, options={"lr": 3e-3})
     """
 
-    iterations: int
+    iterations: int | Mapping[tuple[int, int], int]
     test_episodes: int
     options: Mapping[str, Any] = field(default_factory=dict)
+
+    def iterations_for(self, ways: int, shots: int) -> int:
+        """Training iterations of the ``ways``-way ``shots``-shot cell.
+
+        Example:
+            >>> BudgetSettings({(5, 1): 900, (20, 5): 300}, 600).iterations_for(20, 5)
+            300
+        """
+        if isinstance(self.iterations, Mapping):
+            return self.iterations[(ways, shots)]
+        return self.iterations
 
 
 _NORMS = torch.nn.modules.batchnorm._BatchNorm

@@ -141,7 +141,8 @@ def training_for(cell: Cell, budget: Budget, split: str, val_ways: int) -> tuple
     options = {"ways": cell.ways, **settings.options}
     if "ways" in settings.options:
         options.setdefault("test_ways", val_ways)
-    config = TrainConfig(cell.algorithm, shots=cell.shots, iterations=settings.iterations,
+    config = TrainConfig(cell.algorithm, shots=cell.shots,
+                         iterations=settings.iterations_for(cell.ways, cell.shots),
                          split=split, rotations=split != "vinyals", val_every=budget.val_every,
                          val_episodes=budget.val_episodes, test_queries=TEST_QUERIES, **options)
     return f"{cell.algorithm}-{config.ways}w{cell.shots}s", config
