@@ -1,8 +1,10 @@
 """How long a ``fewshot reproduce`` budget takes on this machine, from a few timed steps.
 
 Times a few training steps of every training in the budget's plan, a few validation and test
-episodes of every cell, on the real data and with the very settings ``reproduce`` uses, then
-multiplies by the budget's counts. Run it on an idle machine; it prints the estimate for one
+episodes of every cell, on the real data and with the very settings ``reproduce`` uses (its
+engine included: the configuration's ``engine`` picks MAML's training step and its batched
+evaluation through the algorithm, as in ``train``), then multiplies by the budget's counts
+(per-cell iterations where the budget sets them). Run it on an idle machine; it prints the estimate for one
 ``reproduce`` process with this process's torch thread count.
 
 Usage (from the project root)::
@@ -64,6 +66,8 @@ def main() -> None:
     plan = plan_cells(budget)
     val_ways = {a: min(c.ways for c in plan if c.algorithm == a) for a in {c.algorithm for c in plan}}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, budget {budget.name}")
+    print("engines: " + ", ".join(f"{a} {training_for(c, budget, registry.get(a).paper_split, val_ways[a])[1].resolved().engine}"
+                                  for a, c in {c.algorithm: c for c in plan}.items()))
     print(f"{'cell':<20}{'training':<16}{'s/step':>8}{'train min':>11}{'val min':>9}"
           f"{'test min':>10}")
     paper_splits = {a: registry.get(a).paper_split for a in val_ways}

@@ -17,6 +17,7 @@ from fewshot_cli.errors import FewshotError
 # The names users choose from, as the library defines them (not repeated here).
 from fewshot_cli.algorithms.backbone import BACKBONES
 from fewshot_cli.algorithms.base import BN_MODES
+from fewshot_cli.algorithms.maml_vmap import ENGINES
 from fewshot_cli.data.splits import PARTS, SPLITS
 from fewshot_cli.predict import INVERT_MODES
 from fewshot_cli.report.aggregate import FORMATS
@@ -184,7 +185,9 @@ def data(data_root, download, splits, split_dir, split_seed):
                    "logs are deleted). Without it an existing run is refused.")
 @click.option("--ways", type=int, help="Classes per training episode. Default: 5 (MAML), 60 (ProtoNet).")
 @click.option("--shots", type=int, default=1, show_default=True, help="Support images per class.")
-@click.option("--queries", type=int, help="Query images per class. Default: 15 (MAML), 5 (ProtoNet).")
+@click.option("--queries", type=int,
+              help="Query images per class in training. Default: --shots (MAML, its paper's "
+                   "reference code), 5 (ProtoNet).")
 @click.option("--iterations", type=int,
               help="Meta-iterations (MAML) or episodes (ProtoNet). Default: 1000.")
 @split_options
@@ -195,8 +198,9 @@ def data(data_root, download, splits, split_dir, split_seed):
 @click.option("--threads", type=int, metavar="N",
               help="Let torch use at most N CPU threads (to share a machine). Default: torch's "
                    "own choice, all cores.")
-@click.option("--backbone", type=click.Choice(BACKBONES), default="conv4",
-              show_default=True, help="conv4: max-pooling blocks; conv4-strided: the MAML paper's variant.")
+@click.option("--backbone", type=click.Choice(BACKBONES),
+              help="conv4: max-pooling blocks (the ProtoNet paper's); conv4-strided: stride-2 "
+                   "convolutions (the MAML paper's). Default: each algorithm's paper.")
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate (MAML: meta learning rate).")
 @click.option("--lr-halve-every", type=int,
               help="Halve the learning rate every N iterations (0: never). Default: 2000 (ProtoNet), 0 (MAML).")
@@ -205,6 +209,10 @@ def data(data_root, download, splits, split_dir, split_seed):
 @click.option("--test-inner-steps", type=int, help="MAML only: inner steps at test. Default: 3 (5-way), 5 (20-way).")
 @click.option("--meta-batch", type=int, help="MAML only: tasks per meta-update. Default: 32 (5-way), 16 (20-way).")
 @click.option("--first-order", is_flag=True, help="MAML only: first order (no second derivatives).")
+@click.option("--engine", type=click.Choice(ENGINES),
+              help="MAML only: l2l (learn2learn's loop over tasks, the reference) or vmap (all "
+                   "tasks of a meta-batch in one torch.func call, also used to evaluate; same "
+                   "meta-gradient). Default: l2l.")
 @click.option("--test-ways", type=int, help="Ways of validation/test episodes. Default: 5 (ProtoNet), training ways (MAML).")
 @click.option("--test-shots", type=int, help="Shots of validation/test episodes. Default: --shots.")
 @click.option("--test-queries", type=int, default=15, show_default=True,

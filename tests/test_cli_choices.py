@@ -12,6 +12,7 @@ CONSTANTS = {
     ("fewshot_cli.data.splits", "PARTS"): [("eval", "part")],
     ("fewshot_cli.algorithms.registry", "NAMES"): [("train", "algorithm"), ("reproduce", "algorithms")],
     ("fewshot_cli.algorithms.backbone", "BACKBONES"): [("train", "backbone")],
+    ("fewshot_cli.algorithms.maml_vmap", "ENGINES"): [("train", "engine")],
     ("fewshot_cli.algorithms.base", "BN_MODES"): [("eval", "bn_mode"), ("predict", "bn_mode")],
     ("fewshot_cli.predict", "INVERT_MODES"): [("predict", "invert")],
     ("fewshot_cli.report.aggregate", "FORMATS"): [("aggregate", "fmt")],

@@ -222,6 +222,10 @@ def test_maml_adapts_a_copy_with_as_many_outputs_as_classes(tiny_runs, tiny_tree
     before = {k: v.clone() for k, v in model.state_dict().items()}
     support = load_support(tiny_tree / "support")
     query = load_support(tiny_tree / "query").images
+    if bn_mode == "running":  # MAML's paper network keeps no running statistics
+        with pytest.raises(FewshotError, match="needs running statistics"):
+            classify(config, model, support, query, bn_mode=bn_mode, steps=2)
+        return
     probabilities = classify(config, model, support, query, bn_mode=bn_mode, steps=2)
     assert probabilities.shape == (6, 3)  # the trained head had 5 outputs
     assert torch.allclose(probabilities.sum(1), torch.ones(6), atol=1e-5)
@@ -239,6 +243,10 @@ def test_eval_and_predict_agree_on_the_same_images(tiny_runs, tiny_data, tmp_pat
     config = config.resolved()
     sampler = EpisodeSampler(meta_dataset(tiny_data, make_split(tiny_data), "test"), 3, 2, 4,
                              seed=1)
+    if bn_mode == "running" and not config.bn_running_stats:  # refused, see above
+        with pytest.raises(FewshotError, match="needs running statistics"):
+            evaluate(config, model, sampler, episodes=2, bn_mode=bn_mode)
+        return
     result = evaluate(config, model, sampler, episodes=2, bn_mode=bn_mode)
     for index in range(2):
         episode = sampler[index]

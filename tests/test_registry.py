@@ -26,7 +26,7 @@ def test_every_algorithm_fills_in_the_interface(name):
     assert algorithm.name == name and algorithm.bn_mode in BN_MODES
     assert set(algorithm.options) <= CONFIG_FIELDS
     for ways in (5, 20, 60):
-        assert set(algorithm.defaults(ways)) <= CONFIG_FIELDS
+        assert set(algorithm.defaults(ways, 1)) <= CONFIG_FIELDS
     assert set(algorithm.csv_columns) <= set(COLUMNS)
     assert set(algorithm.group_by) <= set(algorithm.csv_columns) and set(algorithm.group_by) <= set(DEFAULT_BY)
     assert set(algorithm.budgets) == set(BUDGETS)

@@ -143,12 +143,18 @@ def test_cells_and_budgets():
 
 
 def test_budgets_keep_their_settings():
-    # The per-algorithm settings moved into the algorithm modules; the budgets stay the same.
+    # Issue 10: MAML's quick and cpu budgets use the vmap engine; paper keeps its lengths.
     cpu, quick, paper = BUDGETS["cpu"], BUDGETS["quick"], BUDGETS["paper"]
-    assert cpu.algorithms["maml"] == BudgetSettings(200, 600, {"meta_batch": 8, "first_order": False, "lr": 3e-3})
+    assert cpu.algorithms["maml"].options["engine"] == quick.algorithms["maml"].options["engine"] == "vmap"
     assert cpu.algorithms["protonet"] == BudgetSettings(1500, 1000, {"ways": 60})
-    assert (quick.algorithms["maml"].iterations, quick.algorithms["protonet"].options) == (60, {"ways": 20})
+    assert (quick.algorithms["maml"].iterations, quick.algorithms["protonet"].options) == (2000, {"ways": 60})
     assert (paper.algorithms["maml"].iterations, paper.algorithms["protonet"].iterations) == (60000, 20000)
+    # Per-cell iterations reach each cell's training.
+    maml_cpu = cpu.algorithms["maml"]
+    for cell in plan_cells(cpu, ["maml"]):
+        config = training_for(cell, cpu, "random", 5)[1]
+        assert config.iterations == maml_cpu.iterations_for(cell.ways, cell.shots)
+        assert config.resolved().engine == "vmap" and config.resolved().queries == cell.shots
     name, config = training_for(plan_cells(cpu, ["protonet"], ["20w5s"])[0], cpu, "vinyals", 5)
     assert name == "protonet-60w5s" and (config.ways, config.test_ways) == (60, 5)
     name, config = training_for(plan_cells(cpu, ["maml"], ["20w5s"])[0], cpu, "random", 5)

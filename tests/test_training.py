@@ -87,6 +87,7 @@ def test_eval_appends_rows_with_every_column(proto_run, maml_run, tiny_root, tmp
     proto, maml_row = rows
     assert (proto["algorithm"], proto["bn_mode"], proto["test_ways"], proto["episodes"]) == ("protonet", "running", "3", "5")
     assert (maml_row["order"], maml_row["test_ways"], maml_row["bn_mode"], maml_row["inner_steps_test"]) == ("first", "4", "batch", "3")
+    assert (maml_row["engine"], maml_row["backbone"], proto["engine"], proto["backbone"]) == ("l2l", "conv4-strided", "", "conv4")
     assert maml_row["checkpoint"].endswith("last.pt") and proto["checkpoint"].endswith("best.pt")
     assert maml_row["checkpoint_iteration"] == "4" and proto["checkpoint_iteration"] in ("3", "6")
     assert 0 <= float(proto["accuracy_mean"]) <= 1 and float(proto["ci95"]) >= 0

@@ -69,7 +69,8 @@ class BudgetSettings:
     """How one algorithm trains and tests in a ``reproduce`` budget.
 
     Attributes:
-        iterations: training iterations of each of its trainings.
+        iterations: training iterations of each of its trainings, or ``{(ways, shots): n}``
+            per grid cell (MAML's cells differ up to 30x in cost per iteration).
         test_episodes: test episodes per grid cell.
         options: ``TrainConfig`` fields set for its trainings (e.g. ``{"meta_batch": 8}``). When
             they fix ``ways``, one model per shot count serves every cell of that shot count
@@ -80,9 +81,52 @@ class BudgetSettings:
         >>> BudgetSettings(iterations=200, test_episodes=600, options={"lr": 3e-3})
     """
 
-    iterations: int
+    iterations: int | Mapping[tuple[int, int], int]
     test_episodes: int
     options: Mapping[str, Any] = field(default_factory=dict)
+
+    def iterations_for(self, ways: int, shots: int) -> int:
+        """Training iterations of the ``ways``-way ``shots``-shot cell.
+
+        Example:
+            >>> BudgetSettings({(5, 1): 900, (20, 5): 300}, 600).iterations_for(20, 5)
+            300
+        """
+        if isinstance(self.iterations, Mapping):
+            return self.iterations[(ways, shots)]
+        return self.iterations
+
+
+_NORMS = torch.nn.modules.batchnorm._BatchNorm
+
+
+def tracks_running_stats(model: torch.nn.Module) -> bool:
+    """Whether any BatchNorm of ``model`` keeps running statistics (what ``running`` BatchNorm
+    mode needs).
+
+    Example:
+        >>> tracks_running_stats(torch.nn.BatchNorm2d(4, track_running_stats=False))
+        False
+    """
+    return any(isinstance(m, _NORMS) and m.running_mean is not None for m in model.modules())
+
+
+def without_running_stats(model: torch.nn.Module) -> torch.nn.Module:
+    """Turn every BatchNorm of ``model`` (in place) into one without running statistics.
+
+    The result behaves as ``nn.BatchNorm2d(..., track_running_stats=False)``: batch statistics in
+    training and evaluation alike, the MAML paper's BatchNorm. Returns ``model``.
+
+    Example:
+        >>> model = without_running_stats(torch.nn.Sequential(torch.nn.BatchNorm2d(4)))
+        >>> tracks_running_stats(model)
+        False
+    """
+    for module in model.modules():
+        if isinstance(module, _NORMS):
+            module.track_running_stats = False
+            module.running_mean = module.running_var = module.num_batches_tracked = None
+    return model
 
 
 def keep_model(model: torch.nn.Module, ways: int) -> torch.nn.Module:
@@ -108,9 +152,9 @@ class Algorithm:
         name: the name on the command line, in ``config.json`` and in the CSV.
         title: one line for help texts, e.g. ``"MAML (Finn et al., 2017)"``.
         default_ways: training ways when ``--ways`` is not given.
-        defaults: ``defaults(ways)``: its paper's values, at these training ways, for the
-            ``TrainConfig`` fields left ``None`` (queries, test ways, learning-rate schedule, its
-            own options).
+        defaults: ``defaults(ways, shots)``: its paper's values, at these training ways and
+            shots, for the ``TrainConfig`` fields left ``None`` (queries, backbone, BatchNorm
+            statistics, test ways, learning-rate schedule, its own options).
         build_model: ``build_model(config)``: the freshly initialised network of a configuration;
             its ``state_dict`` is what checkpoints hold.
         classifier: ``classifier(model, support, support_labels, ways, config, training=False,
@@ -128,6 +172,11 @@ class Algorithm:
             training relies on: the gradient is that of the *mean* loss over ``episodes``, and
             the step ends with one ``optimizer.step()`` (where ``run.distributed`` averages the
             gradients of the processes' shares).
+        batch_logits: ``batch_logits(model, episodes, config, bn_mode, steps)``: test logits
+            ``[episodes, queries, ways]`` of many same-shaped episodes at once (``model``
+            prepared as for ``classifier``), the same as ``classifier`` gives one by one; it may
+            return None where the per-episode path is the one to use. Evaluation uses it when
+            given.
         for_ways: ``for_ways(model, ways)``: the model ready for ``ways``-way episodes at test
             (MAML's new head follows the model's device); it may change ``model`` in place.
         bn_mode: BatchNorm mode at test when ``--bn-mode auto`` (``batch`` or ``running``).
@@ -158,6 +207,7 @@ class Algorithm:
     budgets: Mapping[str, BudgetSettings]
     episodes_per_step: Callable[[TrainConfig], int] = one_episode
     step: Callable[..., tuple[float, float]] | None = None
+    batch_logits: Callable[..., torch.Tensor | None] | None = None
     for_ways: Callable[[torch.nn.Module, int], torch.nn.Module] = keep_model
     bn_mode: str = "batch"
     unsound_running_stats: str | None = None

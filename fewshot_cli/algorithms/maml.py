@@ -8,8 +8,15 @@ linear N-way head.
 ``l2l.clone_module`` shares BatchNorm running buffers between clones and the base model, so
 evaluation works on a copy of the model (see ``run.evaluation``) and never alters the one given.
 
-The adaptation (``adapt``) is the one place to add another engine computing the same thing;
-``step`` of ``ALGORITHM`` is where a training iteration could pick it.
+Two engines compute the same meta-gradient (``--engine``, recorded in ``config.json`` and in
+every evaluation row): ``l2l`` (the reference: learn2learn's loop over tasks) and ``vmap``
+(``algorithms.maml_vmap``: all tasks of a meta-batch in one ``torch.func`` call). ``step`` of
+``ALGORITHM`` picks the run's engine for a training iteration, and ``batch_logits`` lets
+evaluation adapt many test episodes at once with the vmap engine.
+
+Defaults follow the MAML paper's Omniglot protocol (Finn et al., 2017, and its reference code):
+the strided Conv-4, K queries per class in training (K = shots), BatchNorm without running
+statistics (each batch normalises itself, in training and at test).
 """
 
 from __future__ import annotations
@@ -21,11 +28,16 @@ import learn2learn as l2l
 import torch
 import torch.nn.functional as F
 
+from fewshot_cli.algorithms import maml_vmap
 from fewshot_cli.algorithms.backbone import EMBEDDING_DIM, Conv4
-from fewshot_cli.algorithms.base import Algorithm, BudgetSettings, Classifier, Published
+from fewshot_cli.algorithms.base import (Algorithm, BudgetSettings, Classifier, Published,
+                                         step_on_episodes)
 
 if TYPE_CHECKING:
+    from fewshot_cli.data.episodes import Episode
     from fewshot_cli.run.config import TrainConfig
+
+ENGINES = maml_vmap.ENGINES
 
 # Hyper-parameters of the MAML paper for Omniglot, by number of ways.
 PAPER_DEFAULTS = {
@@ -113,8 +125,49 @@ def classifier(model: torch.nn.Module, support: torch.Tensor, support_labels: to
 
 
 def model_of(config: TrainConfig) -> torch.nn.Module:
-    """The network of a resolved configuration: its backbone and a ``config.ways``-way head."""
-    return build_model(config.ways, config.backbone)
+    """The network of a resolved configuration: its backbone and a ``config.ways``-way head.
+
+    Its BatchNorm keeps running statistics only when ``config.bn_running_stats`` (runs made
+    before the paper's BatchNorm became the default).
+    """
+    model = build_model(config.ways, config.backbone)
+    return model if config.bn_running_stats else maml_vmap.without_running_stats(model)
+
+
+def engine_step(algorithm: Algorithm, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                episodes: list[Episode], config: TrainConfig) -> tuple[float, float]:
+    """One meta-iteration with the run's engine; mean query ``(loss, accuracy)``.
+
+    ``l2l``: the seam's ``step_on_episodes`` (learn2learn's clone/adapt per task); ``vmap``:
+    ``maml_vmap.meta_step`` on the same tasks (the same meta-gradient, in one call).
+
+    Example:
+        >>> loss, accuracy = engine_step(ALGORITHM, model, optimizer, episodes, config)
+    """
+    if config.engine == "vmap":
+        return maml_vmap.meta_step(model, optimizer, episodes, config.inner_steps,
+                                   config.inner_lr, config.first_order)
+    return step_on_episodes(algorithm, model, optimizer, episodes, config)
+
+
+def batch_logits(model: torch.nn.Module, episodes: list[Episode], config: TrainConfig,
+                 bn_mode: str, steps: int | None = None) -> torch.Tensor | None:
+    """Test logits ``[episodes, queries, ways]`` of same-shaped episodes in vmapped calls, or
+    None where the per-episode loop is the one to use (the ``l2l`` engine).
+
+    Same adaptation as ``classifier`` at test (``steps`` first-order steps, queries classified
+    together with the support set), so accuracies equal the loop's.
+
+    Example:
+        >>> logits = batch_logits(tested, [sampler[i] for i in range(32)], config, "batch")
+    """
+    if config.engine != "vmap":
+        return None
+    steps = config.test_inner_steps if steps is None else steps
+    images = episodes[0].support.shape[0] + episodes[0].query.shape[0]
+    # About 2000 images per call keeps activations (and inner gradients) to a few hundred MB.
+    return maml_vmap.adapted_logits(model, episodes, steps, config.inner_lr, bn_mode,
+                                    chunk=max(1, 2048 // images))
 
 
 def tasks_per_step(config: TrainConfig) -> int:
@@ -122,10 +175,13 @@ def tasks_per_step(config: TrainConfig) -> int:
     return config.meta_batch
 
 
-def defaults(ways: int) -> dict:
-    """MAML's settings at ``ways`` training ways: the paper's hyper-parameters, 15 queries per
-    class, a constant learning rate, tested at the training ways."""
-    return {"queries": 15, "lr_halve_every": 0, "test_ways": ways, **paper_defaults(ways)}
+def defaults(ways: int, shots: int = 1) -> dict:
+    """MAML's settings at ``ways`` training ways and ``shots``: the paper's hyper-parameters and
+    network (strided Conv-4, BatchNorm without running statistics), ``shots`` queries per class
+    in training (its reference code samples 2K images per class), a constant learning rate,
+    tested at the training ways, with the l2l engine."""
+    return {"queries": shots, "backbone": "conv4-strided", "bn_running_stats": False,
+            "engine": "l2l", "lr_halve_every": 0, "test_ways": ways, **paper_defaults(ways)}
 
 
 def csv_values(config: TrainConfig, steps: int | None) -> dict:
@@ -133,7 +189,7 @@ def csv_values(config: TrainConfig, steps: int | None) -> dict:
     return {"order": "first" if config.first_order else "second",
             "inner_steps_train": config.inner_steps,
             "inner_steps_test": config.test_inner_steps if steps is None else steps,
-            "inner_lr": config.inner_lr}
+            "inner_lr": config.inner_lr, "engine": config.engine or "l2l"}
 
 
 ALGORITHM = Algorithm(
@@ -144,6 +200,8 @@ ALGORITHM = Algorithm(
     build_model=model_of,
     classifier=classifier,
     episodes_per_step=tasks_per_step,
+    step=engine_step,
+    batch_logits=batch_logits,
     for_ways=fit_head,
     # Its reference BatchNorm keeps no running statistics: each batch normalises itself.
     bn_mode="batch",
@@ -151,27 +209,33 @@ ALGORITHM = Algorithm(
     # adapted clones' activations into them: evaluating with them gives chance accuracy.
     unsound_running_stats="they were gathered from MAML's adapted clones and do not fit the "
                           "meta-learned weights",
-    options=("inner_lr", "inner_steps", "test_inner_steps", "meta_batch", "first_order"),
-    csv_columns=("order", "inner_steps_train", "inner_steps_test", "inner_lr"),
+    options=("inner_lr", "inner_steps", "test_inner_steps", "meta_batch", "first_order", "engine"),
+    csv_columns=("order", "inner_steps_train", "inner_steps_test", "inner_lr", "engine"),
     csv_values=csv_values,
-    group_by=("order", "inner_steps_test"),
+    group_by=("order", "inner_steps_test", "engine"),
     published=Published(
         {(5, 1): 98.7, (5, 5): 99.9, (20, 1): 95.8, (20, 5): 98.9},
         "Finn, Abbeel & Levine (2017), Model-Agnostic Meta-Learning, Table 1 (Omniglot)"),
     # The paper: 1200 training characters with rotation augmentation (ours: 1100 / 100 / 423).
     paper_split="random",
-    # Speeds behind the budgets, measured by ``python -m benchmarks.budget`` on an idle 2-core
-    # machine with 2 torch threads (results/cpu/logs): a second-order meta-iteration of 8 tasks
-    # takes 0.7 s (5w1s), 1.0 s (5w5s), 5.7 s (20w1s) and 14.5 s (20w5s, with its 5 inner
-    # steps); a test episode 0.02-0.06 s at 5 ways, 0.12-0.44 s at 20 ways.
+    # Budgets (issue 10): the vmap engine, paper settings (strided Conv-4, queries = shots,
+    # second order), meta-batch 8 at Adam 3e-3: at equal wall-clock time it validated above
+    # meta-batch 32 at 1e-3 (results/schedule: 74.9% after 309 iterations vs 72.0% after 101, two
+    # runs side by side on one shared machine). Iterations per cell from estimated idle 2-core
+    # speeds of the vmap engine at meta-batch 8 (~0.07 / 0.15 / 0.9 / 2.5 s for 5w1s / 5w5s /
+    # 20w1s / 20w5s, scaled from 0.21 s at meta-batch 32, 5w1s): PROVISIONAL until
+    # `python -m benchmarks.budget --budget cpu` has timed them on an idle machine.
     budgets={
-        # Second order: a first-order MAML barely moves in its first few hundred iterations, at
-        # nearly the same cost per iteration on a CPU. Short budgets learn faster at lr 3e-3.
-        "quick": BudgetSettings(60, 100, {"meta_batch": 8, "first_order": False, "lr": 3e-3}),
-        # 4 x 200 iterations of 8 tasks: 73 minutes, 48 of them 20-way 5-shot.
-        "cpu": BudgetSettings(200, 600, {"meta_batch": 8, "first_order": False, "lr": 3e-3}),
-        # 60000 meta-iterations (its reference code's Omniglot commands), paper meta-batches.
-        "paper": BudgetSettings(60000, 600, {"first_order": False}),
+        # About 2.5 minutes of training for 5w1s.
+        "quick": BudgetSettings(2000, 100, {"meta_batch": 8, "lr": 3e-3, "engine": "vmap",
+                                            "first_order": False}),
+        # About 110 minutes of training over the four cells.
+        "cpu": BudgetSettings({(5, 1): 6000, (5, 5): 4000, (20, 1): 3000, (20, 5): 1200}, 600,
+                              {"meta_batch": 8, "lr": 3e-3, "engine": "vmap",
+                               "first_order": False}),
+        # 60000 meta-iterations (its reference code's Omniglot commands), paper meta-batches; the
+        # vmap engine computes the same meta-gradient as learn2learn's loop, about 2x faster.
+        "paper": BudgetSettings(60000, 600, {"first_order": False, "engine": "vmap"}),
     },
     colors={"ours": "#1f77b4", "first": "#17becf", "paper": "#aec7e8"},
 )

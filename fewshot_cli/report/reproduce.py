@@ -151,7 +151,8 @@ def training_for(cell: Cell, budget: Budget, split: str, val_ways: int) -> tuple
     options = {"ways": cell.ways, **settings.options}
     if "ways" in settings.options:
         options.setdefault("test_ways", val_ways)
-    config = TrainConfig(cell.algorithm, shots=cell.shots, iterations=settings.iterations,
+    config = TrainConfig(cell.algorithm, shots=cell.shots,
+                         iterations=settings.iterations_for(cell.ways, cell.shots),
                          split=split, rotations=split != "vinyals", val_every=budget.val_every,
                          val_episodes=budget.val_episodes, test_queries=TEST_QUERIES, **options)
     return f"{cell.algorithm}-{config.ways}w{cell.shots}s", config
@@ -160,7 +161,7 @@ def training_for(cell: Cell, budget: Budget, split: str, val_ways: int) -> tuple
 # What makes two trainings the same (validation and paths may differ).
 TRAINING_FIELDS = ("algorithm", "ways", "shots", "queries", "iterations", "split", "split_seed",
                    "rotations", "seed", "backbone", "lr", "lr_halve_every", "inner_lr",
-                   "inner_steps", "meta_batch", "first_order")
+                   "inner_steps", "meta_batch", "first_order", "bn_running_stats", "engine")
 
 
 def check_same_training(run_dir: Path, config: TrainConfig) -> None:

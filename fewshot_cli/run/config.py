@@ -9,8 +9,13 @@ import torch
 
 from fewshot_cli.algorithms import registry
 from fewshot_cli.algorithms.backbone import BACKBONES
+from fewshot_cli.algorithms.maml_vmap import ENGINES
 from fewshot_cli.data.splits import SPLITS
 from fewshot_cli.errors import FewshotError
+
+# Fields that once had a fixed value for every run and were not in config.json: the Conv-4 with
+# max-pooling and BatchNorm keeping running statistics (before MAML's paper defaults).
+LEGACY = {"backbone": "conv4", "bn_running_stats": True}
 
 # What a resumed run may change: where and how long it goes on, never what it learns.
 RESUME_MAY_CHANGE = ("iterations", "device")
@@ -21,10 +26,11 @@ class TrainConfig:
     """Everything that defines a training run; saved as ``config.json`` in the run directory.
 
     ``None`` fields take the algorithm's paper defaults in ``resolved()`` (its ``default_ways``
-    and ``defaults(ways)``): MAML follows Finn et al. for Omniglot (5-way: inner lr 0.4, 1 step,
-    3 at test, meta-batch 32; 20-way: 0.1, 5, 5, 16); ProtoNet follows Snell et al. (60-way
-    training with 5 queries, Adam 1e-3 halved every 2000 episodes, tested at 5 ways with the
-    training shots). Fields that belong to other algorithms only (``Algorithm.options``, e.g.
+    and ``defaults(ways, shots)``): MAML follows Finn et al. for Omniglot (strided Conv-4,
+    BatchNorm without running statistics, K queries per class for K shots; 5-way: inner lr 0.4,
+    1 step, 3 at test, meta-batch 32; 20-way: 0.1, 5, 5, 16; the ``l2l`` engine); ProtoNet
+    follows Snell et al. (max-pool Conv-4 with running statistics, 60-way training with 5
+    queries, Adam 1e-3 halved every 2000 episodes, tested at 5 ways with the training shots). Fields that belong to other algorithms only (``Algorithm.options``, e.g.
     MAML's ``inner_lr`` for a ProtoNet) must stay unset.
 
     Example:
@@ -43,7 +49,8 @@ class TrainConfig:
     rotations: bool = False
     seed: int = 0
     device: str = "auto"
-    backbone: str = "conv4"
+    backbone: str | None = None
+    bn_running_stats: bool | None = None
     lr: float = 1e-3
     lr_halve_every: int | None = None
     inner_lr: float | None = None
@@ -51,6 +58,7 @@ class TrainConfig:
     test_inner_steps: int | None = None
     meta_batch: int | None = None
     first_order: bool = False
+    engine: str | None = None
     test_ways: int | None = None
     test_shots: int | None = None
     test_queries: int = 15
@@ -69,7 +77,7 @@ class TrainConfig:
         if c.ways is None:
             c.ways = algorithm.default_ways
         c.validate()  # before ways is used to pick the other defaults
-        for key, value in algorithm.defaults(c.ways).items():
+        for key, value in algorithm.defaults(c.ways, c.shots).items():
             if getattr(c, key) is None:
                 setattr(c, key, value)
         if c.test_shots is None:
@@ -94,16 +102,25 @@ class TrainConfig:
                 raise FewshotError(f"--{name.replace('_', '-')} must be positive (got {value})")
         if self.split not in SPLITS:
             raise FewshotError(f"unknown split '{self.split}' (choose from {', '.join(SPLITS)})")
-        if self.backbone not in BACKBONES:
+        if self.engine is not None and self.engine not in ENGINES:
+            raise FewshotError(f"unknown engine '{self.engine}' (choose from {', '.join(ENGINES)})")
+        if self.engine == "vmap" and self.bn_running_stats:
+            raise FewshotError("--engine vmap trains only networks whose BatchNorm keeps no running "
+                               "statistics; this run's does (use --engine l2l)")
+        if self.backbone is not None and self.backbone not in BACKBONES:
             raise FewshotError(f"unknown backbone '{self.backbone}' (choose from {', '.join(BACKBONES)})")
         if self.rotations and self.split == "vinyals":
             raise FewshotError("--rotations does not apply to the vinyals split: its rotations are classes already")
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
-        """Rebuild from ``config.json`` contents, ignoring keys this version does not know."""
+        """Rebuild from ``config.json`` contents, ignoring keys this version does not know.
+
+        Keys missing from an older ``config.json`` take the values that version used
+        (``LEGACY``), so its run loads and evaluates as before.
+        """
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        return cls(**{**LEGACY, **{k: v for k, v in values.items() if k in known}})
 
 
 def resume_config(stored: dict, given: dict) -> TrainConfig:

@@ -66,6 +66,10 @@ class EvalResult:
         return 1.96 * math.sqrt(variance) / math.sqrt(n)
 
 
+# Test episodes drawn (and, where the algorithm batches them, adapted) at once.
+BATCH_EPISODES = 32
+
+
 def running_statistics_problem(algorithm: str, model: torch.nn.Module) -> str | None:
     """Why ``model``'s BatchNorm running statistics cannot be used at test, or None if they can.
 
@@ -168,11 +172,19 @@ def evaluate(
     model = prepared_copy(algorithm, model, sampler.ways, mode, device)
     start = time.perf_counter()
     accuracies = []
-    for index in tqdm(range(episodes), desc="evaluating", unit="episode",
-                      disable=None if progress else True, leave=False):  # None: terminal only
-        episode = sampler[index].to(device)
-        predictions = episode_logits(algorithm, model, episode, config, steps).argmax(1)
-        accuracies.append((predictions == episode.query_labels).float().mean().item())
+    with tqdm(total=episodes, desc="evaluating", unit="episode",
+              disable=None if progress else True, leave=False) as bar:  # None: terminal only
+        for first in range(0, episodes, BATCH_EPISODES):
+            batch = [sampler[i].to(device) for i in range(first, min(first + BATCH_EPISODES,
+                                                                      episodes))]
+            logits = (algorithm.batch_logits(model, batch, config, mode, steps)
+                      if algorithm.batch_logits is not None else None)
+            if logits is None:  # one episode at a time
+                logits = [episode_logits(algorithm, model, e, config, steps) for e in batch]
+            for episode, episode_logit in zip(batch, logits):
+                predictions = episode_logit.argmax(-1)
+                accuracies.append((predictions == episode.query_labels).float().mean().item())
+            bar.update(len(batch))
     return EvalResult(accuracies, time.perf_counter() - start)
 
 
