@@ -166,7 +166,12 @@ def test_both_engines_train_and_evaluate_on_cuda(tiny_data, tmp_path):
         models[engine] = load_checkpoint(tmp_path / engine / "last.pt")["model"]
         _, row = evaluate_run(tmp_path / engine, episodes=40, data=tiny_data, device="cuda")
         models[engine + "-accuracy"] = float(row["accuracy_mean"])
+    # On CUDA the two engines' float32 gradients differ by rounding; where a gradient is near
+    # zero Adam's first steps (each about +-lr) may then go opposite ways, so the weights agree
+    # to 2 x lr per step, not to rounding (the meta-gradients themselves are compared tightly
+    # on CUDA in test_maml_vmap.py).
+    bound = 2 * TrainConfig("maml").lr * 2
     for name, value in models["l2l"].items():
         if not name.endswith("conv.bias"):  # see test_both_engines_from_one_seed_...
-            assert (value - models["vmap"][name]).abs().max().item() <= 1e-4, name
+            assert (value - models["vmap"][name]).abs().max().item() <= bound, name
     assert models["l2l-accuracy"] == pytest.approx(models["vmap-accuracy"], abs=0.02)
