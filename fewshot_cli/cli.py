@@ -12,15 +12,12 @@ import click
 
 from fewshot_cli import __version__
 from fewshot_cli.algorithms.registry import NAMES as ALGORITHMS
-from fewshot_cli.errors import FewshotError
+from fewshot_cli.errors import FewshotError, TrainingInterrupted
 
 # The names users choose from, as the library defines them (not repeated here).
-from fewshot_cli.algorithms.backbone import BACKBONES
-from fewshot_cli.algorithms.base import BN_MODES
-from fewshot_cli.data.splits import PARTS, SPLITS
-from fewshot_cli.predict import INVERT_MODES
-from fewshot_cli.report.aggregate import FORMATS
-from fewshot_cli.report.reproduce import BUDGETS, COMPARISON_FORMATS
+# (from light modules: --help imports neither torch nor pandas nor learn2learn).
+from fewshot_cli.choices import (BACKBONES, BN_MODES, BUDGETS, COMPARISON_FORMATS, FORMATS,
+                                 INVERT_MODES, PARTS, SPLITS)
 
 DATA_HELP = ("Folder holding images_background/ and images_evaluation/ (an extracted copy of the "
              "official zips), or where --download puts them. Default: $FEWSHOT_DATA, else "
@@ -596,8 +593,6 @@ def accuracy(csv_files, out):
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; turn every expected failure into one line and exit code 2."""
-    from fewshot_cli.run.training import TrainingInterrupted
-
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         # obj: the arguments as given, for `train --nproc` to relaunch itself under torchrun.

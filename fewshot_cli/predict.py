@@ -21,21 +21,23 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import pandas as pd
 import torch
 
 from fewshot_cli.algorithms import registry
 from fewshot_cli.atomic import atomic_write_text
+from fewshot_cli.choices import INVERT_MODES
 from fewshot_cli.run.checkpoint import load_trained
 from fewshot_cli.run.config import TrainConfig, pick_device
 from fewshot_cli.errors import FewshotError
 from fewshot_cli.run.evaluation import refuse_test_steps, resolve_bn_mode, prepared_copy
 from fewshot_cli.data.source import IMAGE_SIZE
 
-INVERT_MODES = ("auto", "yes", "no")
+if TYPE_CHECKING:  # pandas is imported where the table is made (it costs a second)
+    import pandas as pd
+
 LIGHT_BORDER = 127.5  # mid-gray: a border lighter than this is a light background
 CHUNK = 256  # queries embedded per forward pass, which bounds memory for large folders
 PROBABILITY_PREFIX = "p_"
@@ -337,6 +339,8 @@ def predict(
     support = load_support(support_dir, invert, strict, warn)
     query, paths = load_query(query_path, invert, strict, warn)
     probabilities = classify(config, model, support, query, bn_mode, steps, pick_device(device))
+    import pandas as pd
+
     frame = pd.DataFrame({"path": [str(p) for p in paths],
                           "label": [support.classes[i] for i in probabilities.argmax(1).tolist()]})
     for index, name in enumerate(support.classes):

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import learn2learn as l2l
 import torch
 import torch.nn.functional as F
 
 from fewshot_cli.algorithms import maml
 from fewshot_cli.algorithms.base import Algorithm, BudgetSettings, Classifier, Published
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # learn2learn itself is imported where used: it costs seconds
+    from fewshot_cli.l2l import l2l
     from fewshot_cli.run.config import TrainConfig
 
 
@@ -34,6 +34,8 @@ def adapt_head(head: torch.nn.Module, features: torch.Tensor, labels: torch.Tens
     Example:
         >>> adapted = adapt_head(model.head, model.backbone(support), labels, 0.4, 1, False)
     """
+    from fewshot_cli.l2l import l2l
+
     clone = l2l.algorithms.MAML(head, lr=inner_lr, first_order=first_order).clone()
     for _ in range(steps):
         clone.adapt(F.cross_entropy(clone(features), labels))

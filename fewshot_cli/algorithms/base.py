@@ -33,13 +33,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
+from fewshot_cli.choices import BN_MODES  # noqa: F401 (defined there for the CLI)
 from fewshot_cli.errors import FewshotError
 
 if TYPE_CHECKING:  # the run layer sits above this one: type hints only
     from fewshot_cli.data.episodes import Episode, EpisodeSampler
     from fewshot_cli.run.config import TrainConfig
 
-BN_MODES = ("batch", "running")
 
 # Query images to logits, for one support set the classifier was fitted to.
 Classifier = Callable[[torch.Tensor], torch.Tensor]

@@ -17,14 +17,14 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
-import learn2learn as l2l
 import torch
 import torch.nn.functional as F
 
 from fewshot_cli.algorithms.backbone import EMBEDDING_DIM, Conv4
 from fewshot_cli.algorithms.base import Algorithm, BudgetSettings, Classifier, Published
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # learn2learn itself is imported where used: it costs seconds
+    from fewshot_cli.l2l import l2l
     from fewshot_cli.run.config import TrainConfig
 
 # Hyper-parameters of the MAML paper for Omniglot, by number of ways.
@@ -53,6 +53,8 @@ def build_learner(model: torch.nn.Module, inner_lr: float, first_order: bool = F
         >>> learner = build_learner(build_model(5), inner_lr=0.4)
         >>> clone = learner.clone()
     """
+    from fewshot_cli.l2l import l2l
+
     return l2l.algorithms.MAML(model, lr=inner_lr, first_order=first_order)
 
 

@@ -19,14 +19,13 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass
 
-import learn2learn as l2l
 import torch
-from learn2learn.data.transforms import ConsecutiveLabels, FusedNWaysKShots, LoadData, RemapLabels
 
 from fewshot_cli.errors import FewshotError
 from fewshot_cli.data.source import Omniglot
 from fewshot_cli.data.splits import Split
 from fewshot_cli.data.transforms import ClassRotation
+from fewshot_cli.l2l import l2l
 
 
 class PartDataset(torch.utils.data.Dataset):
@@ -169,10 +168,12 @@ class EpisodeSampler:
                  seed: int = 0, rotate: bool = False, part: str = ""):
         check_episode_shape(dataset, ways, shots, queries, part)
         self.ways, self.shots, self.queries, self.seed = ways, shots, queries, seed
-        transforms = [FusedNWaysKShots(dataset, n=ways, k=shots + queries), LoadData(dataset)]
+        tasks = l2l.data.transforms
+        transforms = [tasks.FusedNWaysKShots(dataset, n=ways, k=shots + queries),
+                      tasks.LoadData(dataset)]
         if rotate:
             transforms.append(ClassRotation(dataset))
-        transforms += [RemapLabels(dataset), ConsecutiveLabels(dataset)]
+        transforms += [tasks.RemapLabels(dataset), tasks.ConsecutiveLabels(dataset)]
         self.taskset = l2l.data.Taskset(dataset, task_transforms=transforms, num_tasks=-1,
                                         task_collate=stack_samples)
         # ConsecutiveLabels groups each class's shots + queries together: support first.

@@ -18,11 +18,14 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from fewshot_cli.errors import FewshotError
-from fewshot_cli.data.source import Omniglot
+from typing import TYPE_CHECKING
 
-SPLITS = ("lake", "vinyals", "random")
-PARTS = ("train", "val", "test", "trainval")
+from fewshot_cli.choices import PARTS, SPLITS  # noqa: F401 (defined there for the CLI)
+from fewshot_cli.errors import FewshotError
+
+if TYPE_CHECKING:  # type hints only: the data itself is torch tensors
+    from fewshot_cli.data.source import Omniglot
+
 VINYALS_URL = (
     "https://raw.githubusercontent.com/jakesnell/prototypical-networks/master/data/omniglot/"
     "splits/vinyals/{part}.txt"

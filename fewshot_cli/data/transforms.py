@@ -9,10 +9,11 @@ from __future__ import annotations
 import random
 
 import torch
-from learn2learn.data.transforms import TaskTransform
+
+from fewshot_cli.l2l import l2l
 
 
-class ClassRotation(TaskTransform):
+class ClassRotation(l2l.data.transforms.TaskTransform):
     """Rotate all images of each class in a task by one random multiple of 90 degrees.
 
     Every class of an episode draws its own number of quarter turns, so a rotated character acts

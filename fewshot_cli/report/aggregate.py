@@ -32,6 +32,7 @@ from typing import Callable, Iterable, Sequence
 import pandas as pd
 
 from fewshot_cli.algorithms import registry
+from fewshot_cli.choices import FORMATS
 from fewshot_cli.errors import FewshotError
 from fewshot_cli.report.results import COLUMNS, REQUIRED
 
@@ -47,7 +48,6 @@ ALWAYS_SHOWN = ("algorithm", "split", "test_ways", "test_shots", "bn_mode")
 # One checkpoint evaluated on the same episodes with the same test protocol: one run, not two.
 SAME_EVALUATION = ("checkpoint", "checkpoint_iteration", "split_part", "test_ways", "test_shots",
                    "test_queries", *registry.group_columns(), "bn_mode", "seed", "episodes")
-FORMATS = ("table", "markdown", "csv")
 STATS = ("accuracy_mean", "ci95", "runs", "episodes", "run_std", "seeds_ci95")
 GLOB_CHARS = set("*?[")
 # Columns that differ between two appends of the same evaluation.

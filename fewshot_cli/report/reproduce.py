@@ -40,6 +40,7 @@ import pandas as pd
 
 from fewshot_cli.algorithms import registry
 from fewshot_cli.algorithms.base import BudgetSettings
+from fewshot_cli.choices import COMPARISON_FORMATS  # noqa: F401 (what format_comparison writes)
 from fewshot_cli.errors import FewshotError
 from fewshot_cli.report.aggregate import (aggregate, format_accuracy, natural_key, percent,
                                           read_csv, read_results, render)
@@ -53,7 +54,6 @@ PUBLISHED_SOURCES = {a.name: a.published.source for a in registry.algorithms()}
 GRID = ("5w1s", "5w5s", "20w1s", "20w5s")
 TEST_QUERIES = 15
 TEST_SEED = 0
-COMPARISON_FORMATS = ("table", "markdown")  # what format_comparison writes
 PLAN_CSVS = "csv"  # the folder of the CSVs of ``--plan``'s commands, inside the output folder
 
 

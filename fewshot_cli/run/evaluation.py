@@ -22,21 +22,22 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
-from tqdm import tqdm
 
 from fewshot_cli import __version__
 from fewshot_cli.algorithms import registry
 from fewshot_cli.algorithms.base import BN_MODES, Algorithm
-from fewshot_cli.data.episodes import Episode, EpisodeSampler, meta_dataset
 from fewshot_cli.data.source import Omniglot, load_omniglot
 from fewshot_cli.data.splits import make_split
 from fewshot_cli.errors import FewshotError
 from fewshot_cli.report.results import append_row, check_writable
 from fewshot_cli.run.checkpoint import BEST, LAST, load_run
 from fewshot_cli.run.config import TrainConfig, pick_device
+
+if TYPE_CHECKING:  # imported where used: predict needs this module, not learn2learn's episodes
+    from fewshot_cli.data.episodes import Episode, EpisodeSampler
 
 
 @dataclass
@@ -166,6 +167,8 @@ def evaluate(
     algorithm = registry.get(config.algorithm)
     mode = resolve_bn_mode(config.algorithm, bn_mode, model)
     model = prepared_copy(algorithm, model, sampler.ways, mode, device)
+    from tqdm import tqdm
+
     start = time.perf_counter()
     accuracies = []
     for index in tqdm(range(episodes), desc="evaluating", unit="episode",
@@ -244,6 +247,8 @@ def evaluate_run(
     Example:
         >>> result, row = evaluate_run("runs/protonet", "results/eval.csv", episodes=600)
     """
+    from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
+
     if episodes < 2:
         raise FewshotError(f"--episodes must be at least 2, for a confidence interval (got {episodes})")
     if csv_path is not None:

@@ -36,7 +36,7 @@ from fewshot_cli.run.checkpoint import (BEST, LAST, LOG, load_checkpoint, read_c
 from fewshot_cli.run.config import TrainConfig, pick_device
 from fewshot_cli.run.distributed import Parallel, check_split
 from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
-from fewshot_cli.errors import FewshotError
+from fewshot_cli.errors import FewshotError, TrainingInterrupted  # noqa: F401 (re-exported)
 from fewshot_cli.run.evaluation import evaluate
 from fewshot_cli.data.source import Omniglot, load_omniglot
 from fewshot_cli.data.splits import make_split
@@ -49,18 +49,6 @@ ITERATION_COLUMNS = ["iteration", "train_loss", "train_accuracy", "lr", "elapsed
 # iterations.csv, whose rows alone, from before any checkpoint, are nothing to keep).
 RUN_FILES = (LAST, BEST, LOG)
 VAL_SEED_OFFSET = 10_000  # validation episodes never coincide with training episodes
-
-
-class TrainingInterrupted(Exception):
-    """Training stopped on a signal after saving ``last.pt``; resume with ``--resume``.
-
-    ``signum`` is the signal that stopped it (the command exits with 128 + signum: 130 for
-    Ctrl-C, 143 for SIGTERM).
-    """
-
-    def __init__(self, message: str, signum: int = signal.SIGINT):
-        super().__init__(message)
-        self.signum = int(signum)
 
 
 @dataclass
