@@ -39,6 +39,7 @@ test: venv
 
 bench: venv
 	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.startup
 
 clean-venv:
 	rm -rf $(VENV)
