@@ -19,9 +19,10 @@ set (with as many outputs as there are classes) and classifies with the adapted 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,14 +30,15 @@ import torch
 from fewshot_cli.algorithms import registry
 from fewshot_cli.atomic import atomic_write_text
 from fewshot_cli.choices import INVERT_MODES
+from fewshot_cli.data.source import IMAGE_SIZE
+from fewshot_cli.errors import FewshotError
 from fewshot_cli.run.checkpoint import load_trained
 from fewshot_cli.run.config import TrainConfig, pick_device
-from fewshot_cli.errors import FewshotError
-from fewshot_cli.run.evaluation import refuse_test_steps, resolve_bn_mode, prepared_copy
-from fewshot_cli.data.source import IMAGE_SIZE
+from fewshot_cli.run.evaluation import prepared_copy, refuse_test_steps, resolve_bn_mode
 
 if TYPE_CHECKING:  # pandas is imported where the table is made (it costs a second)
     import pandas as pd
+    from PIL import Image
 
 LIGHT_BORDER = 127.5  # mid-gray: a border lighter than this is a light background
 CHUNK = 256  # queries embedded per forward pass, which bounds memory for large folders
@@ -85,7 +87,7 @@ def find_images(folder: Path) -> list[Path]:
     )
 
 
-def to_grayscale(image) -> "Image.Image":
+def to_grayscale(image) -> Image.Image:
     """A Pillow image as 8-bit grayscale (mode ``L``).
 
     Camera rotation (EXIF) is applied; transparent pixels become white (a drawing on a

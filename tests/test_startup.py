@@ -15,7 +15,7 @@ from fewshot_cli.run.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "torchvision", "learn2learn", "pandas", "matplotlib", "gym", "scipy")
-REPORT = ("import sys; print(sorted({m.split('.')[0] for m in sys.modules} & set(%r)))" % (HEAVY,))
+REPORT = (f"import sys; print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))")
 
 
 def heavy_modules_after(code: str) -> list[str]:

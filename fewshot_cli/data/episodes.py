@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 import torch
 
-from fewshot_cli.errors import FewshotError
 from fewshot_cli.data.source import Omniglot
 from fewshot_cli.data.splits import Split
 from fewshot_cli.data.transforms import ClassRotation
+from fewshot_cli.errors import FewshotError
 from fewshot_cli.l2l import l2l
 
 
@@ -107,7 +107,7 @@ class Episode:
     query_labels: torch.Tensor
     ways: int
 
-    def to(self, device: torch.device | str) -> "Episode":
+    def to(self, device: torch.device | str) -> Episode:
         return Episode(*(t.to(device) for t in (
             self.support, self.support_labels, self.query, self.query_labels)), ways=self.ways)
 

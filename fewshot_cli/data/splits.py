@@ -17,7 +17,6 @@ import random
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from fewshot_cli.choices import PARTS, SPLITS  # noqa: F401 (defined there for the CLI)

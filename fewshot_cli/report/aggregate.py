@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import glob
 import math
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import pandas as pd
 

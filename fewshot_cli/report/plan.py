@@ -19,11 +19,10 @@ Example:
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
-from fewshot_cli.report.reproduce import (PLAN_CSVS, Budget, get_budget, plan_trainings,
-                                          seed_list)
+from fewshot_cli.report.reproduce import PLAN_CSVS, Budget, get_budget, plan_trainings, seed_list
 
 PROGRAM = "fewshot"
 

@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
 
 import pandas as pd
 
@@ -42,8 +42,15 @@ from fewshot_cli.algorithms import registry
 from fewshot_cli.algorithms.base import BudgetSettings
 from fewshot_cli.choices import COMPARISON_FORMATS  # noqa: F401 (what format_comparison writes)
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.report.aggregate import (aggregate, format_accuracy, natural_key, percent,
-                                          read_csv, read_results, render)
+from fewshot_cli.report.aggregate import (
+    aggregate,
+    format_accuracy,
+    natural_key,
+    percent,
+    read_csv,
+    read_results,
+    render,
+)
 from fewshot_cli.run.checkpoint import CONFIG, LAST, load_checkpoint, read_config
 from fewshot_cli.run.config import TrainConfig
 

@@ -17,8 +17,8 @@ import torch
 
 from fewshot_cli.algorithms import registry
 from fewshot_cli.atomic import atomic_torch_save, atomic_write_text
-from fewshot_cli.run.config import TrainConfig
 from fewshot_cli.errors import FewshotError
+from fewshot_cli.run.config import TrainConfig
 
 CONFIG, LAST, BEST, LOG = "config.json", "last.pt", "best.pt", "log.csv"
 ZIP_MAGIC, PICKLE_MAGIC = b"PK\x03\x04", b"\x80"  # torch.save's zip format; a binary pickle

@@ -58,7 +58,7 @@ class TrainConfig:
     val_episodes: int = 100
     data_root: str | None = None
 
-    def resolved(self) -> "TrainConfig":
+    def resolved(self) -> TrainConfig:
         """A copy with every ``None`` replaced by the algorithm's default, validated."""
         algorithm = registry.get(self.algorithm)
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
@@ -100,7 +100,7 @@ class TrainConfig:
             raise FewshotError("--rotations does not apply to the vinyals split: its rotations are classes already")
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
+    def from_dict(cls, values: dict) -> TrainConfig:
         """Rebuild from ``config.json`` contents, ignoring keys this version does not know."""
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})

@@ -31,15 +31,22 @@ from tqdm import tqdm
 
 from fewshot_cli.algorithms import registry
 from fewshot_cli.atomic import atomic_write_text
-from fewshot_cli.run.checkpoint import (BEST, LAST, LOG, load_checkpoint, read_config,
-                                        save_checkpoint, save_config)
-from fewshot_cli.run.config import TrainConfig, pick_device
-from fewshot_cli.run.distributed import Parallel, check_split
 from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
-from fewshot_cli.errors import FewshotError, TrainingInterrupted  # noqa: F401 (re-exported)
-from fewshot_cli.run.evaluation import evaluate
 from fewshot_cli.data.source import Omniglot, load_omniglot
 from fewshot_cli.data.splits import make_split
+from fewshot_cli.errors import FewshotError, TrainingInterrupted  # noqa: F401 (re-exported)
+from fewshot_cli.run.checkpoint import (
+    BEST,
+    LAST,
+    LOG,
+    load_checkpoint,
+    read_config,
+    save_checkpoint,
+    save_config,
+)
+from fewshot_cli.run.config import TrainConfig, pick_device
+from fewshot_cli.run.distributed import Parallel, check_split
+from fewshot_cli.run.evaluation import evaluate
 
 LOG_COLUMNS = ["iteration", "train_loss", "train_accuracy", "val_accuracy", "elapsed_seconds"]
 # One row per training iteration, beside log.csv's one row per validation.
