@@ -1,6 +1,6 @@
 # Two entry points for a fresh machine (see README.md):
 #   make quick   quick MAML + ProtoNet baseline: train, evaluate, print the table
-#   make test    the whole test suite
+#   make test    the whole test suite, with the docstring examples (doctests)
 #   make lint    ruff's checks (configured in pyproject.toml); .ci/run runs it before the tests
 # Both create (or reuse) the virtual environment in $(VENV) first.
 
@@ -36,7 +36,7 @@ quick: venv
 	$(VENV)/bin/fewshot reproduce --budget quick --out runs/quick --download
 
 test: venv
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q  # tests/ and the doctests of fewshot_cli/ (setup.cfg)
 
 # Ruff (pyflakes, bugbear, import order, pyupgrade...: pyproject.toml), installed into the venv
 # on first use. `make format` applies ruff's formatter; it has not been run over the code yet

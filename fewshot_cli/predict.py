@@ -74,9 +74,10 @@ def find_images(folder: Path) -> list[Path]:
 
     Hidden files and folders (names starting with ``.``) are skipped.
 
-    Example:
-        >>> find_images(Path("queries"))
-        [PosixPath('queries/a.png'), PosixPath('queries/more/b.jpg')]
+    Example::
+
+        find_images(Path("queries"))
+        # [PosixPath('queries/a.png'), PosixPath('queries/more/b.jpg')]
     """
     folder = Path(folder)
     suffixes = image_suffixes()
@@ -131,9 +132,10 @@ def convert_image(path: str | Path, invert: str = "auto") -> torch.Tensor:
     Raises:
         FewshotError: naming the file when it cannot be decoded.
 
-    Example:
-        >>> convert_image("cat.jpg").shape
-        torch.Size([1, 28, 28])
+    Example::
+
+        convert_image("cat.jpg").shape
+        # torch.Size([1, 28, 28])
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -201,10 +203,11 @@ def load_support(support_dir: str | Path, invert: str = "auto", strict: bool = F
         FewshotError: the folder is missing, has fewer than two class folders, or a class
             folder has no readable image (or any image is unreadable, when ``strict``).
 
-    Example:
-        >>> support = load_support("examples")  # examples/cat/*.jpg, examples/dog/*.png
-        >>> support.classes
-        ['cat', 'dog']
+    Example::
+
+        support = load_support("examples")  # examples/cat/*.jpg, examples/dog/*.png
+        support.classes
+        # ['cat', 'dog']
     """
     folder = Path(support_dir)
     if not folder.exists():
@@ -237,8 +240,9 @@ def load_query(query_path: str | Path, invert: str = "auto", strict: bool = Fals
     Raises:
         FewshotError: the path is missing, is an unreadable image, or holds no readable image.
 
-    Example:
-        >>> images, paths = load_query("photos/")
+    Example::
+
+        images, paths = load_query("photos/")
     """
     path = Path(query_path)
     if not path.exists():
@@ -282,9 +286,10 @@ def classify(config: TrainConfig, model: torch.nn.Module, support: SupportSet,
         steps: adaptation steps (MAML; default: the run's ``test_inner_steps``).
         device: where to compute.
 
-    Example:
-        >>> config, model, _ = load_trained("runs/proto")
-        >>> probabilities = classify(config.resolved(), model, load_support("examples"), images)
+    Example::
+
+        config, model, _ = load_trained("runs/proto")
+        probabilities = classify(config.resolved(), model, load_support("examples"), images)
     """
     algorithm = registry.get(config.algorithm)
     mode = resolve_bn_mode(config.algorithm, bn_mode, model)
@@ -328,9 +333,10 @@ def predict(
     Raises:
         FewshotError: bad run, folders or options.
 
-    Example:
-        >>> frame = predict("runs/proto", "examples", "photos")
-        >>> frame[["path", "label"]]
+    Example::
+
+        frame = predict("runs/proto", "examples", "photos")
+        frame[["path", "label"]]
     """
     if invert not in INVERT_MODES:
         raise FewshotError(f"unknown --invert mode '{invert}' (choose from {', '.join(INVERT_MODES)})")

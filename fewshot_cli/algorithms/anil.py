@@ -31,8 +31,9 @@ def adapt_head(head: torch.nn.Module, features: torch.Tensor, labels: torch.Tens
                inner_lr: float, steps: int, first_order: bool) -> l2l.algorithms.MAML:
     """A clone of ``head`` (in learn2learn's MAML) after ``steps`` steps on ``features``.
 
-    Example:
-        >>> adapted = adapt_head(model.head, model.backbone(support), labels, 0.4, 1, False)
+    Example::
+
+        adapted = adapt_head(model.head, model.backbone(support), labels, 0.4, 1, False)
     """
     from fewshot_cli.l2l import l2l
 
@@ -53,8 +54,9 @@ def classifier(model: torch.nn.Module, support: torch.Tensor, support_labels: to
     head's logits of the queries. The adaptation runs with gradients even when the caller
     classifies under ``torch.no_grad()`` (evaluation does).
 
-    Example:
-        >>> logits = classifier(model, support, labels, 5, config)(query)
+    Example::
+
+        logits = classifier(model, support, labels, 5, config)(query)
     """
     if training:
         steps, first_order = config.inner_steps, config.first_order

@@ -98,8 +98,9 @@ def classifier(model: torch.nn.Module, support: torch.Tensor, support_labels: to
     meta-gradient follows. The queries go through the adapted clone together with the support
     images (the package's batch-BatchNorm definition, see ``algorithms.base``).
 
-    Example:
-        >>> logits = classifier(model, support, labels, 5, config)(query)
+    Example::
+
+        logits = classifier(model, support, labels, 5, config)(query)
     """
     if training:
         steps, first_order = config.inner_steps, config.first_order

@@ -77,8 +77,9 @@ def classifier(model: l2l.algorithms.MetaSGD, support: torch.Tensor,
     run; ``steps`` or ``config.test_inner_steps`` first-order steps at test). The queries go
     through the adapted clone together with the support images (see ``algorithms.base``).
 
-    Example:
-        >>> logits = classifier(model, support, labels, 5, config)(query)
+    Example::
+
+        logits = classifier(model, support, labels, 5, config)(query)
     """
     if training:
         steps, first_order = config.inner_steps, config.first_order

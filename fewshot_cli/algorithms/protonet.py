@@ -85,8 +85,9 @@ def classifier(model: torch.nn.Module, support: torch.Tensor, support_labels: to
     definition, see ``algorithms.base``), so every call embeds the support images again; nothing
     is adapted, and ``config``, ``training`` and ``steps`` change nothing.
 
-    Example:
-        >>> logits = classifier(model, support, labels, 5)(query)
+    Example::
+
+        logits = classifier(model, support, labels, 5)(query)
     """
     n_support = len(support)
 

@@ -37,9 +37,10 @@ class PartDataset(torch.utils.data.Dataset):
         data: the loaded Omniglot tensors.
         classes: ``(character index, quarter turns)`` of each class, as in ``Split.parts``.
 
-    Example:
-        >>> ds = PartDataset(data, split.parts["test"])
-        >>> image, label = ds[0]
+    Example::
+
+        ds = PartDataset(data, split.parts["test"])
+        image, label = ds[0]
     """
 
     def __init__(self, data: Omniglot, classes: list[tuple[int, int]]):
@@ -77,10 +78,11 @@ def stack_samples(samples: list) -> tuple[torch.Tensor, torch.Tensor]:
 def meta_dataset(data: Omniglot, split: Split, part: str) -> l2l.data.MetaDataset:
     """A learn2learn ``MetaDataset`` over one part of ``split`` (and only that part).
 
-    Example:
-        >>> train = meta_dataset(data, make_split(data, "lake"), "train")
-        >>> len(train.labels)
-        800
+    Example::
+
+        train = meta_dataset(data, make_split(data, "lake"), "train")
+        len(train.labels)
+        # 800
     """
     if part not in split.parts:
         raise FewshotError(f"split '{split.name}' has no part '{part}'")
@@ -157,10 +159,11 @@ class EpisodeSampler:
         rotate: turn each class by a random multiple of 90 degrees (augmentation).
         part: the part's name, for error messages.
 
-    Example:
-        >>> sampler = EpisodeSampler(test_ds, ways=5, shots=1, queries=15, seed=0)
-        >>> episode = sampler[0]
-        >>> episode.support.shape, episode.query.shape
+    Example::
+
+        sampler = EpisodeSampler(test_ds, ways=5, shots=1, queries=15, seed=0)
+        episode = sampler[0]
+        episode.support.shape, episode.query.shape
         (torch.Size([5, 1, 28, 28]), torch.Size([75, 1, 28, 28]))
     """
 

@@ -42,10 +42,11 @@ class Split:
         parts: part name (``train``, ``val``, ``test``, ``trainval``) to its classes, each a
             ``(character index, quarter turns)`` pair.
 
-    Example:
-        >>> split = make_split(data, "lake")
-        >>> len(split.parts["test"])
-        659
+    Example::
+
+        split = make_split(data, "lake")
+        len(split.parts["test"])
+        # 659
     """
 
     name: str
@@ -170,10 +171,11 @@ def make_split(
         split_dir: folder of the Vinyals split files (``vinyals`` only).
         download: fetch the Vinyals files when missing.
 
-    Example:
-        >>> split = make_split(data, "vinyals", split_dir="../shared/data/omniglot/splits/vinyals")
-        >>> len(split.parts["train"])  # 1028 characters x 4 rotations
-        4112
+    Example::
+
+        split = make_split(data, "vinyals", split_dir="../shared/data/omniglot/splits/vinyals")
+        len(split.parts["train"])  # 1028 characters x 4 rotations
+        # 4112
     """
     if name == "lake":
         split = lake_split(data, seed)

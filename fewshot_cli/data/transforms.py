@@ -25,10 +25,11 @@ class ClassRotation(l2l.data.transforms.TaskTransform):
         dataset: the ``MetaDataset`` the task is sampled from.
         turns: the allowed numbers of quarter turns.
 
-    Example:
-        >>> transforms = [FusedNWaysKShots(ds, n=5, k=2), LoadData(ds), ClassRotation(ds),
-        ...               RemapLabels(ds), ConsecutiveLabels(ds)]
-        >>> taskset = l2l.data.Taskset(ds, transforms)
+    Example::
+
+        transforms = [FusedNWaysKShots(ds, n=5, k=2), LoadData(ds), ClassRotation(ds),
+                      RemapLabels(ds), ConsecutiveLabels(ds)]
+        taskset = l2l.data.Taskset(ds, transforms)
     """
 
     def __init__(self, dataset, turns: tuple[int, ...] = (0, 1, 2, 3)):

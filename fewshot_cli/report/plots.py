@@ -118,8 +118,9 @@ def plot_curves(run_dirs: Iterable[str | Path], out: str | Path,
     Raises:
         FewshotError: a folder that is no run, or no run with anything to plot yet.
 
-    Example:
-        >>> plot_curves(["runs/maml", "runs/proto"], "figures/curves.png")
+    Example::
+
+        plot_curves(["runs/maml", "runs/proto"], "figures/curves.png")
     """
     from matplotlib.figure import Figure
 
@@ -189,8 +190,9 @@ def protocol_labels(table: pd.DataFrame, axis: tuple[str, ...] = ("test_ways", "
     differs between lines (``axis`` columns aside: the x axis shows them), e.g.
     ``maml second order, split=lake, bn_mode=running``.
 
-    Example:
-        >>> labels, shared = protocol_labels(aggregate(rows))
+    Example::
+
+        labels, shared = protocol_labels(aggregate(rows))
     """
     from fewshot_cli.report.aggregate import shown_columns
 
@@ -269,8 +271,9 @@ def plot_accuracy(csv_patterns: Iterable[str | Path], out: str | Path,
         out: the figure to write (see ``save`` for the formats).
         warn: told about repeated evaluations counted once.
 
-    Example:
-        >>> plot_accuracy(["results/cpu/eval.csv"], "figures/accuracy.png")
+    Example::
+
+        plot_accuracy(["results/cpu/eval.csv"], "figures/accuracy.png")
     """
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch

@@ -212,10 +212,11 @@ def is_done(rows: list[dict[str, str]], run_dir: Path, config: TrainConfig,
     protocol, and the run directory's configuration agrees on every field of
     ``TRAINING_FIELDS`` (a row of another split, learning rate or seed does not).
 
-    Example:
-        >>> is_done(csv_rows(Path("X/eval.csv")), Path("X/runs/maml-5w1s"), config,
-        ...         cell_protocol(Cell("maml", 5, 1), 600))
-        False
+    Example::
+
+        is_done(csv_rows(Path("X/eval.csv")), Path("X/runs/maml-5w1s"), config,
+                cell_protocol(Cell("maml", 5, 1), 600))
+        # False
     """
     planned = config.resolved()
     wanted = {"run_id": run_dir.name, **protocol,
@@ -435,8 +436,9 @@ def reproduce(
     Raises:
         TrainingInterrupted: a signal stopped a training (``last.pt`` saved; rerun to resume).
 
-    Example:
-        >>> print(format_comparison(reproduce("results/quick", "quick", seeds=3, jobs=3)))
+    Example::
+
+        print(format_comparison(reproduce("results/quick", "quick", seeds=3, jobs=3)))
     """
     from fewshot_cli.data.source import load_omniglot
     from fewshot_cli.data.splits import make_split
@@ -510,8 +512,9 @@ def comparison(csv_paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     ``episodes``, ``run_std``, ``seeds_ci95`` (fractions, as ``aggregate``), ``published`` (%,
     NaN where the papers have none) and ``difference`` (ours minus published, percentage points).
 
-    Example:
-        >>> comparison(["results/quick/eval.csv", *Path("results/quick/csv").glob("*.csv")])
+    Example::
+
+        comparison(["results/quick/eval.csv", *Path("results/quick/csv").glob("*.csv")])
     """
     variants = list(registry.group_columns())
     paths = [csv_paths] if isinstance(csv_paths, (str, Path)) else list(csv_paths)
@@ -534,8 +537,9 @@ def format_comparison(table: pd.DataFrame, fmt: str = "table") -> str:
     Our accuracy is shown as mean ± 95% CI: across training seeds (Student t) for a cell with
     several runs, across test episodes for a single run.
 
-    Example:
-        >>> print(format_comparison(comparison("results/quick/eval.csv"), "markdown"))
+    Example::
+
+        print(format_comparison(comparison("results/quick/eval.csv"), "markdown"))
     """
     variants = list(registry.group_columns())
     headers = ["algorithm", *variants, "split", "cell", "ours (%)", "runs", "episodes",

@@ -119,10 +119,11 @@ def resume_config(stored: dict, given: dict) -> TrainConfig:
     Raises:
         FewshotError: a given option (named in the message) differs from the run's.
 
-    Example:
-        >>> resume_config({"algorithm": "protonet", "iterations": 500}, {"iterations": 900}).iterations
-        900
-        >>> resume_config({"algorithm": "protonet"}, {"lr": 0.01})  # FewshotError: --lr cannot change...
+    Example::
+
+        resume_config({"algorithm": "protonet", "iterations": 500}, {"iterations": 900}).iterations
+        # 900
+        resume_config({"algorithm": "protonet"}, {"lr": 0.01})  # FewshotError: --lr cannot change...
     """
     config = TrainConfig.from_dict(stored)
     algorithm = given.get("algorithm", config.algorithm)

@@ -75,9 +75,10 @@ def running_statistics_problem(algorithm: str, model: torch.nn.Module) -> str | 
     MAML's reference code) has none to use; one trained by an algorithm whose training leaves
     unsound statistics (``Algorithm.unsound_running_stats``) has statistics that do not fit.
 
-    Example:
-        >>> running_statistics_problem("protonet", Conv4()) is None
-        True
+    Example::
+
+        running_statistics_problem("protonet", Conv4()) is None
+        # True
     """
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     if not norms:
@@ -119,8 +120,9 @@ def prepared_copy(algorithm: Algorithm, model: torch.nn.Module, ways: int, bn_mo
 
     ``model`` itself is left untouched (see the module docstring).
 
-    Example:
-        >>> model_20 = prepared_copy(registry.get(config.algorithm), model, 20, "batch", "cuda")
+    Example::
+
+        model_20 = prepared_copy(registry.get(config.algorithm), model, 20, "batch", "cuda")
     """
     model = algorithm.for_ways(copy.deepcopy(model).to(device), ways)
     model.train(bn_mode == "batch")
@@ -159,9 +161,10 @@ def evaluate(
         device: where to compute.
         progress: show a progress bar (on a terminal only).
 
-    Example:
-        >>> result = evaluate(config, model, EpisodeSampler(test_ds, 5, 1, 15), episodes=600)
-        >>> f"{result.mean:.1%} ± {result.ci95:.1%}"
+    Example::
+
+        result = evaluate(config, model, EpisodeSampler(test_ds, 5, 1, 15), episodes=600)
+        f"{result.mean:.1%} ± {result.ci95:.1%}"
     """
     if episodes < 1:
         raise FewshotError(f"episodes must be at least 1 (got {episodes})")
@@ -187,8 +190,9 @@ def episode_logits(algorithm: Algorithm, model: torch.nn.Module, episode: Episod
     The adaptation (if any) runs with gradients; the queries are classified without. ``predict``
     computes the same for a user's images.
 
-    Example:
-        >>> predictions = episode_logits(algorithm, tested, episode, config).argmax(1)
+    Example::
+
+        predictions = episode_logits(algorithm, tested, episode, config).argmax(1)
     """
     fitted = algorithm.classifier(model, episode.support, episode.support_labels, episode.ways,
                                   config, steps=steps)
@@ -200,9 +204,10 @@ def checkpoint_notices(checkpoint_path: Path, iteration: int, planned: int, mode
                        ways: int, steps: int) -> list[str]:
     """What ``evaluate_run`` tells before testing: the checkpoint used, and a new head if any.
 
-    Example:
-        >>> checkpoint_notices(Path("runs/maml/best.pt"), 300, 1000, model, ways=20, steps=5)[0]
-        'evaluating runs/maml/best.pt (best validation accuracy, iteration 300 of 1000)'
+    Example::
+
+        checkpoint_notices(Path("runs/maml/best.pt"), 300, 1000, model, ways=20, steps=5)[0]
+        # 'evaluating runs/maml/best.pt (best validation accuracy, iteration 300 of 1000)'
     """
     what = {BEST: "best validation accuracy", LAST: "latest checkpoint"}.get(checkpoint_path.name)
     if checkpoint_path.name == LAST and not (checkpoint_path.parent / BEST).is_file():
@@ -245,8 +250,9 @@ def evaluate_run(
     Returns:
         ``(result, row)``: the accuracies and the CSV row written (also when ``csv_path`` is None).
 
-    Example:
-        >>> result, row = evaluate_run("runs/protonet", "results/eval.csv", episodes=600)
+    Example::
+
+        result, row = evaluate_run("runs/protonet", "results/eval.csv", episodes=600)
     """
     from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
 

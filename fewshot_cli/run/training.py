@@ -209,8 +209,9 @@ def train(
         TrainingInterrupted: after a signal (``last.pt`` saved).
         FewshotError: bad settings, or a loss that is not finite.
 
-    Example:
-        >>> train(TrainConfig("protonet", iterations=250), "runs/proto")
+    Example::
+
+        train(TrainConfig("protonet", iterations=250), "runs/proto")
     """
     run_dir = Path(run_dir)
     main = parallel is None or parallel.main
