@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from fewshot_cli.algorithms import registry  # first: it silences gym's import-time notice
+from fewshot_cli.algorithms import registry
 from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
 from fewshot_cli.data.source import load_omniglot
 from fewshot_cli.data.splits import make_split

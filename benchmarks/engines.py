@@ -24,13 +24,15 @@ import argparse
 import copy
 import statistics
 import time
-
 from types import SimpleNamespace
 
 import torch
 
-from fewshot_cli.algorithms import maml, protonet  # first: it silences gym's import-time notice
-from fewshot_cli.algorithms import maml_vmap
+from fewshot_cli.algorithms import (  # first: it silences gym's import-time notice
+    maml,
+    maml_vmap,
+    protonet,
+)
 from fewshot_cli.algorithms.base import step_on_episodes
 from fewshot_cli.data.episodes import Episode
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import learn2learn as l2l
 from PIL import Image
 from torchvision import transforms
 from torchvision.datasets import Omniglot
 
 from fewshot_cli.data.source import find_image_folder
+from fewshot_cli.l2l import l2l  # without gym's import-time notice
 
 
 def stock_omniglot(data_root: str | Path) -> l2l.data.MetaDataset:
@@ -39,8 +39,12 @@ def stock_omniglot(data_root: str | Path) -> l2l.data.MetaDataset:
 def stock_taskset(dataset: l2l.data.MetaDataset, ways: int, shots: int, queries: int
                   ) -> l2l.data.Taskset:
     """The same task transforms as ours, over the stock dataset."""
-    from learn2learn.data.transforms import (ConsecutiveLabels, FusedNWaysKShots, LoadData,
-                                             RemapLabels)
+    from learn2learn.data.transforms import (
+        ConsecutiveLabels,
+        FusedNWaysKShots,
+        LoadData,
+        RemapLabels,
+    )
 
     return l2l.data.Taskset(dataset, task_transforms=[
         FusedNWaysKShots(dataset, n=ways, k=shots + queries), LoadData(dataset),

@@ -12,14 +12,10 @@ The package is layered; each layer imports only from the ones above it in this l
   the published numbers (``reproduce``), figures (``plots``) and split sizes (``summary``)
 - on top: ``predict`` (classify a user's own images) and ``cli`` (options only), with
   ``atomic`` (safe file writes) and ``errors`` (the one-line error type) used everywhere
+
+Importing the package (and ``cli``) is light: torch, pandas, matplotlib and learn2learn are
+imported by the modules that use them (learn2learn through ``l2l``, which silences gym), so
+``fewshot --help`` answers at once.
 """
 
-import contextlib
-import io
-
 __version__ = "0.1.0"
-
-# learn2learn imports gym, which prints a multi-line "unmaintained" notice on stderr
-# at import time; it is noise for a command-line tool, so swallow it once here.
-with contextlib.redirect_stderr(io.StringIO()):
-    import learn2learn  # noqa: F401,E402

@@ -12,16 +12,21 @@ import click
 
 from fewshot_cli import __version__
 from fewshot_cli.algorithms.registry import NAMES as ALGORITHMS
-from fewshot_cli.errors import FewshotError
 
 # The names users choose from, as the library defines them (not repeated here).
-from fewshot_cli.algorithms.backbone import BACKBONES
-from fewshot_cli.algorithms.base import BN_MODES
-from fewshot_cli.algorithms.maml_vmap import ENGINES
-from fewshot_cli.data.splits import PARTS, SPLITS
-from fewshot_cli.predict import INVERT_MODES
-from fewshot_cli.report.aggregate import FORMATS
-from fewshot_cli.report.reproduce import BUDGETS, COMPARISON_FORMATS
+# (from light modules: --help imports neither torch nor pandas nor learn2learn).
+from fewshot_cli.choices import (
+    BACKBONES,
+    BN_MODES,
+    BUDGETS,
+    COMPARISON_FORMATS,
+    ENGINES,
+    FORMATS,
+    INVERT_MODES,
+    PARTS,
+    SPLITS,
+)
+from fewshot_cli.errors import FewshotError, TrainingInterrupted
 
 DATA_HELP = ("Folder holding images_background/ and images_evaluation/ (an extracted copy of the "
              "official zips), or where --download puts them. Default: $FEWSHOT_DATA, else "
@@ -247,7 +252,8 @@ def train(algorithm, run_dir, resume_dir, overwrite, iterations, time_limit, thr
     """
     from fewshot_cli.run import distributed
     from fewshot_cli.run.config import TrainConfig, set_threads
-    from fewshot_cli.run.training import TrainingInterrupted, train as run_training
+    from fewshot_cli.run.training import TrainingInterrupted
+    from fewshot_cli.run.training import train as run_training
 
     set_threads(threads)
     if bool(run_dir) == bool(resume_dir):
@@ -408,9 +414,10 @@ def predict(run, support_dir, query_path, csv_path, steps, invert, bn_mode, stri
     Example:
       fewshot predict runs/proto --support examples/ --query photos/ --csv predictions.csv
     """
-    from fewshot_cli.run.config import set_threads
-    from fewshot_cli.predict import format_table, predict as run_predict, write_csv
+    from fewshot_cli.predict import format_table, write_csv
+    from fewshot_cli.predict import predict as run_predict
     from fewshot_cli.report.results import check_writable
+    from fewshot_cli.run.config import set_threads
 
     set_threads(threads)
     if csv_path is not None:
@@ -451,8 +458,8 @@ def aggregate(csv_files, by, fmt, out):
     of a group of n runs is sqrt(sum ci_i^2) / n: episode noise only, the spread is separate.
     A checkpoint evaluated again on the same episodes counts once (with a warning).
     """
-    from fewshot_cli.report.aggregate import DEFAULT_BY, aggregate_files
     from fewshot_cli.atomic import atomic_write_text
+    from fewshot_cli.report.aggregate import aggregate_files
 
     columns = [c.strip() for item in by for c in item.split(",") if c.strip()]
     text = aggregate_files(csv_files, columns or None, fmt,
@@ -532,7 +539,8 @@ def reproduce(budget, out_dir, algorithms, cells, split, split_dir, fmt, seeds, 
       fewshot reproduce --budget cpu --out grid --seeds 3 --report
     """
     from fewshot_cli.report.plan import plan_commands, report_command
-    from fewshot_cli.report.reproduce import format_comparison, reproduce as run_reproduction
+    from fewshot_cli.report.reproduce import format_comparison
+    from fewshot_cli.report.reproduce import reproduce as run_reproduction
     from fewshot_cli.run.config import set_threads
 
     set_threads(threads)
@@ -604,8 +612,6 @@ def accuracy(csv_files, out):
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; turn every expected failure into one line and exit code 2."""
-    from fewshot_cli.run.training import TrainingInterrupted
-
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         # obj: the arguments as given, for `train --nproc` to relaunch itself under torchrun.

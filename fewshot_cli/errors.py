@@ -1,4 +1,7 @@
-"""The one exception type the command line turns into a one-line message and exit code 2."""
+"""The exceptions the command line turns into one line: ``FewshotError`` (exit code 2) and
+``TrainingInterrupted`` (exit code 128 + signal). Light, so ``cli`` imports them at once."""
+
+import signal
 
 
 class FewshotError(Exception):
@@ -12,3 +15,15 @@ class FewshotError(Exception):
         ...
         fewshot_cli.errors.FewshotError: ways (70) exceeds the 20 classes of split part 'test'
     """
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on a signal after saving ``last.pt``; resume with ``--resume``.
+
+    ``signum`` is the signal that stopped it (the command exits with 128 + signum: 130 for
+    Ctrl-C, 143 for SIGTERM). Raised by ``run.training`` (which re-exports it).
+    """
+
+    def __init__(self, message: str, signum: int = signal.SIGINT):
+        super().__init__(message)
+        self.signum = int(signum)

@@ -19,23 +19,27 @@ set (with as many outputs as there are classes) and classifies with the adapted 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import torch
 
 from fewshot_cli.algorithms import registry
 from fewshot_cli.atomic import atomic_write_text
+from fewshot_cli.choices import INVERT_MODES
+from fewshot_cli.data.source import IMAGE_SIZE
+from fewshot_cli.errors import FewshotError
 from fewshot_cli.run.checkpoint import load_trained
 from fewshot_cli.run.config import TrainConfig, pick_device
-from fewshot_cli.errors import FewshotError
-from fewshot_cli.run.evaluation import refuse_test_steps, resolve_bn_mode, prepared_copy
-from fewshot_cli.data.source import IMAGE_SIZE
+from fewshot_cli.run.evaluation import prepared_copy, refuse_test_steps, resolve_bn_mode
 
-INVERT_MODES = ("auto", "yes", "no")
+if TYPE_CHECKING:  # pandas is imported where the table is made (it costs a second)
+    import pandas as pd
+    from PIL import Image
+
 LIGHT_BORDER = 127.5  # mid-gray: a border lighter than this is a light background
 CHUNK = 256  # queries embedded per forward pass, which bounds memory for large folders
 PROBABILITY_PREFIX = "p_"
@@ -70,9 +74,10 @@ def find_images(folder: Path) -> list[Path]:
 
     Hidden files and folders (names starting with ``.``) are skipped.
 
-    Example:
-        >>> find_images(Path("queries"))
-        [PosixPath('queries/a.png'), PosixPath('queries/more/b.jpg')]
+    Example::
+
+        find_images(Path("queries"))
+        # [PosixPath('queries/a.png'), PosixPath('queries/more/b.jpg')]
     """
     folder = Path(folder)
     suffixes = image_suffixes()
@@ -83,7 +88,7 @@ def find_images(folder: Path) -> list[Path]:
     )
 
 
-def to_grayscale(image) -> "Image.Image":
+def to_grayscale(image) -> Image.Image:
     """A Pillow image as 8-bit grayscale (mode ``L``).
 
     Camera rotation (EXIF) is applied; transparent pixels become white (a drawing on a
@@ -127,9 +132,10 @@ def convert_image(path: str | Path, invert: str = "auto") -> torch.Tensor:
     Raises:
         FewshotError: naming the file when it cannot be decoded.
 
-    Example:
-        >>> convert_image("cat.jpg").shape
-        torch.Size([1, 28, 28])
+    Example::
+
+        convert_image("cat.jpg").shape
+        # torch.Size([1, 28, 28])
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -197,10 +203,11 @@ def load_support(support_dir: str | Path, invert: str = "auto", strict: bool = F
         FewshotError: the folder is missing, has fewer than two class folders, or a class
             folder has no readable image (or any image is unreadable, when ``strict``).
 
-    Example:
-        >>> support = load_support("examples")  # examples/cat/*.jpg, examples/dog/*.png
-        >>> support.classes
-        ['cat', 'dog']
+    Example::
+
+        support = load_support("examples")  # examples/cat/*.jpg, examples/dog/*.png
+        support.classes
+        # ['cat', 'dog']
     """
     folder = Path(support_dir)
     if not folder.exists():
@@ -233,8 +240,9 @@ def load_query(query_path: str | Path, invert: str = "auto", strict: bool = Fals
     Raises:
         FewshotError: the path is missing, is an unreadable image, or holds no readable image.
 
-    Example:
-        >>> images, paths = load_query("photos/")
+    Example::
+
+        images, paths = load_query("photos/")
     """
     path = Path(query_path)
     if not path.exists():
@@ -278,9 +286,10 @@ def classify(config: TrainConfig, model: torch.nn.Module, support: SupportSet,
         steps: adaptation steps (MAML; default: the run's ``test_inner_steps``).
         device: where to compute.
 
-    Example:
-        >>> config, model, _ = load_trained("runs/proto")
-        >>> probabilities = classify(config.resolved(), model, load_support("examples"), images)
+    Example::
+
+        config, model, _ = load_trained("runs/proto")
+        probabilities = classify(config.resolved(), model, load_support("examples"), images)
     """
     algorithm = registry.get(config.algorithm)
     mode = resolve_bn_mode(config.algorithm, bn_mode, model)
@@ -324,9 +333,10 @@ def predict(
     Raises:
         FewshotError: bad run, folders or options.
 
-    Example:
-        >>> frame = predict("runs/proto", "examples", "photos")
-        >>> frame[["path", "label"]]
+    Example::
+
+        frame = predict("runs/proto", "examples", "photos")
+        frame[["path", "label"]]
     """
     if invert not in INVERT_MODES:
         raise FewshotError(f"unknown --invert mode '{invert}' (choose from {', '.join(INVERT_MODES)})")
@@ -337,6 +347,8 @@ def predict(
     support = load_support(support_dir, invert, strict, warn)
     query, paths = load_query(query_path, invert, strict, warn)
     probabilities = classify(config, model, support, query, bn_mode, steps, pick_device(device))
+    import pandas as pd
+
     frame = pd.DataFrame({"path": [str(p) for p in paths],
                           "label": [support.classes[i] for i in probabilities.argmax(1).tolist()]})
     for index, name in enumerate(support.classes):

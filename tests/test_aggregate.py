@@ -7,9 +7,15 @@ import math
 import pandas as pd
 import pytest
 
-from fewshot_cli.report.aggregate import aggregate, aggregate_files, format_table, read_results, render
 from fewshot_cli.cli import main
 from fewshot_cli.errors import FewshotError
+from fewshot_cli.report.aggregate import (
+    aggregate,
+    aggregate_files,
+    format_table,
+    read_results,
+    render,
+)
 from fewshot_cli.report.results import COLUMNS, append_row
 
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from fewshot_cli.algorithms import maml, protonet
-from fewshot_cli.run.config import TrainConfig
 from fewshot_cli.errors import FewshotError
+from fewshot_cli.run.config import TrainConfig
 from fewshot_cli.run.evaluation import evaluate_run, resolve_bn_mode, running_statistics_problem
 from fewshot_cli.run.training import train
 

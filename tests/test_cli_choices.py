@@ -7,17 +7,26 @@ import click
 import fewshot_cli.cli
 
 # (module, constant) -> the options whose choices it defines, as (command path, option name).
+# The constants live in the light ``choices`` module (so --help imports no torch); the modules
+# that use them re-export them (LIBRARY below).
 CONSTANTS = {
-    ("fewshot_cli.data.splits", "SPLITS"): [("data", "splits"), ("train", "split"), ("reproduce", "split")],
-    ("fewshot_cli.data.splits", "PARTS"): [("eval", "part")],
+    ("fewshot_cli.choices", "SPLITS"): [("data", "splits"), ("train", "split"), ("reproduce", "split")],
+    ("fewshot_cli.choices", "PARTS"): [("eval", "part")],
     ("fewshot_cli.algorithms.registry", "NAMES"): [("train", "algorithm"), ("reproduce", "algorithms")],
-    ("fewshot_cli.algorithms.backbone", "BACKBONES"): [("train", "backbone")],
-    ("fewshot_cli.algorithms.maml_vmap", "ENGINES"): [("train", "engine")],
-    ("fewshot_cli.algorithms.base", "BN_MODES"): [("eval", "bn_mode"), ("predict", "bn_mode")],
-    ("fewshot_cli.predict", "INVERT_MODES"): [("predict", "invert")],
-    ("fewshot_cli.report.aggregate", "FORMATS"): [("aggregate", "fmt")],
-    ("fewshot_cli.report.reproduce", "BUDGETS"): [("reproduce", "budget")],
-    ("fewshot_cli.report.reproduce", "COMPARISON_FORMATS"): [("reproduce", "fmt")],
+    ("fewshot_cli.choices", "BACKBONES"): [("train", "backbone")],
+    ("fewshot_cli.choices", "ENGINES"): [("train", "engine")],
+    ("fewshot_cli.choices", "BN_MODES"): [("eval", "bn_mode"), ("predict", "bn_mode")],
+    ("fewshot_cli.choices", "INVERT_MODES"): [("predict", "invert")],
+    ("fewshot_cli.choices", "FORMATS"): [("aggregate", "fmt")],
+    ("fewshot_cli.choices", "BUDGETS"): [("reproduce", "budget")],
+    ("fewshot_cli.choices", "COMPARISON_FORMATS"): [("reproduce", "fmt")],
+}
+# The library module that uses each constant of ``choices``, under the same name.
+LIBRARY = {
+    "SPLITS": "fewshot_cli.data.splits", "PARTS": "fewshot_cli.data.splits",
+    "BACKBONES": "fewshot_cli.algorithms.backbone", "BN_MODES": "fewshot_cli.algorithms.base",
+    "INVERT_MODES": "fewshot_cli.predict", "FORMATS": "fewshot_cli.report.aggregate",
+    "COMPARISON_FORMATS": "fewshot_cli.report.reproduce", "ENGINES": "fewshot_cli.algorithms.maml_vmap",
 }
 
 
@@ -44,3 +53,12 @@ def test_cli_choices_follow_the_library_constants(monkeypatch):
         monkeypatch.undo()
         importlib.reload(fewshot_cli.cli)
     assert all("added" not in choices(c, n) for options in CONSTANTS.values() for c, n in options)
+
+
+def test_the_library_uses_the_constants_of_choices():
+    import fewshot_cli.choices as choices
+    from fewshot_cli.report.reproduce import BUDGETS
+
+    for constant, module in LIBRARY.items():
+        assert getattr(importlib.import_module(module), constant) is getattr(choices, constant)
+    assert tuple(BUDGETS) == choices.BUDGETS  # every budget reproduce defines, by name, in order

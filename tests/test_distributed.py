@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from test_interrupt import cli_options
 
 from fewshot_cli.algorithms import registry
 from fewshot_cli.cli import main
@@ -26,7 +27,6 @@ from fewshot_cli.run.checkpoint import load_checkpoint
 from fewshot_cli.run.config import TrainConfig
 from fewshot_cli.run.distributed import chain_averages, check_split, needs_launch, without_nproc
 from fewshot_cli.run.training import TrainingInterrupted, train
-from test_interrupt import cli_options
 
 # Second order, 4 tasks per meta-batch: 2 per process.
 SETTINGS = dict(ways=3, queries=2, test_ways=3, test_queries=2, iterations=12, val_every=2,

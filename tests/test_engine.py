@@ -13,7 +13,7 @@ from fewshot_cli.cli import main
 from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
 from fewshot_cli.data.splits import make_split
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.run.checkpoint import load_checkpoint, load_run, save_checkpoint, save_config
+from fewshot_cli.run.checkpoint import load_checkpoint, load_run, save_checkpoint
 from fewshot_cli.run.config import TrainConfig
 from fewshot_cli.run.evaluation import evaluate, evaluate_run
 from fewshot_cli.run.training import TrainingInterrupted, train

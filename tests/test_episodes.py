@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
-from fewshot_cli.errors import FewshotError
 from fewshot_cli.data.splits import make_split
+from fewshot_cli.errors import FewshotError
 
 
 @pytest.fixture(scope="module")

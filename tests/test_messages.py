@@ -5,8 +5,8 @@ import pickle
 import pytest
 import torch
 
-from fewshot_cli.run.checkpoint import load_checkpoint
 from fewshot_cli.errors import FewshotError
+from fewshot_cli.run.checkpoint import load_checkpoint
 
 
 class Payload:
@@ -180,8 +180,8 @@ def test_accuracy_of_a_header_only_csv_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_eval_line_and_table_round_the_ci_alike(runs, tiny_root, tmp_path, monkeypatch, capsys):
-    from fewshot_cli.run import evaluation
     from fewshot_cli.cli import main
+    from fewshot_cli.run import evaluation
 
     class Fixed:  # a result whose CI sits on a rounding edge: 2.40501%
         mean, ci95, seconds, accuracies = 0.9, 0.0240501, 1.0, [0.9, 0.9]

@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from test_interrupt import assert_same_checkpoint
+from test_predict import probability_columns, save_tensor_png
 
 from fewshot_cli.algorithms import anil, metasgd, registry
 from fewshot_cli.algorithms.base import BudgetSettings
@@ -23,8 +25,6 @@ from fewshot_cli.run.checkpoint import load_checkpoint, load_trained
 from fewshot_cli.run.config import TrainConfig
 from fewshot_cli.run.evaluation import episode_logits, evaluate_run, prepared_copy
 from fewshot_cli.run.training import TrainingInterrupted, train
-from test_interrupt import assert_same_checkpoint
-from test_predict import probability_columns, save_tensor_png
 
 NEW = ("metasgd", "anil")
 

@@ -18,8 +18,16 @@ from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
 from fewshot_cli.data.source import preprocess
 from fewshot_cli.data.splits import make_split
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.predict import (PROBABILITY_PREFIX, classify, convert_image, find_images,
-                                 has_light_border, load_images, load_support, predict)
+from fewshot_cli.predict import (
+    PROBABILITY_PREFIX,
+    classify,
+    convert_image,
+    find_images,
+    has_light_border,
+    load_images,
+    load_support,
+    predict,
+)
 from fewshot_cli.run.checkpoint import load_trained
 from fewshot_cli.run.config import TrainConfig
 from fewshot_cli.run.evaluation import episode_logits, evaluate, prepared_copy

@@ -3,11 +3,15 @@
 import math
 
 import torch
-
 import torch.nn.functional as F
 
-from fewshot_cli.algorithms.protonet import (ALGORITHM, prototypes, prototypical_logits,
-                                             prototypical_loss, squared_distances)
+from fewshot_cli.algorithms.protonet import (
+    ALGORITHM,
+    prototypes,
+    prototypical_logits,
+    prototypical_loss,
+    squared_distances,
+)
 
 
 def test_prototypes_are_class_means():
@@ -25,8 +29,9 @@ def test_loss_equals_direct_computation():
     # Prototypes (1, 0) and (0, 4); squared distances written out by hand.
     d = [[(1 - 1) ** 2 + (1 - 0) ** 2, (1 - 0) ** 2 + (1 - 4) ** 2],
          [(0 - 1) ** 2 + (2 - 0) ** 2, (0 - 0) ** 2 + (2 - 4) ** 2]]
-    expected = (-(-d[0][0]) + math.log(math.exp(-d[0][0]) + math.exp(-d[0][1]))
-                - (-d[1][1]) + math.log(math.exp(-d[1][0]) + math.exp(-d[1][1]))) / 2
+    # Cross-entropy of logits -d: minus the true class's logit (+d) plus the log-sum-exp.
+    expected = (d[0][0] + math.log(math.exp(-d[0][0]) + math.exp(-d[0][1]))
+                + d[1][1] + math.log(math.exp(-d[1][0]) + math.exp(-d[1][1]))) / 2
     loss, accuracy = prototypical_loss(support, support_labels, query, query_labels, 2)
     assert math.isclose(loss.item(), expected, rel_tol=1e-6)
     assert accuracy.item() == 1.0
@@ -48,8 +53,8 @@ def test_query_equal_to_a_prototype_gets_its_class():
 
 
 def test_query_loss_backpropagates_into_the_backbone(tiny_data):
-    from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
     from fewshot_cli.algorithms.protonet import build_model
+    from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
     from fewshot_cli.data.splits import make_split
 
     model = build_model()

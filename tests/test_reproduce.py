@@ -1,17 +1,26 @@
 """The reproduction grid on the tiny data: cells, the CSV, skipping done cells, resuming."""
 
+import dataclasses
+
 import pandas as pd
 import pytest
 
-from fewshot_cli.cli import main
-from fewshot_cli.errors import FewshotError
-import dataclasses
-
 from fewshot_cli.algorithms import registry
 from fewshot_cli.algorithms.base import BudgetSettings
-from fewshot_cli.report.reproduce import (BUDGETS, GRID, PUBLISHED, Budget, comparison,
-                                          format_comparison, parse_cell, plan_cells, reproduce,
-                                          training_for)
+from fewshot_cli.cli import main
+from fewshot_cli.errors import FewshotError
+from fewshot_cli.report.reproduce import (
+    BUDGETS,
+    GRID,
+    PUBLISHED,
+    Budget,
+    comparison,
+    format_comparison,
+    parse_cell,
+    plan_cells,
+    reproduce,
+    training_for,
+)
 from fewshot_cli.report.results import append_row
 
 # Seconds on the tiny data. Its lake split validates on a 3-character alphabet, hence 3 ways.

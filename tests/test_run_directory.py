@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from fewshot_cli.run.checkpoint import load_checkpoint
 from fewshot_cli.cli import main
-from fewshot_cli.run.config import TrainConfig
 from fewshot_cli.errors import FewshotError
+from fewshot_cli.run.checkpoint import load_checkpoint
+from fewshot_cli.run.config import TrainConfig
 from fewshot_cli.run.training import TrainingInterrupted, train
 
 TINY = dict(ways=5, queries=2, test_ways=3, test_queries=2, val_every=2, val_episodes=2,

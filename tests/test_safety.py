@@ -17,15 +17,15 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import make_tiny_omniglot
+
 from fewshot_cli.algorithms.base import Algorithm
-from fewshot_cli.run.checkpoint import load_checkpoint, save_checkpoint, save_config
 from fewshot_cli.cli import main
-from fewshot_cli.run.config import TrainConfig
+from fewshot_cli.data.source import load_omniglot
 from fewshot_cli.errors import FewshotError
 from fewshot_cli.report.results import COLUMNS, append_row
-from fewshot_cli.data.source import load_omniglot
+from fewshot_cli.run.checkpoint import load_checkpoint, save_checkpoint, save_config
+from fewshot_cli.run.config import TrainConfig
 from fewshot_cli.run.training import LOG_COLUMNS, train, write_log
 
 TINY = dict(ways=5, queries=2, test_ways=3, test_queries=2, val_episodes=1, device="cpu")

@@ -7,8 +7,8 @@ import time
 import pytest
 import torch
 
-from fewshot_cli.errors import FewshotError
 from fewshot_cli.data.source import cache_path, find_image_folder, load_omniglot
+from fewshot_cli.errors import FewshotError
 
 
 def test_loads_every_image_preprocessed(tiny_data, tiny_root):

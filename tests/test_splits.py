@@ -2,8 +2,8 @@
 
 import pytest
 
-from fewshot_cli.errors import FewshotError
 from fewshot_cli.data.splits import make_split
+from fewshot_cli.errors import FewshotError
 
 
 def assert_disjoint(split):

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import learn2learn as l2l
 import torch
 import torch.nn.functional as F
 
 from fewshot_cli.algorithms import maml
 from fewshot_cli.algorithms.base import Algorithm, BudgetSettings, Classifier, Published
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # learn2learn itself is imported where used: it costs seconds
+    from fewshot_cli.l2l import l2l
     from fewshot_cli.run.config import TrainConfig
 
 
@@ -31,9 +31,12 @@ def adapt_head(head: torch.nn.Module, features: torch.Tensor, labels: torch.Tens
                inner_lr: float, steps: int, first_order: bool) -> l2l.algorithms.MAML:
     """A clone of ``head`` (in learn2learn's MAML) after ``steps`` steps on ``features``.
 
-    Example:
-        >>> adapted = adapt_head(model.head, model.backbone(support), labels, 0.4, 1, False)
+    Example::
+
+        adapted = adapt_head(model.head, model.backbone(support), labels, 0.4, 1, False)
     """
+    from fewshot_cli.l2l import l2l
+
     clone = l2l.algorithms.MAML(head, lr=inner_lr, first_order=first_order).clone()
     for _ in range(steps):
         clone.adapt(F.cross_entropy(clone(features), labels))
@@ -51,8 +54,9 @@ def classifier(model: torch.nn.Module, support: torch.Tensor, support_labels: to
     head's logits of the queries. The adaptation runs with gradients even when the caller
     classifies under ``torch.no_grad()`` (evaluation does).
 
-    Example:
-        >>> logits = classifier(model, support, labels, 5, config)(query)
+    Example::
+
+        logits = classifier(model, support, labels, 5, config)(query)
     """
     if training:
         steps, first_order = config.inner_steps, config.first_order

@@ -19,11 +19,12 @@ BatchNorm modes, one definition everywhere (training, validation, ``eval`` and `
 - ``running``: the network is in evaluation mode and uses the running statistics gathered in
   training: each image is judged on its own.
 
-Example:
-    >>> from fewshot_cli.algorithms import registry
-    >>> algorithm = registry.get("protonet")
-    >>> model = algorithm.build_model(config)
-    >>> logits = algorithm.query_logits(model, episode, config)
+Example::
+
+    from fewshot_cli.algorithms import registry
+    algorithm = registry.get("protonet")
+    model = algorithm.build_model(config)
+    logits = algorithm.query_logits(model, episode, config)
 """
 
 from __future__ import annotations
@@ -35,13 +36,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
+from fewshot_cli.choices import BN_MODES  # noqa: F401 (defined there for the CLI)
 from fewshot_cli.errors import FewshotError
 
 if TYPE_CHECKING:  # the run layer sits above this one: type hints only
     from fewshot_cli.data.episodes import Episode, EpisodeSampler
     from fewshot_cli.run.config import TrainConfig
 
-BN_MODES = ("batch", "running")
 
 # Query images to logits, for one support set the classifier was fitted to.
 Classifier = Callable[[torch.Tensor], torch.Tensor]
@@ -77,8 +78,9 @@ class BudgetSettings:
             (validated at the fewest ways it is tested at); otherwise each cell trains at its
             own ways.
 
-    Example:
-        >>> BudgetSettings(iterations=200, test_episodes=600, options={"lr": 3e-3})
+    Example::
+
+        BudgetSettings(iterations=200, test_episodes=600, options={"lr": 3e-3})
     """
 
     iterations: int | Mapping[tuple[int, int], int]
@@ -222,8 +224,9 @@ class Algorithm:
                      training: bool = False, steps: int | None = None) -> torch.Tensor:
         """Logits ``[queries, ways]`` of an episode's queries, fitted to its support set.
 
-        Example:
-            >>> predictions = algorithm.query_logits(model, episode, config).argmax(1)
+        Example::
+
+            predictions = algorithm.query_logits(model, episode, config).argmax(1)
         """
         fitted = self.classifier(model, episode.support, episode.support_labels, episode.ways,
                                  config, training=training, steps=steps)
@@ -239,8 +242,9 @@ class Algorithm:
         iteration's episodes; ``run.distributed`` averages the gradients of all shares before
         ``optimizer.step`` (a step pre-hook), whatever ``step`` computes them.
 
-        Example:
-            >>> loss, accuracy = algorithm.train_step(model, optimizer, sampler, 0, config)
+        Example::
+
+            loss, accuracy = algorithm.train_step(model, optimizer, sampler, 0, config)
         """
         episodes = episodes_of_step(sampler, iteration, self.episodes_per_step(config), device,
                                     rank, world)
@@ -256,8 +260,9 @@ def step_on_episodes(algorithm: Algorithm, model: torch.nn.Module,
     loss is back-propagated on its own, which frees its graph at once instead of holding the
     whole batch (MAML's meta-batch).
 
-    Example:
-        >>> loss, accuracy = step_on_episodes(algorithm, model, optimizer, [episode], config)
+    Example::
+
+        loss, accuracy = step_on_episodes(algorithm, model, optimizer, [episode], config)
     """
     model.train()
     optimizer.zero_grad()
@@ -279,9 +284,10 @@ def episodes_of_step(sampler: EpisodeSampler, iteration: int, per_step: int,
     With ``world`` processes, process ``rank`` takes the ``rank``-th of ``world`` equal
     contiguous shares of them (``per_step`` must divide by ``world``).
 
-    Example:
-        >>> batch = episodes_of_step(sampler, 3, per_step=32, device="cpu")  # episodes 96..127
-        >>> share = episodes_of_step(sampler, 3, 32, "cpu", rank=1, world=2)  # episodes 112..127
+    Example::
+
+        batch = episodes_of_step(sampler, 3, per_step=32, device="cpu")  # episodes 96..127
+        share = episodes_of_step(sampler, 3, 32, "cpu", rank=1, world=2)  # episodes 112..127
     """
     if per_step % world:
         raise FewshotError(f"{per_step} episodes per iteration do not split across {world} processes")

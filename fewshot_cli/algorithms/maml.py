@@ -24,17 +24,22 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
-import learn2learn as l2l
 import torch
 import torch.nn.functional as F
 
 from fewshot_cli.algorithms import maml_vmap
 from fewshot_cli.algorithms.backbone import EMBEDDING_DIM, Conv4
-from fewshot_cli.algorithms.base import (Algorithm, BudgetSettings, Classifier, Published,
-                                         step_on_episodes)
+from fewshot_cli.algorithms.base import (
+    Algorithm,
+    BudgetSettings,
+    Classifier,
+    Published,
+    step_on_episodes,
+)
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # learn2learn itself is imported where used: it costs seconds
     from fewshot_cli.data.episodes import Episode
+    from fewshot_cli.l2l import l2l
     from fewshot_cli.run.config import TrainConfig
 
 ENGINES = maml_vmap.ENGINES
@@ -65,6 +70,8 @@ def build_learner(model: torch.nn.Module, inner_lr: float, first_order: bool = F
         >>> learner = build_learner(build_model(5), inner_lr=0.4)
         >>> clone = learner.clone()
     """
+    from fewshot_cli.l2l import l2l
+
     return l2l.algorithms.MAML(model, lr=inner_lr, first_order=first_order)
 
 
@@ -108,8 +115,9 @@ def classifier(model: torch.nn.Module, support: torch.Tensor, support_labels: to
     meta-gradient follows. The queries go through the adapted clone together with the support
     images (the package's batch-BatchNorm definition, see ``algorithms.base``).
 
-    Example:
-        >>> logits = classifier(model, support, labels, 5, config)(query)
+    Example::
+
+        logits = classifier(model, support, labels, 5, config)(query)
     """
     if training:
         steps, first_order = config.inner_steps, config.first_order

@@ -25,8 +25,8 @@ Example:
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -60,17 +60,17 @@ class TaskBatch:
     def __len__(self) -> int:
         return self.support.shape[0]
 
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "TaskBatch":
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> TaskBatch:
         """The batch on ``device`` (images also cast to ``dtype`` when given)."""
         return TaskBatch(self.support.to(device, dtype), self.support_labels.to(device),
                          self.query.to(device, dtype), self.query_labels.to(device))
 
-    def __getitem__(self, index: slice) -> "TaskBatch":
+    def __getitem__(self, index: slice) -> TaskBatch:
         return TaskBatch(self.support[index], self.support_labels[index],
                          self.query[index], self.query_labels[index])
 
 
-Episodes = Union[TaskBatch, Sequence]
+Episodes = TaskBatch | Sequence
 
 
 def stack_episodes(episodes: Episodes) -> TaskBatch:
@@ -137,7 +137,6 @@ class BatchStatNorm(torch.nn.Module):
 
 
 _NORMS = torch.nn.modules.batchnorm._BatchNorm
-ENGINES = ("l2l", "vmap")  # MAML's engines: learn2learn's loop (the reference) and this one
 
 
 def functional_twin(model: torch.nn.Module, bn_mode: str = "batch") -> torch.nn.Module:

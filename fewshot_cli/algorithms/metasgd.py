@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import learn2learn as l2l
 import torch
 import torch.nn.functional as F
 
 from fewshot_cli.algorithms import maml
 from fewshot_cli.algorithms.base import Algorithm, BudgetSettings, Classifier, Published
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # learn2learn itself is imported where used: it costs seconds
+    from fewshot_cli.l2l import l2l
     from fewshot_cli.run.config import TrainConfig
 
 
@@ -35,6 +35,8 @@ def build_model(ways: int, inner_lr: float, backbone: str = "conv4") -> l2l.algo
         >>> sorted(model.state_dict())[-2:]
         ['module.head.bias', 'module.head.weight']
     """
+    from fewshot_cli.l2l import l2l
+
     return l2l.algorithms.MetaSGD(maml.build_model(ways, backbone), lr=inner_lr)
 
 
@@ -75,8 +77,9 @@ def classifier(model: l2l.algorithms.MetaSGD, support: torch.Tensor,
     run; ``steps`` or ``config.test_inner_steps`` first-order steps at test). The queries go
     through the adapted clone together with the support images (see ``algorithms.base``).
 
-    Example:
-        >>> logits = classifier(model, support, labels, 5, config)(query)
+    Example::
+
+        logits = classifier(model, support, labels, 5, config)(query)
     """
     if training:
         steps, first_order = config.inner_steps, config.first_order

@@ -13,8 +13,13 @@ import torch
 import torch.nn.functional as F
 
 from fewshot_cli.algorithms.backbone import Conv4
-from fewshot_cli.algorithms.base import (Algorithm, BudgetSettings, Classifier, Published,
-                                         without_running_stats)
+from fewshot_cli.algorithms.base import (
+    Algorithm,
+    BudgetSettings,
+    Classifier,
+    Published,
+    without_running_stats,
+)
 
 if TYPE_CHECKING:
     from fewshot_cli.run.config import TrainConfig
@@ -88,8 +93,9 @@ def classifier(model: torch.nn.Module, support: torch.Tensor, support_labels: to
     definition, see ``algorithms.base``), so every call embeds the support images again; nothing
     is adapted, and ``config``, ``training`` and ``steps`` change nothing.
 
-    Example:
-        >>> logits = classifier(model, support, labels, 5)(query)
+    Example::
+
+        logits = classifier(model, support, labels, 5)(query)
     """
     n_support = len(support)
 

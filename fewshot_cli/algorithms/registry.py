@@ -73,9 +73,10 @@ def refuse_options(name: str, given: Mapping[str, str], subject: str | None = No
     Raises:
         FewshotError: the first option that applies to other algorithms only.
 
-    Example:
-        >>> refuse_options("protonet", {"inner_lr": "--inner-lr"})  # raises FewshotError:
-        ... # --inner-lr applies to maml only, not to protonet
+    Example::
+
+        refuse_options("protonet", {"inner_lr": "--inner-lr"})  # raises FewshotError:
+        # --inner-lr applies to maml only, not to protonet
     """
     algorithm = get(name)
     for option, flag in given.items():

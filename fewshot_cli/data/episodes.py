@@ -19,14 +19,13 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass
 
-import learn2learn as l2l
 import torch
-from learn2learn.data.transforms import ConsecutiveLabels, FusedNWaysKShots, LoadData, RemapLabels
 
-from fewshot_cli.errors import FewshotError
 from fewshot_cli.data.source import Omniglot
 from fewshot_cli.data.splits import Split
 from fewshot_cli.data.transforms import ClassRotation
+from fewshot_cli.errors import FewshotError
+from fewshot_cli.l2l import l2l
 
 
 class PartDataset(torch.utils.data.Dataset):
@@ -38,9 +37,10 @@ class PartDataset(torch.utils.data.Dataset):
         data: the loaded Omniglot tensors.
         classes: ``(character index, quarter turns)`` of each class, as in ``Split.parts``.
 
-    Example:
-        >>> ds = PartDataset(data, split.parts["test"])
-        >>> image, label = ds[0]
+    Example::
+
+        ds = PartDataset(data, split.parts["test"])
+        image, label = ds[0]
     """
 
     def __init__(self, data: Omniglot, classes: list[tuple[int, int]]):
@@ -78,10 +78,11 @@ def stack_samples(samples: list) -> tuple[torch.Tensor, torch.Tensor]:
 def meta_dataset(data: Omniglot, split: Split, part: str) -> l2l.data.MetaDataset:
     """A learn2learn ``MetaDataset`` over one part of ``split`` (and only that part).
 
-    Example:
-        >>> train = meta_dataset(data, make_split(data, "lake"), "train")
-        >>> len(train.labels)
-        800
+    Example::
+
+        train = meta_dataset(data, make_split(data, "lake"), "train")
+        len(train.labels)
+        # 800
     """
     if part not in split.parts:
         raise FewshotError(f"split '{split.name}' has no part '{part}'")
@@ -108,7 +109,7 @@ class Episode:
     query_labels: torch.Tensor
     ways: int
 
-    def to(self, device: torch.device | str) -> "Episode":
+    def to(self, device: torch.device | str) -> Episode:
         return Episode(*(t.to(device) for t in (
             self.support, self.support_labels, self.query, self.query_labels)), ways=self.ways)
 
@@ -158,10 +159,11 @@ class EpisodeSampler:
         rotate: turn each class by a random multiple of 90 degrees (augmentation).
         part: the part's name, for error messages.
 
-    Example:
-        >>> sampler = EpisodeSampler(test_ds, ways=5, shots=1, queries=15, seed=0)
-        >>> episode = sampler[0]
-        >>> episode.support.shape, episode.query.shape
+    Example::
+
+        sampler = EpisodeSampler(test_ds, ways=5, shots=1, queries=15, seed=0)
+        episode = sampler[0]
+        episode.support.shape, episode.query.shape
         (torch.Size([5, 1, 28, 28]), torch.Size([75, 1, 28, 28]))
     """
 
@@ -169,10 +171,12 @@ class EpisodeSampler:
                  seed: int = 0, rotate: bool = False, part: str = ""):
         check_episode_shape(dataset, ways, shots, queries, part)
         self.ways, self.shots, self.queries, self.seed = ways, shots, queries, seed
-        transforms = [FusedNWaysKShots(dataset, n=ways, k=shots + queries), LoadData(dataset)]
+        tasks = l2l.data.transforms
+        transforms = [tasks.FusedNWaysKShots(dataset, n=ways, k=shots + queries),
+                      tasks.LoadData(dataset)]
         if rotate:
             transforms.append(ClassRotation(dataset))
-        transforms += [RemapLabels(dataset), ConsecutiveLabels(dataset)]
+        transforms += [tasks.RemapLabels(dataset), tasks.ConsecutiveLabels(dataset)]
         self.taskset = l2l.data.Taskset(dataset, task_transforms=transforms, num_tasks=-1,
                                         task_collate=stack_samples)
         # ConsecutiveLabels groups each class's shots + queries together: support first.

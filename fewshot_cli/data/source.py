@@ -39,10 +39,11 @@ class Omniglot:
         background: for each character, True if it comes from ``images_background``.
         root: the folder the images were read from.
 
-    Example:
-        >>> data = load_omniglot("~/.cache/fewshot")
-        >>> data.images.shape, len(data.characters)
-        (torch.Size([32460, 28, 28]), 1623)
+    Example::
+
+        data = load_omniglot("~/.cache/fewshot")
+        data.images.shape, len(data.characters)
+        # (torch.Size([32460, 28, 28]), 1623)
     """
 
     images: torch.Tensor
@@ -82,8 +83,9 @@ def find_image_folder(root: Path) -> Path | None:
 def download_omniglot(root: Path) -> Path:
     """Download both official zips through torchvision into ``root/omniglot-py``.
 
-    Example:
-        >>> download_omniglot(Path("~/.cache/fewshot").expanduser())
+    Example::
+
+        download_omniglot(Path("~/.cache/fewshot").expanduser())
     """
     from torchvision.datasets import Omniglot as TorchvisionOmniglot
 

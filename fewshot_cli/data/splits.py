@@ -17,12 +17,14 @@ import random
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from fewshot_cli.choices import PARTS, SPLITS  # noqa: F401 (defined there for the CLI)
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.data.source import Omniglot
 
-SPLITS = ("lake", "vinyals", "random")
-PARTS = ("train", "val", "test", "trainval")
+if TYPE_CHECKING:  # type hints only: the data itself is torch tensors
+    from fewshot_cli.data.source import Omniglot
+
 VINYALS_URL = (
     "https://raw.githubusercontent.com/jakesnell/prototypical-networks/master/data/omniglot/"
     "splits/vinyals/{part}.txt"
@@ -40,10 +42,11 @@ class Split:
         parts: part name (``train``, ``val``, ``test``, ``trainval``) to its classes, each a
             ``(character index, quarter turns)`` pair.
 
-    Example:
-        >>> split = make_split(data, "lake")
-        >>> len(split.parts["test"])
-        659
+    Example::
+
+        split = make_split(data, "lake")
+        len(split.parts["test"])
+        # 659
     """
 
     name: str
@@ -168,10 +171,11 @@ def make_split(
         split_dir: folder of the Vinyals split files (``vinyals`` only).
         download: fetch the Vinyals files when missing.
 
-    Example:
-        >>> split = make_split(data, "vinyals", split_dir="../shared/data/omniglot/splits/vinyals")
-        >>> len(split.parts["train"])  # 1028 characters x 4 rotations
-        4112
+    Example::
+
+        split = make_split(data, "vinyals", split_dir="../shared/data/omniglot/splits/vinyals")
+        len(split.parts["train"])  # 1028 characters x 4 rotations
+        # 4112
     """
     if name == "lake":
         split = lake_split(data, seed)

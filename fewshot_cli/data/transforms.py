@@ -9,10 +9,11 @@ from __future__ import annotations
 import random
 
 import torch
-from learn2learn.data.transforms import TaskTransform
+
+from fewshot_cli.l2l import l2l
 
 
-class ClassRotation(TaskTransform):
+class ClassRotation(l2l.data.transforms.TaskTransform):
     """Rotate all images of each class in a task by one random multiple of 90 degrees.
 
     Every class of an episode draws its own number of quarter turns, so a rotated character acts
@@ -24,10 +25,11 @@ class ClassRotation(TaskTransform):
         dataset: the ``MetaDataset`` the task is sampled from.
         turns: the allowed numbers of quarter turns.
 
-    Example:
-        >>> transforms = [FusedNWaysKShots(ds, n=5, k=2), LoadData(ds), ClassRotation(ds),
-        ...               RemapLabels(ds), ConsecutiveLabels(ds)]
-        >>> taskset = l2l.data.Taskset(ds, transforms)
+    Example::
+
+        transforms = [FusedNWaysKShots(ds, n=5, k=2), LoadData(ds), ClassRotation(ds),
+                      RemapLabels(ds), ConsecutiveLabels(ds)]
+        taskset = l2l.data.Taskset(ds, transforms)
     """
 
     def __init__(self, dataset, turns: tuple[int, ...] = (0, 1, 2, 3)):

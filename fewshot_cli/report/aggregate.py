@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import glob
 import math
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import pandas as pd
 
 from fewshot_cli.algorithms import registry
+from fewshot_cli.choices import FORMATS
 from fewshot_cli.errors import FewshotError
 from fewshot_cli.report.results import COLUMNS, REQUIRED
 
@@ -47,7 +48,6 @@ ALWAYS_SHOWN = ("algorithm", "split", "test_ways", "test_shots", "bn_mode")
 # One checkpoint evaluated on the same episodes with the same test protocol: one run, not two.
 SAME_EVALUATION = ("checkpoint", "checkpoint_iteration", "split_part", "test_ways", "test_shots",
                    "test_queries", *registry.group_columns(), "bn_mode", "seed", "episodes")
-FORMATS = ("table", "markdown", "csv")
 STATS = ("accuracy_mean", "ci95", "runs", "episodes", "run_std", "seeds_ci95")
 GLOB_CHARS = set("*?[")
 # Columns that differ between two appends of the same evaluation.
@@ -81,9 +81,10 @@ def expand_patterns(patterns: Iterable[str | Path]) -> list[Path]:
     Raises:
         FewshotError: a pattern matches no file.
 
-    Example:
-        >>> expand_patterns(["results/*.csv"])
-        [PosixPath('results/a.csv'), PosixPath('results/b.csv')]
+    Example::
+
+        expand_patterns(["results/*.csv"])
+        # [PosixPath('results/a.csv'), PosixPath('results/b.csv')]
     """
     files: list[Path] = []
     for pattern in patterns:
@@ -134,8 +135,9 @@ def read_results(patterns: Iterable[str | Path]) -> pd.DataFrame:
 
     Columns missing from older files are filled with ``""``, so their rows still aggregate.
 
-    Example:
-        >>> rows = read_results(["results/eval.csv", "old/*.csv"])
+    Example::
+
+        rows = read_results(["results/eval.csv", "old/*.csv"])
     """
     frames = []
     for path in expand_patterns(patterns):
@@ -164,8 +166,9 @@ def drop_repeated(rows: pd.DataFrame, warn: Callable[[str], None] | None = None)
 
     Rows that lack the checkpoint or the episode seed (older CSVs) are all kept.
 
-    Example:
-        >>> rows = drop_repeated(read_results(["results/eval.csv"]), warn=print)
+    Example::
+
+        rows = drop_repeated(read_results(["results/eval.csv"]), warn=print)
     """
     if not {"checkpoint", "seed"} <= set(rows.columns):
         return rows
@@ -207,8 +210,9 @@ def aggregate(rows: pd.DataFrame, by: Sequence[str] = DEFAULT_BY,
         run) and ``seeds_ci95`` (95% CI of the mean over the runs, Student t; NaN for a
         single run); fractions, not percent.
 
-    Example:
-        >>> aggregate(read_results(["results/eval.csv"]), by=["algorithm", "test_shots"])
+    Example::
+
+        aggregate(read_results(["results/eval.csv"]), by=["algorithm", "test_shots"])
     """
     by = list(dict.fromkeys(by))
     if not by:
@@ -350,8 +354,9 @@ def format_table(table: pd.DataFrame, fmt: str = "table", always: Sequence[str] 
         always: show these grouping columns, and of the others only those that tell lines apart
             (the values every line shares are noted under the table). ``None``: show all.
 
-    Example:
-        >>> print(format_table(aggregate(rows), "markdown", always=ALWAYS_SHOWN))
+    Example::
+
+        print(format_table(aggregate(rows), "markdown", always=ALWAYS_SHOWN))
     """
     if fmt not in FORMATS:
         raise FewshotError(f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
@@ -381,8 +386,9 @@ def aggregate_files(patterns: Iterable[str | Path], by: Sequence[str] | None = N
     ``by=None`` groups by the whole protocol and shows the columns that tell lines apart (see
     ``format_table``); chosen columns are all shown.
 
-    Example:
-        >>> print(aggregate_files(["results/*.csv"], by=["algorithm"], fmt="markdown"))
+    Example::
+
+        print(aggregate_files(["results/*.csv"], by=["algorithm"], fmt="markdown"))
     """
     if fmt not in FORMATS:
         raise FewshotError(f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")

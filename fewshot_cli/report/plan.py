@@ -19,11 +19,10 @@ Example:
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
-from fewshot_cli.report.reproduce import (PLAN_CSVS, Budget, get_budget, plan_trainings,
-                                          seed_list)
+from fewshot_cli.report.reproduce import PLAN_CSVS, Budget, get_budget, plan_trainings, seed_list
 
 PROGRAM = "fewshot"
 
@@ -47,9 +46,10 @@ def plan_commands(
         data_root, device: passed on when given (else each machine's own default applies).
         program: how the commands call fewshot.
 
-    Example:
-        >>> plan_commands("grid", "quick", seeds=2)[2]
-        'fewshot reproduce --budget quick --out grid --algorithms maml --cells 5w1s --seed 1 --csv grid/csv/maml-5w1s-seed1.csv'
+    Example::
+
+        plan_commands("grid", "quick", seeds=2)[2]
+        # 'fewshot reproduce --budget quick --out grid --algorithms maml --cells 5w1s --seed 1 --csv grid/csv/maml-5w1s-seed1.csv'
     """
     budget = get_budget(budget)
     out_dir = Path(out_dir)

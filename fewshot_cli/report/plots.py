@@ -7,8 +7,8 @@ no display is needed and no global backend state changes.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import pandas as pd
 
@@ -118,8 +118,9 @@ def plot_curves(run_dirs: Iterable[str | Path], out: str | Path,
     Raises:
         FewshotError: a folder that is no run, or no run with anything to plot yet.
 
-    Example:
-        >>> plot_curves(["runs/maml", "runs/proto"], "figures/curves.png")
+    Example::
+
+        plot_curves(["runs/maml", "runs/proto"], "figures/curves.png")
     """
     from matplotlib.figure import Figure
 
@@ -189,8 +190,9 @@ def protocol_labels(table: pd.DataFrame, axis: tuple[str, ...] = ("test_ways", "
     differs between lines (``axis`` columns aside: the x axis shows them), e.g.
     ``maml second order, split=lake, bn_mode=running``.
 
-    Example:
-        >>> labels, shared = protocol_labels(aggregate(rows))
+    Example::
+
+        labels, shared = protocol_labels(aggregate(rows))
     """
     from fewshot_cli.report.aggregate import shown_columns
 
@@ -242,7 +244,7 @@ def accuracy_bars(table: pd.DataFrame) -> tuple[list[tuple[str, str]], list[tupl
     bars = []
     for index, (ways, shots) in enumerate(cells):
         here = (table["test_ways"] == ways) & (table["test_shots"] == shots)
-        for label, record in zip([l for l, h in zip(labels, here) if h],
+        for label, record in zip([name for name, h in zip(labels, here) if h],
                                  table[here].to_dict("records")):
             ci = record["ci95"]
             bars.append((index, label, 100 * record["accuracy_mean"],
@@ -269,8 +271,9 @@ def plot_accuracy(csv_patterns: Iterable[str | Path], out: str | Path,
         out: the figure to write (see ``save`` for the formats).
         warn: told about repeated evaluations counted once.
 
-    Example:
-        >>> plot_accuracy(["results/cpu/eval.csv"], "figures/accuracy.png")
+    Example::
+
+        plot_accuracy(["results/cpu/eval.csv"], "figures/accuracy.png")
     """
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
@@ -287,7 +290,7 @@ def plot_accuracy(csv_patterns: Iterable[str | Path], out: str | Path,
     per_cell = {i: [b for b in bars if b[0] == i] for i in range(len(cells))}
     width = 0.8 / max(len(v) for v in per_cell.values())
     for index, group in per_cell.items():
-        for slot, (_, name, height, ci, color, hatch) in enumerate(group):
+        for slot, (_, _name, height, ci, color, hatch) in enumerate(group):
             x = index + (slot - (len(group) - 1) / 2) * width
             axes.bar(x, height, width * 0.95, yerr=ci or None, capsize=4, color=color,
                      hatch=hatch, edgecolor="#444444", linewidth=0.6)

@@ -32,17 +32,25 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
 
 import pandas as pd
 
 from fewshot_cli.algorithms import registry
 from fewshot_cli.algorithms.base import BudgetSettings
+from fewshot_cli.choices import COMPARISON_FORMATS  # noqa: F401 (what format_comparison writes)
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.report.aggregate import (aggregate, format_accuracy, natural_key, percent,
-                                          read_csv, read_results, render)
+from fewshot_cli.report.aggregate import (
+    aggregate,
+    format_accuracy,
+    natural_key,
+    percent,
+    read_csv,
+    read_results,
+    render,
+)
 from fewshot_cli.run.checkpoint import CONFIG, LAST, load_checkpoint, read_config
 from fewshot_cli.run.config import TrainConfig
 
@@ -53,7 +61,6 @@ PUBLISHED_SOURCES = {a.name: a.published.source for a in registry.algorithms()}
 GRID = ("5w1s", "5w5s", "20w1s", "20w5s")
 TEST_QUERIES = 15
 TEST_SEED = 0
-COMPARISON_FORMATS = ("table", "markdown")  # what format_comparison writes
 PLAN_CSVS = "csv"  # the folder of the CSVs of ``--plan``'s commands, inside the output folder
 
 
@@ -206,10 +213,11 @@ def is_done(rows: list[dict[str, str]], run_dir: Path, config: TrainConfig,
     protocol, and the run directory's configuration agrees on every field of
     ``TRAINING_FIELDS`` (a row of another split, learning rate or seed does not).
 
-    Example:
-        >>> is_done(csv_rows(Path("X/eval.csv")), Path("X/runs/maml-5w1s"), config,
-        ...         cell_protocol(Cell("maml", 5, 1), 600))
-        False
+    Example::
+
+        is_done(csv_rows(Path("X/eval.csv")), Path("X/runs/maml-5w1s"), config,
+                cell_protocol(Cell("maml", 5, 1), 600))
+        # False
     """
     planned = config.resolved()
     wanted = {"run_id": run_dir.name, **protocol,
@@ -429,8 +437,9 @@ def reproduce(
     Raises:
         TrainingInterrupted: a signal stopped a training (``last.pt`` saved; rerun to resume).
 
-    Example:
-        >>> print(format_comparison(reproduce("results/quick", "quick", seeds=3, jobs=3)))
+    Example::
+
+        print(format_comparison(reproduce("results/quick", "quick", seeds=3, jobs=3)))
     """
     from fewshot_cli.data.source import load_omniglot
     from fewshot_cli.data.splits import make_split
@@ -504,8 +513,9 @@ def comparison(csv_paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     ``episodes``, ``run_std``, ``seeds_ci95`` (fractions, as ``aggregate``), ``published`` (%,
     NaN where the papers have none) and ``difference`` (ours minus published, percentage points).
 
-    Example:
-        >>> comparison(["results/quick/eval.csv", *Path("results/quick/csv").glob("*.csv")])
+    Example::
+
+        comparison(["results/quick/eval.csv", *Path("results/quick/csv").glob("*.csv")])
     """
     variants = list(registry.group_columns())
     paths = [csv_paths] if isinstance(csv_paths, (str, Path)) else list(csv_paths)
@@ -528,8 +538,9 @@ def format_comparison(table: pd.DataFrame, fmt: str = "table") -> str:
     Our accuracy is shown as mean ± 95% CI: across training seeds (Student t) for a cell with
     several runs, across test episodes for a single run.
 
-    Example:
-        >>> print(format_comparison(comparison("results/quick/eval.csv"), "markdown"))
+    Example::
+
+        print(format_comparison(comparison("results/quick/eval.csv"), "markdown"))
     """
     variants = list(registry.group_columns())
     headers = ["algorithm", *variants, "split", "cell", "ours (%)", "runs", "episodes",

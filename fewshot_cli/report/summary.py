@@ -11,8 +11,9 @@ from fewshot_cli.data.splits import Split
 def split_summary(data: Omniglot, split: Split) -> pd.DataFrame:
     """One row per part: alphabets, characters, classes (after rotation) and images.
 
-    Example:
-        >>> print(split_summary(data, make_split(data, "lake")).to_string(index=False))
+    Example::
+
+        print(split_summary(data, make_split(data, "lake")).to_string(index=False))
     """
     images_per_character = data.labels.bincount(minlength=len(data.characters)).tolist()
     alphabets = data.alphabets

@@ -17,8 +17,8 @@ import torch
 
 from fewshot_cli.algorithms import registry
 from fewshot_cli.atomic import atomic_torch_save, atomic_write_text
-from fewshot_cli.run.config import TrainConfig
 from fewshot_cli.errors import FewshotError
+from fewshot_cli.run.config import TrainConfig
 
 CONFIG, LAST, BEST, LOG = "config.json", "last.pt", "best.pt", "log.csv"
 ZIP_MAGIC, PICKLE_MAGIC = b"PK\x03\x04", b"\x80"  # torch.save's zip format; a binary pickle
@@ -135,8 +135,9 @@ def resolve_run(path: Path, which: str = BEST) -> tuple[Path, Path]:
 def load_trained(path: str | Path) -> tuple[TrainConfig, torch.nn.Module, Path]:
     """The configuration and trained model of a run directory or checkpoint.
 
-    Example:
-        >>> config, model, checkpoint = load_trained("runs/protonet")
+    Example::
+
+        config, model, checkpoint = load_trained("runs/protonet")
     """
     return load_run(path)[:3]
 
@@ -146,10 +147,11 @@ def load_run(path: str | Path) -> tuple[TrainConfig, torch.nn.Module, Path, dict
 
     The checkpoint is read once.
 
-    Example:
-        >>> config, model, checkpoint, state = load_run("runs/protonet")
-        >>> state["iteration"]
-        1000
+    Example::
+
+        config, model, checkpoint, state = load_run("runs/protonet")
+        state["iteration"]
+        # 1000
     """
     run_dir, checkpoint_path = resolve_run(Path(path))
     config = TrainConfig.from_dict(read_config(run_dir))

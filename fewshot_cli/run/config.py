@@ -66,7 +66,7 @@ class TrainConfig:
     val_episodes: int = 100
     data_root: str | None = None
 
-    def resolved(self) -> "TrainConfig":
+    def resolved(self) -> TrainConfig:
         """A copy with every ``None`` replaced by the algorithm's default, validated."""
         algorithm = registry.get(self.algorithm)
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
@@ -113,7 +113,7 @@ class TrainConfig:
             raise FewshotError("--rotations does not apply to the vinyals split: its rotations are classes already")
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
+    def from_dict(cls, values: dict) -> TrainConfig:
         """Rebuild from ``config.json`` contents, ignoring keys this version does not know.
 
         Keys missing from an older ``config.json`` take the values that version used
@@ -136,10 +136,11 @@ def resume_config(stored: dict, given: dict) -> TrainConfig:
     Raises:
         FewshotError: a given option (named in the message) differs from the run's.
 
-    Example:
-        >>> resume_config({"algorithm": "protonet", "iterations": 500}, {"iterations": 900}).iterations
-        900
-        >>> resume_config({"algorithm": "protonet"}, {"lr": 0.01})  # FewshotError: --lr cannot change...
+    Example::
+
+        resume_config({"algorithm": "protonet", "iterations": 500}, {"iterations": 900}).iterations
+        # 900
+        resume_config({"algorithm": "protonet"}, {"lr": 0.01})  # FewshotError: --lr cannot change...
     """
     config = TrainConfig.from_dict(stored)
     algorithm = given.get("algorithm", config.algorithm)

@@ -60,8 +60,9 @@ def check_split(algorithm: Any, config: Any, world: int) -> None:
         FewshotError: one line, e.g. ``protonet trains on 1 episode per iteration: nothing to
             split across 2 processes``.
 
-    Example:
-        >>> check_split(registry.get("maml"), TrainConfig("maml", meta_batch=32).resolved(), 4)
+    Example::
+
+        check_split(registry.get("maml"), TrainConfig("maml", meta_batch=32).resolved(), 4)
     """
     if world < 1:
         raise FewshotError(f"--nproc must be at least 1 (got {world})")
@@ -87,10 +88,11 @@ class Parallel:
         world: number of processes.
         local_rank: this process on its machine (its GPU index).
 
-    Example:
-        >>> parallel = from_env()          # None outside torchrun
-        >>> with joined(parallel):
-        ...     train(config, "runs/maml", parallel=parallel)
+    Example::
+
+        parallel = from_env()          # None outside torchrun
+        with joined(parallel):
+            train(config, "runs/maml", parallel=parallel)
     """
 
     rank: int
@@ -115,8 +117,9 @@ class Parallel:
     def share(self, produce: Callable[[], Any]) -> Any:
         """Rank 0's ``produce()`` on every rank (pickled); its error is raised on every rank.
 
-        Example:
-            >>> config, state = parallel.share(lambda: (config, load_checkpoint(path)))
+        Example::
+
+            config, state = parallel.share(lambda: (config, load_checkpoint(path)))
         """
         if self.main:
             try:
@@ -231,9 +234,10 @@ def chain_averages(start: torch.Tensor, ends: torch.Tensor, updates: torch.Tenso
     gives what one process would have. Without a momentum (a cumulative average over
     ``count0`` earlier batches) the ranks' sums add up.
 
-    Example:
-        >>> chain_averages(torch.zeros(1), torch.tensor([[0.1], [0.1]]), torch.tensor([1., 1.]), 0, 0.1)
-        tensor([0.1900], dtype=torch.float64)
+    Example::
+
+        chain_averages(torch.zeros(1), torch.tensor([[0.1], [0.1]]), torch.tensor([1., 1.]), 0, 0.1)
+        # tensor([0.1900], dtype=torch.float64)
     """
     if momentum is None:
         total = count0 + updates.sum()

@@ -20,23 +20,25 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import torch
-from tqdm import tqdm
 
 from fewshot_cli import __version__
 from fewshot_cli.algorithms import registry
 from fewshot_cli.algorithms.base import BN_MODES, Algorithm
-from fewshot_cli.data.episodes import Episode, EpisodeSampler, meta_dataset
 from fewshot_cli.data.source import Omniglot, load_omniglot
 from fewshot_cli.data.splits import make_split
 from fewshot_cli.errors import FewshotError
 from fewshot_cli.report.results import append_row, check_writable
 from fewshot_cli.run.checkpoint import BEST, LAST, load_run
 from fewshot_cli.run.config import TrainConfig, pick_device
+
+if TYPE_CHECKING:  # imported where used: predict needs this module, not learn2learn's episodes
+    from fewshot_cli.data.episodes import Episode, EpisodeSampler
 
 
 @dataclass
@@ -77,9 +79,10 @@ def running_statistics_problem(algorithm: str, model: torch.nn.Module) -> str | 
     MAML's reference code) has none to use; one trained by an algorithm whose training leaves
     unsound statistics (``Algorithm.unsound_running_stats``) has statistics that do not fit.
 
-    Example:
-        >>> running_statistics_problem("protonet", Conv4()) is None
-        True
+    Example::
+
+        running_statistics_problem("protonet", Conv4()) is None
+        # True
     """
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     if not norms:
@@ -121,8 +124,9 @@ def prepared_copy(algorithm: Algorithm, model: torch.nn.Module, ways: int, bn_mo
 
     ``model`` itself is left untouched (see the module docstring).
 
-    Example:
-        >>> model_20 = prepared_copy(registry.get(config.algorithm), model, 20, "batch", "cuda")
+    Example::
+
+        model_20 = prepared_copy(registry.get(config.algorithm), model, 20, "batch", "cuda")
     """
     model = algorithm.for_ways(copy.deepcopy(model).to(device), ways)
     model.train(bn_mode == "batch")
@@ -161,15 +165,18 @@ def evaluate(
         device: where to compute.
         progress: show a progress bar (on a terminal only).
 
-    Example:
-        >>> result = evaluate(config, model, EpisodeSampler(test_ds, 5, 1, 15), episodes=600)
-        >>> f"{result.mean:.1%} ± {result.ci95:.1%}"
+    Example::
+
+        result = evaluate(config, model, EpisodeSampler(test_ds, 5, 1, 15), episodes=600)
+        f"{result.mean:.1%} ± {result.ci95:.1%}"
     """
     if episodes < 1:
         raise FewshotError(f"episodes must be at least 1 (got {episodes})")
     algorithm = registry.get(config.algorithm)
     mode = resolve_bn_mode(config.algorithm, bn_mode, model)
     model = prepared_copy(algorithm, model, sampler.ways, mode, device)
+    from tqdm import tqdm
+
     start = time.perf_counter()
     accuracies = []
     with tqdm(total=episodes, desc="evaluating", unit="episode",
@@ -195,8 +202,9 @@ def episode_logits(algorithm: Algorithm, model: torch.nn.Module, episode: Episod
     The adaptation (if any) runs with gradients; the queries are classified without. ``predict``
     computes the same for a user's images.
 
-    Example:
-        >>> predictions = episode_logits(algorithm, tested, episode, config).argmax(1)
+    Example::
+
+        predictions = episode_logits(algorithm, tested, episode, config).argmax(1)
     """
     fitted = algorithm.classifier(model, episode.support, episode.support_labels, episode.ways,
                                   config, steps=steps)
@@ -208,9 +216,10 @@ def checkpoint_notices(checkpoint_path: Path, iteration: int, planned: int, mode
                        ways: int, steps: int) -> list[str]:
     """What ``evaluate_run`` tells before testing: the checkpoint used, and a new head if any.
 
-    Example:
-        >>> checkpoint_notices(Path("runs/maml/best.pt"), 300, 1000, model, ways=20, steps=5)[0]
-        'evaluating runs/maml/best.pt (best validation accuracy, iteration 300 of 1000)'
+    Example::
+
+        checkpoint_notices(Path("runs/maml/best.pt"), 300, 1000, model, ways=20, steps=5)[0]
+        # 'evaluating runs/maml/best.pt (best validation accuracy, iteration 300 of 1000)'
     """
     what = {BEST: "best validation accuracy", LAST: "latest checkpoint"}.get(checkpoint_path.name)
     if checkpoint_path.name == LAST and not (checkpoint_path.parent / BEST).is_file():
@@ -253,9 +262,12 @@ def evaluate_run(
     Returns:
         ``(result, row)``: the accuracies and the CSV row written (also when ``csv_path`` is None).
 
-    Example:
-        >>> result, row = evaluate_run("runs/protonet", "results/eval.csv", episodes=600)
+    Example::
+
+        result, row = evaluate_run("runs/protonet", "results/eval.csv", episodes=600)
     """
+    from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
+
     if episodes < 2:
         raise FewshotError(f"--episodes must be at least 2, for a confidence interval (got {episodes})")
     if csv_path is not None:

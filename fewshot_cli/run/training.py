@@ -31,15 +31,22 @@ from tqdm import tqdm
 
 from fewshot_cli.algorithms import registry
 from fewshot_cli.atomic import atomic_write_text
-from fewshot_cli.run.checkpoint import (BEST, LAST, LOG, load_checkpoint, read_config,
-                                        save_checkpoint, save_config)
-from fewshot_cli.run.config import TrainConfig, pick_device
-from fewshot_cli.run.distributed import Parallel, check_split
 from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
-from fewshot_cli.errors import FewshotError
-from fewshot_cli.run.evaluation import evaluate
 from fewshot_cli.data.source import Omniglot, load_omniglot
 from fewshot_cli.data.splits import make_split
+from fewshot_cli.errors import FewshotError, TrainingInterrupted  # noqa: F401 (re-exported)
+from fewshot_cli.run.checkpoint import (
+    BEST,
+    LAST,
+    LOG,
+    load_checkpoint,
+    read_config,
+    save_checkpoint,
+    save_config,
+)
+from fewshot_cli.run.config import TrainConfig, pick_device
+from fewshot_cli.run.distributed import Parallel, check_split
+from fewshot_cli.run.evaluation import evaluate
 
 LOG_COLUMNS = ["iteration", "train_loss", "train_accuracy", "val_accuracy", "elapsed_seconds"]
 # One row per training iteration, beside log.csv's one row per validation.
@@ -49,18 +56,6 @@ ITERATION_COLUMNS = ["iteration", "train_loss", "train_accuracy", "lr", "elapsed
 # iterations.csv, whose rows alone, from before any checkpoint, are nothing to keep).
 RUN_FILES = (LAST, BEST, LOG)
 VAL_SEED_OFFSET = 10_000  # validation episodes never coincide with training episodes
-
-
-class TrainingInterrupted(Exception):
-    """Training stopped on a signal after saving ``last.pt``; resume with ``--resume``.
-
-    ``signum`` is the signal that stopped it (the command exits with 128 + signum: 130 for
-    Ctrl-C, 143 for SIGTERM).
-    """
-
-    def __init__(self, message: str, signum: int = signal.SIGINT):
-        super().__init__(message)
-        self.signum = int(signum)
 
 
 @dataclass
@@ -214,8 +209,9 @@ def train(
         TrainingInterrupted: after a signal (``last.pt`` saved).
         FewshotError: bad settings, or a loss that is not finite.
 
-    Example:
-        >>> train(TrainConfig("protonet", iterations=250), "runs/proto")
+    Example::
+
+        train(TrainConfig("protonet", iterations=250), "runs/proto")
     """
     run_dir = Path(run_dir)
     main = parallel is None or parallel.main

@@ -12,8 +12,9 @@ as done, interrupted (``TrainingInterrupted``) or failed (``FewshotError`` or an
 after a failure or an interruption no new job starts, the running ones are stopped (and save),
 and the first problem is raised once all have exited.
 
-Example:
-    >>> run_jobs([(run_training, (training, out_dir)) for training in trainings], workers=2)
+Example::
+
+    run_jobs([(run_training, (training, out_dir)) for training in trainings], workers=2)
 """
 
 from __future__ import annotations
@@ -46,9 +47,10 @@ def worker_devices(device: str, jobs: int) -> list[str]:
     """The device of each of ``jobs`` worker slots: one GPU each (round robin) for a CUDA run on
     a machine with several GPUs, else ``device`` for all.
 
-    Example:
-        >>> worker_devices("auto", 4)   # on a machine with 2 GPUs
-        ['cuda:0', 'cuda:1', 'cuda:0', 'cuda:1']
+    Example::
+
+        worker_devices("auto", 4)   # on a machine with 2 GPUs
+        # ['cuda:0', 'cuda:1', 'cuda:0', 'cuda:1']
     """
     gpus = torch.cuda.device_count() if device in ("auto", "cuda") else 0
     if gpus > 1:

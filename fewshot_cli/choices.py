@@ -1,0 +1,22 @@
+"""The names users choose from on the command line, importable without torch or pandas.
+
+Each constant belongs to a library module that re-exports it (``data.splits.SPLITS``,
+``algorithms.backbone.BACKBONES``...); it is defined here so that ``fewshot --help`` lists the
+choices without importing the heavy modules that use them. Algorithm names come from
+``algorithms.registry.NAMES``, which is light already.
+
+Example:
+    >>> from fewshot_cli.choices import SPLITS
+    >>> SPLITS[0]
+    'lake'
+"""
+
+SPLITS = ("lake", "vinyals", "random")  # data.splits: the ways to split Omniglot's classes
+PARTS = ("train", "val", "test", "trainval")  # data.splits: the parts of a split
+BACKBONES = ("conv4", "conv4-strided")  # algorithms.backbone: the embedding networks
+BN_MODES = ("batch", "running")  # algorithms.base: BatchNorm statistics at test time
+INVERT_MODES = ("auto", "yes", "no")  # predict: whether to invert the user's images
+FORMATS = ("table", "markdown", "csv")  # report.aggregate: what aggregate writes
+COMPARISON_FORMATS = ("table", "markdown")  # report.reproduce: what format_comparison writes
+ENGINES = ("l2l", "vmap")  # algorithms.maml_vmap: MAML's engines (learn2learn's loop, vmap)
+BUDGETS = ("quick", "cpu", "paper")  # report.reproduce: the names of its BUDGETS, in order
