@@ -215,19 +215,19 @@ ALGORITHM = Algorithm(
     # The paper: 1200 training characters with rotation augmentation (ours: 1100 / 100 / 423).
     paper_split="random",
     # Budgets (issue 10): the vmap engine, paper settings (strided Conv-4, queries = shots,
-    # second order), meta-batch 8 at Adam 3e-3: at equal wall-clock time it validated above
-    # meta-batch 32 at 1e-3 (results/schedule: 74.9% after 309 iterations vs 72.0% after 101, two
-    # runs side by side on one shared machine). Iterations per cell from estimated idle 2-core
-    # speeds of the vmap engine at meta-batch 8 (~0.07 / 0.15 / 0.9 / 2.5 s for 5w1s / 5w5s /
-    # 20w1s / 20w5s, scaled from 0.21 s at meta-batch 32, 5w1s): PROVISIONAL until
-    # `python -m benchmarks.budget --budget cpu` has timed them on an idle machine.
+    # second order), meta-batch 16 at Adam 3e-3 (results/schedule: at equal wall-clock time
+    # Adam 3e-3 validated above the paper's 1e-3, and meta-batch 16 at or above 8 and 32).
+    # Iterations per cell from ESTIMATED idle 2-core speeds of the vmap engine at meta-batch 16
+    # (~0.11 / 0.25 / 1.6 / 4.5 s for 5w1s / 5w5s / 20w1s / 20w5s, scaled from 0.21 s at
+    # meta-batch 32, 5w1s): provisional until `python -m benchmarks.budget --budget cpu` has
+    # timed them on an idle machine (the session's machine was loaded 10-16 on 2 cores).
     budgets={
-        # About 2.5 minutes of training for 5w1s.
-        "quick": BudgetSettings(2000, 100, {"meta_batch": 8, "lr": 3e-3, "engine": "vmap",
+        # About 2.2 minutes of training for 5w1s.
+        "quick": BudgetSettings(1200, 100, {"meta_batch": 16, "lr": 3e-3, "engine": "vmap",
                                             "first_order": False}),
-        # About 110 minutes of training over the four cells.
-        "cpu": BudgetSettings({(5, 1): 6000, (5, 5): 4000, (20, 1): 3000, (20, 5): 1200}, 600,
-                              {"meta_batch": 8, "lr": 3e-3, "engine": "vmap",
+        # About 2 hours of training over the four cells.
+        "cpu": BudgetSettings({(5, 1): 4000, (5, 5): 3000, (20, 1): 2000, (20, 5): 700}, 600,
+                              {"meta_batch": 16, "lr": 3e-3, "engine": "vmap",
                                "first_order": False}),
         # 60000 meta-iterations (its reference code's Omniglot commands), paper meta-batches; the
         # vmap engine computes the same meta-gradient as learn2learn's loop, about 2x faster.
