@@ -157,7 +157,7 @@ def test_budgets_keep_their_settings():
     name, config = training_for(plan_cells(cpu, ["protonet"], ["20w5s"])[0], cpu, "vinyals", 5)
     assert name == "protonet-60w5s" and (config.ways, config.test_ways) == (60, 5)
     name, config = training_for(plan_cells(cpu, ["maml"], ["20w5s"])[0], cpu, "random", 5)
-    assert name == "maml-20w5s" and (config.ways, config.meta_batch, config.lr) == (20, 8, 3e-3)
+    assert name == "maml-20w5s" and (config.ways, config.meta_batch, config.lr) == (20, 16, 3e-3)
     assert config.resolved().test_ways == 20
 
 
