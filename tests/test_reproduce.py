@@ -153,7 +153,9 @@ def test_budgets_keep_their_settings():
     for cell in plan_cells(cpu, ["maml"]):
         config = training_for(cell, cpu, "random", 5)[1]
         assert config.iterations == maml_cpu.iterations_for(cell.ways, cell.shots)
-        assert config.resolved().engine == "vmap" and config.resolved().queries == cell.shots
+        engine = maml_cpu.options_for(cell.ways, cell.shots)["engine"]
+        assert config.resolved().engine == engine and config.resolved().queries == cell.shots
+    assert maml_cpu.options_for(5, 1)["engine"] == "vmap" and maml_cpu.options_for(5, 5)["engine"] == "l2l"
     name, config = training_for(plan_cells(cpu, ["protonet"], ["20w5s"])[0], cpu, "vinyals", 5)
     assert name == "protonet-60w5s" and (config.ways, config.test_ways) == (60, 5)
     name, config = training_for(plan_cells(cpu, ["maml"], ["20w5s"])[0], cpu, "random", 5)
