@@ -3,7 +3,7 @@
 Usage (from the project root)::
 
     python -m benchmarks.engines [--device cpu|cuda] [--iterations 5] [--cells 5w1s,20w1s]
-                                 [--only train|eval|protonet] [--eval-episodes 64]
+                                 [--only train|eval|protonet] [--eval-episodes 64] [--threads N]
 
 ``train``: seconds per meta-iteration of the seam's ``step_on_episodes`` with MAML's l2l classifier
 (``l2l.algorithms.MAML``, one task after another: ``--engine l2l``) and of ``maml_vmap.meta_step`` (all tasks in one vmapped call), for each
@@ -142,6 +142,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--iterations", type=int, default=5, help="timed calls per engine and cell")
     parser.add_argument("--cells", default=",".join(CELLS), help="comma-separated, e.g. 5w1s,20w1s")
     parser.add_argument("--only", choices=("train", "eval", "protonet"), help="one of the tables")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: torch's own choice); "
+                        "1 gives steadier figures on a busy machine")
     parser.add_argument("--eval-episodes", type=int, default=64, help="test episodes per timed call")
     args = parser.parse_args(argv)
     cells = [c.strip() for c in args.cells.split(",") if c.strip()]
@@ -150,6 +152,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown cells {unknown}; choose from {', '.join(CELLS)}")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     where = torch.cuda.get_device_name() if args.device == "cuda" else f"cpu, {torch.get_num_threads()} threads"
     print(f"torch {torch.__version__}, {where}; median of {args.iterations} calls after one warm-up")
     if args.only in (None, "train"):

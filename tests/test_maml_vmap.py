@@ -105,7 +105,7 @@ def test_second_order_differs_from_first_order():
     assert (grads[False] - grads[True]).abs().max() > 1e-4
 
 
-def test_meta_step_takes_episodes_and_leaves_other_state_alone(tiny_data):
+def test_meta_loss_takes_episodes_and_leaves_the_model_alone(tiny_data):
     sampler = EpisodeSampler(meta_dataset(tiny_data, make_split(tiny_data), "train"), 5, 1, 1, seed=0)
     episodes = [sampler[i] for i in range(3)]
     model = paper_model(5, dtype=torch.float32)

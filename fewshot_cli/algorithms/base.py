@@ -77,6 +77,8 @@ class BudgetSettings:
             they fix ``ways``, one model per shot count serves every cell of that shot count
             (validated at the fewest ways it is tested at); otherwise each cell trains at its
             own ways.
+        cell_options: ``{(ways, shots): {field: value}}``: options of one cell's training on top
+            of ``options`` (e.g. another MAML engine where it is the faster one).
 
     Example::
 
@@ -86,6 +88,16 @@ class BudgetSettings:
     iterations: int | Mapping[tuple[int, int], int]
     test_episodes: int
     options: Mapping[str, Any] = field(default_factory=dict)
+    cell_options: Mapping[tuple[int, int], Mapping[str, Any]] = field(default_factory=dict)
+
+    def options_for(self, ways: int, shots: int) -> dict:
+        """The options of the ``ways``-way ``shots``-shot cell's training.
+
+        Example:
+            >>> BudgetSettings(10, 6, {"lr": 3e-3}, {(5, 5): {"lr": 1e-3}}).options_for(5, 5)
+            {'lr': 0.001}
+        """
+        return {**self.options, **self.cell_options.get((ways, shots), {})}
 
     def iterations_for(self, ways: int, shots: int) -> int:
         """Training iterations of the ``ways``-way ``shots``-shot cell.

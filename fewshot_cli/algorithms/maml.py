@@ -226,21 +226,23 @@ ALGORITHM = Algorithm(
         "Finn, Abbeel & Levine (2017), Model-Agnostic Meta-Learning, Table 1 (Omniglot)"),
     # The paper: 1200 training characters with rotation augmentation (ours: 1100 / 100 / 423).
     paper_split="random",
-    # Budgets (issue 10): the vmap engine, paper settings (strided Conv-4, queries = shots,
-    # second order), meta-batch 8 at Adam 3e-3: at equal wall-clock time it validated above
-    # meta-batch 32 at 1e-3 (results/schedule: 74.9% after 309 iterations vs 72.0% after 101, two
-    # runs side by side on one shared machine). Iterations per cell from estimated idle 2-core
-    # speeds of the vmap engine at meta-batch 8 (~0.07 / 0.15 / 0.9 / 2.5 s for 5w1s / 5w5s /
-    # 20w1s / 20w5s, scaled from 0.21 s at meta-batch 32, 5w1s): PROVISIONAL until
-    # `python -m benchmarks.budget --budget cpu` has timed them on an idle machine.
+    # Budgets (issue 10): paper settings (strided Conv-4, queries = shots, second order) at
+    # meta-batch 16 and Adam 3e-3 (results/schedule: at equal wall-clock time Adam 3e-3
+    # validated above the paper's 1e-3, and meta-batch 16 at or above 8 and 32). Engine per cell:
+    # the faster one on 2 idle CPU threads (results/gpu/engines_h200.txt, its host's CPU,
+    # meta-batch 32 / 16: 5w1s vmap 0.23 s vs l2l 0.41 s; 5w5s vmap 1.75 s vs l2l 0.92 s; 20w1s
+    # vmap 1.51 s vs l2l 1.73 s; 20w5s not timed, l2l as at 5w5s). Iterations per cell from
+    # those speeds halved for meta-batch 16 (20w1s: as timed; 20w5s ~7 s, estimated):
+    # ~9 / 15 / 45 / 47 minutes. PROVISIONAL until `python -m benchmarks.budget --budget cpu`
+    # has timed them on an idle machine (this session's machine was loaded 10-16 on 2 cores).
     budgets={
         # About 2.5 minutes of training for 5w1s.
-        "quick": BudgetSettings(2000, 100, {"meta_batch": 8, "lr": 3e-3, "engine": "vmap",
+        "quick": BudgetSettings(1200, 100, {"meta_batch": 16, "lr": 3e-3, "engine": "vmap",
                                             "first_order": False}),
-        # About 110 minutes of training over the four cells.
-        "cpu": BudgetSettings({(5, 1): 6000, (5, 5): 4000, (20, 1): 3000, (20, 5): 1200}, 600,
-                              {"meta_batch": 8, "lr": 3e-3, "engine": "vmap",
-                               "first_order": False}),
+        "cpu": BudgetSettings({(5, 1): 4000, (5, 5): 2000, (20, 1): 1800, (20, 5): 400}, 600,
+                              {"meta_batch": 16, "lr": 3e-3, "engine": "vmap",
+                               "first_order": False},
+                              cell_options={(5, 5): {"engine": "l2l"}, (20, 5): {"engine": "l2l"}}),
         # 60000 meta-iterations (its reference code's Omniglot commands), paper meta-batches; the
         # vmap engine computes the same meta-gradient as learn2learn's loop, about 2x faster.
         "paper": BudgetSettings(60000, 600, {"first_order": False, "engine": "vmap"}),

@@ -126,14 +126,17 @@ class BatchStatNorm(torch.nn.Module):
         shape = [1, -1] + [1] * (x.dim() - 2)
         if self.fixed_mean is None:
             dims = [0] + list(range(2, x.dim()))
-            mean = x.mean(dim=dims, keepdim=True)
-            var = ((x - mean) ** 2).mean(dim=dims, keepdim=True)
+            var, mean = torch.var_mean(x, dim=dims, correction=0, keepdim=True)
         else:
             mean, var = self.fixed_mean.view(shape), self.fixed_var.view(shape)
-        y = (x - mean) * torch.rsqrt(var + self.eps)
+        scale = torch.rsqrt(var + self.eps)
         if self.weight is not None:
-            y = y * self.weight.view(shape) + self.bias.view(shape)
-        return y
+            scale = scale * self.weight.view(shape)
+        shift = -mean * scale
+        if self.bias is not None:
+            shift = shift + self.bias.view(shape)
+        # One pass over the activations (and few in the backward passes): they dominate memory traffic.
+        return torch.addcmul(shift, x, scale)
 
 
 _NORMS = torch.nn.modules.batchnorm._BatchNorm

@@ -155,7 +155,7 @@ def training_for(cell: Cell, budget: Budget, split: str, val_ways: int) -> tuple
     validates at the cell's ways.
     """
     settings = budget.algorithms[cell.algorithm]
-    options = {"ways": cell.ways, **settings.options}
+    options = {"ways": cell.ways, **settings.options_for(cell.ways, cell.shots)}
     if "ways" in settings.options:
         options.setdefault("test_ways", val_ways)
     config = TrainConfig(cell.algorithm, shots=cell.shots,
