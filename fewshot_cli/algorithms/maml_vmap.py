@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
 from fewshot_cli.algorithms.base import tracks_running_stats, without_running_stats
+from fewshot_cli.choices import ENGINES  # noqa: F401 (defined there for the CLI)
 from fewshot_cli.errors import FewshotError
 
 __all__ = [

@@ -9,7 +9,7 @@ import torch
 
 from fewshot_cli.algorithms import registry
 from fewshot_cli.algorithms.backbone import BACKBONES
-from fewshot_cli.algorithms.maml_vmap import ENGINES
+from fewshot_cli.choices import ENGINES
 from fewshot_cli.data.splits import SPLITS
 from fewshot_cli.errors import FewshotError
 
