@@ -12,7 +12,7 @@ from fewshot_cli.algorithms.base import BN_MODES
 from fewshot_cli.cli import cli
 from fewshot_cli.errors import FewshotError
 from fewshot_cli.report.aggregate import DEFAULT_BY
-from fewshot_cli.report.reproduce import BUDGETS, GRID, PUBLISHED
+from fewshot_cli.report.reproduce import BUDGETS, GRID, PUBLISHED, parse_cell
 from fewshot_cli.report.results import COLUMNS
 from fewshot_cli.run.config import TrainConfig
 
@@ -32,7 +32,8 @@ def test_every_algorithm_fills_in_the_interface(name):
     assert set(algorithm.budgets) == set(BUDGETS)
     for budget in BUDGETS.values():
         settings = budget.algorithms[name]
-        assert set(settings.options) <= CONFIG_FIELDS and settings.iterations >= 1
+        assert set(settings.options) <= CONFIG_FIELDS
+        assert all(settings.iterations_for(*parse_cell(c)) >= 1 for c in GRID), budget.name
     assert {"ours", "paper"} <= set(algorithm.colors)
     assert algorithm.published.source
     for (ways, shots), value in algorithm.published.accuracy.items():

@@ -84,7 +84,7 @@ ALGORITHM = Algorithm(
     episodes_per_step=maml.tasks_per_step,
     for_ways=maml.fit_head,
     bn_mode="batch",
-    options=maml.ALGORITHM.options,
+    options=tuple(o for o in maml.ALGORITHM.options if o != "engine"),  # the l2l loop only
     csv_columns=maml.ALGORITHM.csv_columns,
     csv_values=maml.csv_values,
     group_by=maml.ALGORITHM.group_by,

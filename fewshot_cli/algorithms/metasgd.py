@@ -42,7 +42,10 @@ def build_model(ways: int, inner_lr: float, backbone: str = "conv4") -> l2l.algo
 
 def model_of(config: TrainConfig) -> l2l.algorithms.MetaSGD:
     """The model of a resolved configuration (a checkpoint's rates replace the initial ones)."""
-    return build_model(config.ways, config.inner_lr, config.backbone)
+    from fewshot_cli.l2l import l2l
+
+    # MAML's network of the configuration (its BatchNorm as ``config.bn_running_stats`` says).
+    return l2l.algorithms.MetaSGD(maml.model_of(config), lr=config.inner_lr)
 
 
 def fit_head(model: l2l.algorithms.MetaSGD, ways: int) -> l2l.algorithms.MetaSGD:
@@ -95,10 +98,10 @@ def classifier(model: l2l.algorithms.MetaSGD, support: torch.Tensor,
     return logits
 
 
-def defaults(ways: int) -> dict:
+def defaults(ways: int, shots: int = 1) -> dict:
     """MAML's Omniglot settings at ``ways`` (its inner rate as the rates' start, its
     meta-batch), with Li et al.'s one adaptation step in training and at test."""
-    return {**maml.defaults(ways), "inner_steps": 1, "test_inner_steps": 1}
+    return {**maml.defaults(ways, shots), "inner_steps": 1, "test_inner_steps": 1}
 
 
 ALGORITHM = Algorithm(
@@ -111,8 +114,8 @@ ALGORITHM = Algorithm(
     episodes_per_step=maml.tasks_per_step,
     for_ways=fit_head,
     bn_mode="batch",
-    options=maml.ALGORITHM.options,
-    # inner_lr: the rates' initial value.
+    # inner_lr: the rates' initial value. MAML's vmap engine does not apply (learned rates).
+    options=tuple(o for o in maml.ALGORITHM.options if o != "engine"),
     csv_columns=maml.ALGORITHM.csv_columns,
     csv_values=maml.csv_values,
     group_by=maml.ALGORITHM.group_by,
