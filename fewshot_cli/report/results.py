@@ -70,8 +70,9 @@ def append_row(path: str | Path, row: dict) -> None:
 
     Columns the file already has keep their order; new ones are added at the end.
 
-    Example:
-        >>> append_row("results/eval.csv", {"algorithm": "protonet", "accuracy_mean": 0.98})
+    Example::
+
+        append_row("results/eval.csv", {"algorithm": "protonet", "accuracy_mean": 0.98})
     """
     path = Path(path)
     with locked(path):
