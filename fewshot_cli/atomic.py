@@ -26,8 +26,9 @@ def _umask() -> int:
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     """Call ``write(handle)`` on a temporary file, then rename it to ``path``.
 
-    Example:
-        >>> atomic_write("notes.txt", lambda f: f.write(b"hello"))
+    Example::
+
+        atomic_write("notes.txt", lambda f: f.write(b"hello"))
     """
     path = Path(path)
     try:
