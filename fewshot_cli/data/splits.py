@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fewshot_cli.choices import PARTS, SPLITS  # noqa: F401 (defined there for the CLI)
+from fewshot_cli.choices import PARTS, SPLITS
 from fewshot_cli.errors import FewshotError
 
 if TYPE_CHECKING:  # type hints only: the data itself is torch tensors
