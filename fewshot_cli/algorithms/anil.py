@@ -73,12 +73,18 @@ def classifier(model: torch.nn.Module, support: torch.Tensor, support_labels: to
     return logits
 
 
+def defaults(ways: int, shots: int = 1) -> dict:
+    """MAML's settings at ``ways`` and ``shots`` (Raghu et al. use MAML's Omniglot setups),
+    without MAML's engine choice: ANIL runs learn2learn's loop."""
+    return {k: v for k, v in maml.defaults(ways, shots).items() if k != "engine"}
+
+
 ALGORITHM = Algorithm(
     name="anil",
     title="ANIL (Raghu et al., 2020)",
     default_ways=5,
     # Raghu et al. use MAML's Omniglot models and setups; MAML's hyper-parameters here.
-    defaults=maml.defaults,
+    defaults=defaults,
     build_model=maml.model_of,
     classifier=classifier,
     episodes_per_step=maml.tasks_per_step,

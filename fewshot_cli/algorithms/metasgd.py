@@ -101,7 +101,8 @@ def classifier(model: l2l.algorithms.MetaSGD, support: torch.Tensor,
 def defaults(ways: int, shots: int = 1) -> dict:
     """MAML's Omniglot settings at ``ways`` (its inner rate as the rates' start, its
     meta-batch), with Li et al.'s one adaptation step in training and at test."""
-    return {**maml.defaults(ways, shots), "inner_steps": 1, "test_inner_steps": 1}
+    settings = {k: v for k, v in maml.defaults(ways, shots).items() if k != "engine"}
+    return {**settings, "inner_steps": 1, "test_inner_steps": 1}
 
 
 ALGORITHM = Algorithm(
