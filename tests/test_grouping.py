@@ -49,8 +49,9 @@ def test_seeds_of_one_protocol_are_averaged(tmp_path):
 def test_one_checkpoint_evaluated_twice_counts_once(tmp_path):
     warnings = []
     table = table_of(tmp_path, [row(), row(), row(seed=1)], warn=warnings.append)
-    # The same episodes again: one run. Other episodes (seed 1) are another measurement.
-    assert table["runs"].tolist() == [2]
+    # The same episodes again count once. Other episodes (seed 1) of the same checkpoint are
+    # another measurement of the same training: one run (a run is a training, see aggregate).
+    assert table["runs"].tolist() == [1] and table["episodes"].tolist() == [1200]
     assert len(warnings) == 1 and "eval.csv:2, " in warnings[0] and "eval.csv:3" in warnings[0]
     assert "runs/a/best.pt" in warnings[0] and "counted once" in warnings[0]
 
