@@ -224,7 +224,7 @@ def test_train_eval_predict_aggregate_plot_from_the_command_line(name, image_tre
     capsys.readouterr()
     assert main(["aggregate", str(csv_path)]) == 0
     table = capsys.readouterr().out
-    assert table.split()[:2] == ["algorithm", "split"] and name in table
+    assert table.split()[0] == "algorithm" and "split" in table.split() and name in table
     assert main(["plot", "accuracy", str(csv_path), "--out", str(image_tree / "a.png")]) == 0
     assert main(["plot", "curves", str(run), "--out", str(image_tree / "c.png")]) == 0
     assert (image_tree / "a.png").stat().st_size > 0 and (image_tree / "c.png").stat().st_size > 0

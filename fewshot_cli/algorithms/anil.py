@@ -58,10 +58,7 @@ def classifier(model: torch.nn.Module, support: torch.Tensor, support_labels: to
 
         logits = classifier(model, support, labels, 5, config)(query)
     """
-    if training:
-        steps, first_order = config.inner_steps, config.first_order
-    else:
-        steps, first_order = (config.test_inner_steps if steps is None else steps), True
+    steps, first_order = maml.adaptation(config, training, steps)
     n_support = len(support)
 
     def logits(query: torch.Tensor) -> torch.Tensor:

@@ -105,6 +105,15 @@ def adapt(learner: l2l.algorithms.MAML, support: torch.Tensor, support_labels: t
     return clone
 
 
+def adaptation(config: TrainConfig, training: bool, steps: int | None) -> tuple[int, bool]:
+    """``(steps, first_order)`` of an inner loop: the run's in training; at test ``steps`` (default
+    ``config.test_inner_steps``) first-order steps, since no meta-gradient follows. Shared by
+    MAML, Meta-SGD and ANIL."""
+    if training:
+        return config.inner_steps, config.first_order
+    return (config.test_inner_steps if steps is None else steps), True
+
+
 def classifier(model: torch.nn.Module, support: torch.Tensor, support_labels: torch.Tensor,
                ways: int, config: TrainConfig, training: bool = False,
                steps: int | None = None) -> Classifier:
@@ -119,10 +128,7 @@ def classifier(model: torch.nn.Module, support: torch.Tensor, support_labels: to
 
         logits = classifier(model, support, labels, 5, config)(query)
     """
-    if training:
-        steps, first_order = config.inner_steps, config.first_order
-    else:
-        steps, first_order = (config.test_inner_steps if steps is None else steps), True
+    steps, first_order = adaptation(config, training, steps)
     learner = build_learner(model, config.inner_lr, first_order)
     clone = adapt(learner, support, support_labels, steps)
     n_support = len(support)

@@ -84,10 +84,7 @@ def classifier(model: l2l.algorithms.MetaSGD, support: torch.Tensor,
 
         logits = classifier(model, support, labels, 5, config)(query)
     """
-    if training:
-        steps, first_order = config.inner_steps, config.first_order
-    else:
-        steps, first_order = (config.test_inner_steps if steps is None else steps), True
+    steps, first_order = maml.adaptation(config, training, steps)
     clone = model.clone()
     for _ in range(steps):
         clone.adapt(F.cross_entropy(clone(support), support_labels), first_order=first_order)
