@@ -29,7 +29,7 @@ def maml_run(tiny_data, tmp_path_factory):
 
 
 def test_maml_running_mode_is_refused_in_one_line(maml_run, tiny_data):
-    with pytest.raises(FewshotError, match="running does not apply.*not sound.*--bn-mode batch"):
+    with pytest.raises(FewshotError, match="running does not apply.*keeps no BatchNorm.*--bn-mode batch"):
         evaluate_run(maml_run, episodes=2, bn_mode="running", data=tiny_data)
     _, row = evaluate_run(maml_run, episodes=2, data=tiny_data)
     assert row["bn_mode"] == "batch"

@@ -39,7 +39,7 @@ def test_help_imports_nothing_heavy():
 
 
 def test_protonet_predict_needs_neither_learn2learn_nor_plots(tiny_root, tmp_path):
-    config = TrainConfig("protonet", ways=3, shots=1, queries=1, test_ways=3, device="cpu")
+    config = TrainConfig("protonet", ways=3, shots=1, queries=1, test_ways=3, device="cpu").resolved()
     run = tmp_path / "run"
     run.mkdir()
     save_config(run, config)

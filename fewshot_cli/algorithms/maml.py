@@ -155,8 +155,9 @@ def engine_step(algorithm: Algorithm, model: torch.nn.Module, optimizer: torch.o
     ``l2l``: the seam's ``step_on_episodes`` (learn2learn's clone/adapt per task); ``vmap``:
     ``maml_vmap.meta_step`` on the same tasks (the same meta-gradient, in one call).
 
-    Example:
-        >>> loss, accuracy = engine_step(ALGORITHM, model, optimizer, episodes, config)
+    Example::
+
+        loss, accuracy = engine_step(ALGORITHM, model, optimizer, episodes, config)
     """
     if config.engine == "vmap":
         return maml_vmap.meta_step(model, optimizer, episodes, config.inner_steps,
@@ -172,8 +173,9 @@ def batch_logits(model: torch.nn.Module, episodes: list[Episode], config: TrainC
     Same adaptation as ``classifier`` at test (``steps`` first-order steps, queries classified
     together with the support set), so accuracies equal the loop's.
 
-    Example:
-        >>> logits = batch_logits(tested, [sampler[i] for i in range(32)], config, "batch")
+    Example::
+
+        logits = batch_logits(tested, [sampler[i] for i in range(32)], config, "batch")
     """
     if config.engine != "vmap":
         return None

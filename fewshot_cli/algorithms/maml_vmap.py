@@ -16,10 +16,11 @@ statistics cannot be updated from inside the vmapped call, so training refuses a
 BatchNorm tracks them (build it with ``track_running_stats=False``, as the MAML paper's code does;
 ``without_running_stats`` converts one). Evaluation takes either BatchNorm mode.
 
-Example:
-    >>> model = without_running_stats(build_model(5, "conv4-strided"))
-    >>> optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    >>> loss, accuracy = meta_step(model, optimizer, episodes, steps=1, inner_lr=0.4, first_order=False)
+Example::
+
+    model = without_running_stats(build_model(5, "conv4-strided"))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss, accuracy = meta_step(model, optimizer, episodes, steps=1, inner_lr=0.4, first_order=False)
 """
 
 from __future__ import annotations
@@ -80,10 +81,11 @@ def stack_episodes(episodes: Episodes) -> TaskBatch:
     Args:
         episodes: a ``TaskBatch`` (returned as is) or a sequence of same-shaped episodes.
 
-    Example:
-        >>> batch = stack_episodes([sampler[i] for i in range(32)])
-        >>> batch.support.shape  # 5-way 1-shot
-        torch.Size([32, 5, 1, 28, 28])
+    Example::
+
+        batch = stack_episodes([sampler[i] for i in range(32)])
+        batch.support.shape  # 5-way 1-shot
+        # torch.Size([32, 5, 1, 28, 28])
     """
     if isinstance(episodes, TaskBatch):
         return episodes
@@ -247,8 +249,9 @@ def meta_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, episodes
         episodes: a ``TaskBatch`` or a list of same-shaped episodes.
         steps, inner_lr, first_order: the inner loop, as in ``meta_loss``.
 
-    Example:
-        >>> loss, acc = meta_step(model, optimizer, batch, steps=1, inner_lr=0.4, first_order=False)
+    Example::
+
+        loss, acc = meta_step(model, optimizer, batch, steps=1, inner_lr=0.4, first_order=False)
     """
     model.train()
     optimizer.zero_grad()
@@ -273,8 +276,9 @@ def adapted_logits(model: torch.nn.Module, episodes: Episodes, steps: int, inner
         bn_mode: ``batch`` (each episode's statistics) or ``running`` (the model's).
         chunk: episodes per vmapped call (bounds memory).
 
-    Example:
-        >>> logits = adapted_logits(model, [sampler[i] for i in range(100)], steps=3, inner_lr=0.4)
+    Example::
+
+        logits = adapted_logits(model, [sampler[i] for i in range(100)], steps=3, inner_lr=0.4)
     """
     if chunk < 1:
         raise FewshotError(f"chunk must be at least 1 (got {chunk})")
@@ -303,8 +307,9 @@ def adapt_and_predict(model: torch.nn.Module, episodes: Episodes, steps: int, in
 
     See ``adapted_logits`` for the arguments.
 
-    Example:
-        >>> _, accuracies = adapt_and_predict(model, episodes, steps=3, inner_lr=0.4)
+    Example::
+
+        _, accuracies = adapt_and_predict(model, episodes, steps=3, inner_lr=0.4)
     """
     batch = stack_episodes(episodes)
     predictions = adapted_logits(model, batch, steps, inner_lr, bn_mode, chunk).argmax(-1)
