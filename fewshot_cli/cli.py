@@ -188,13 +188,13 @@ def data(data_root, download, splits, split_dir, split_seed):
 @click.option("--overwrite", is_flag=True,
               help="Let --out replace the run already in that directory (its checkpoints and "
                    "logs are deleted). Without it an existing run is refused.")
-@click.option("--ways", type=int, help="Classes per training episode. Default: 5 (MAML), 60 (ProtoNet).")
+@click.option("--ways", type=int, help="Classes per training episode. Default: 60 (ProtoNet), 5 (the others).")
 @click.option("--shots", type=int, default=1, show_default=True, help="Support images per class.")
 @click.option("--queries", type=int,
-              help="Query images per class in training. Default: --shots (MAML, its paper's "
-                   "reference code), 5 (ProtoNet).")
+              help="Query images per class in training. Default: 5 (ProtoNet), --shots (the "
+                   "others, as MAML's reference code).")
 @click.option("--iterations", type=int,
-              help="Meta-iterations (MAML) or episodes (ProtoNet). Default: 1000.")
+              help="Meta-iterations (MAML, Meta-SGD, ANIL) or episodes (ProtoNet). Default: 1000.")
 @split_options
 @click.option("--rotations", is_flag=True,
               help="Augment training classes with random 90-degree rotations (lake/random splits).")
@@ -206,19 +206,19 @@ def data(data_root, download, splits, split_dir, split_seed):
 @click.option("--backbone", type=click.Choice(BACKBONES),
               help="conv4: max-pooling blocks (the ProtoNet paper's); conv4-strided: stride-2 "
                    "convolutions (the MAML paper's). Default: each algorithm's paper.")
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate (MAML: meta learning rate).")
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate (the meta learning rate of MAML, Meta-SGD, ANIL).")
 @click.option("--lr-halve-every", type=int,
-              help="Halve the learning rate every N iterations (0: never). Default: 2000 (ProtoNet), 0 (MAML).")
-@click.option("--inner-lr", type=float, help="MAML only: inner learning rate. Default: 0.4 (5-way), 0.1 (20-way).")
-@click.option("--inner-steps", type=int, help="MAML only: inner steps in training. Default: 1 (5-way), 5 (20-way).")
-@click.option("--test-inner-steps", type=int, help="MAML only: inner steps at test. Default: 3 (5-way), 5 (20-way).")
-@click.option("--meta-batch", type=int, help="MAML only: tasks per meta-update. Default: 32 (5-way), 16 (20-way).")
-@click.option("--first-order", is_flag=True, help="MAML only: first order (no second derivatives).")
+              help="Halve the learning rate every N iterations (0: never). Default: 2000 (ProtoNet), 0 (the others).")
+@click.option("--inner-lr", type=float, help="MAML, Meta-SGD, ANIL: inner learning rate (Meta-SGD: its initial value). Default: 0.4 (5-way), 0.1 (20-way).")
+@click.option("--inner-steps", type=int, help="MAML, Meta-SGD, ANIL: inner steps in training. Default: 1 (5-way), 5 (20-way).")
+@click.option("--test-inner-steps", type=int, help="MAML, Meta-SGD, ANIL: inner steps at test. Default: 3 (5-way), 5 (20-way).")
+@click.option("--meta-batch", type=int, help="MAML, Meta-SGD, ANIL: tasks per meta-update. Default: 32 (5-way), 16 (20-way).")
+@click.option("--first-order", is_flag=True, help="MAML, Meta-SGD, ANIL: first order (no second derivatives).")
 @click.option("--engine", type=click.Choice(ENGINES),
               help="MAML only: l2l (learn2learn's loop over tasks, the reference) or vmap (all "
                    "tasks of a meta-batch in one torch.func call, also used to evaluate; same "
                    "meta-gradient). Default: l2l.")
-@click.option("--test-ways", type=int, help="Ways of validation/test episodes. Default: 5 (ProtoNet), training ways (MAML).")
+@click.option("--test-ways", type=int, help="Ways of validation/test episodes. Default: 5 (ProtoNet), the training ways (the others).")
 @click.option("--test-shots", type=int, help="Shots of validation/test episodes. Default: --shots.")
 @click.option("--test-queries", type=int, default=15, show_default=True,
               help="Query images per class in validation episodes (and the run's default at test).")
@@ -239,12 +239,12 @@ def data(data_root, download, splits, split_dir, split_seed):
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(algorithm, run_dir, resume_dir, overwrite, iterations, time_limit, threads, nproc,
           data_root, download, quiet, **options):
-    """Meta-train MAML or ProtoNet on Omniglot.
+    """Meta-train an algorithm (MAML, ProtoNet, Meta-SGD, ANIL) on Omniglot.
 
     Keeps the best checkpoint by validation accuracy (best.pt) and the latest (last.pt) in the
     run directory, with config.json and training logs: one row per validation (log.csv) and one
     per iteration (iterations.csv). Ctrl-C saves last.pt; continue with --resume RUN_DIR.
-    Options marked "MAML only" are refused for other algorithms.
+    An option that names the algorithms it applies to is refused for the others.
 
     \b
     Several processes (data parallel; see --nproc):
@@ -330,10 +330,10 @@ def train(algorithm, run_dir, resume_dir, overwrite, iterations, time_limit, thr
               help="BatchNorm at test. batch: the support images and the queries of an episode "
                    "are normalised together with their own statistics (transductive; MAML "
                    "adapts on the support images alone), as in training and predict. running: "
-                   "the statistics gathered in training, each image on its own. auto: batch for "
-                   "MAML, running for ProtoNet. Recorded in the CSV.")
+                   "the statistics gathered in training, each image on its own. auto: running for "
+                   "ProtoNet, batch for the others. Recorded in the CSV.")
 @click.option("--inner-steps", type=int,
-              help="MAML only: adaptation steps at test. Default: the run's test inner steps.")
+              help="MAML, Meta-SGD, ANIL: adaptation steps at test. Default: the run's test inner steps.")
 @click.option("--device", default="auto", show_default=True,
               help="auto (CUDA when present), cpu, cuda, cuda:1...")
 @click.option("--threads", type=int, metavar="N",
@@ -381,7 +381,7 @@ def eval_(run, csv_path, ways, shots, queries, episodes, part, seed, bn_mode, in
               help="Also write the predictions to this CSV, replacing the file if it exists "
                    "(unlike eval --csv, which appends a row to its file).")
 @click.option("--steps", type=int,
-              help="MAML only: adaptation steps on the support set. Default: the run's test "
+              help="MAML, Meta-SGD, ANIL: adaptation steps on the support set. Default: the run's test "
                    "inner steps.")
 @click.option("--invert", type=click.Choice(INVERT_MODES), default="auto",
               show_default=True,
@@ -524,7 +524,7 @@ def aggregate(csv_files, by, fmt, out):
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def reproduce(budget, out_dir, algorithms, cells, split, split_dir, fmt, seeds, seed, jobs, plan,
               report, csv_path, device, threads, data_root, download, quiet):
-    """Train and test MAML and ProtoNet on the Omniglot grid; compare with the papers.
+    """Train and test each algorithm on the Omniglot grid; compare with the papers.
 
     Each cell (5/20-way, 1/5-shot) is trained with its paper's protocol, tested (600 episodes
     for MAML, 1000 for ProtoNet, fewer with --budget quick) and appended to OUT/eval.csv; run

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from fewshot_cli.algorithms import maml
-from fewshot_cli.algorithms.base import Algorithm, BudgetSettings, Classifier, Published
+from fewshot_cli.algorithms.base import Algorithm, Classifier, Published
 
 if TYPE_CHECKING:  # learn2learn itself is imported where used: it costs seconds
     from fewshot_cli.l2l import l2l
@@ -98,10 +98,6 @@ ALGORITHM = Algorithm(
     paper_split="random",
     # MAML's lengths. The backbone runs once per task (MAML's once per inner step and once more),
     # so 20-way cells with their 5 steps cost less than MAML's; not timed on an idle machine yet.
-    budgets={
-        "quick": BudgetSettings(60, 100, {"meta_batch": 8, "first_order": False, "lr": 3e-3}),
-        "cpu": BudgetSettings(200, 600, {"meta_batch": 8, "first_order": False, "lr": 3e-3}),
-        "paper": BudgetSettings(60000, 600, {"first_order": False}),
-    },
+    budgets=maml.VARIANT_BUDGETS,
     colors={"ours": "#9467bd", "first": "#e377c2", "paper": "#c5b0d5"},
 )

@@ -208,6 +208,16 @@ def csv_values(config: TrainConfig, steps: int | None) -> dict:
             "inner_lr": config.inner_lr, "engine": config.engine or "l2l"}
 
 
+# The budgets of MAML's variants (Meta-SGD, ANIL) until they have schedules of their own: short
+# second-order trainings of 8 tasks at Adam 3e-3 (as MAML's first budgets), and MAML's reference
+# length (60000 meta-iterations at the paper's meta-batches) for `paper`.
+VARIANT_BUDGETS = {
+    "quick": BudgetSettings(60, 100, {"meta_batch": 8, "first_order": False, "lr": 3e-3}),
+    "cpu": BudgetSettings(200, 600, {"meta_batch": 8, "first_order": False, "lr": 3e-3}),
+    "paper": BudgetSettings(60000, 600, {"first_order": False}),
+}
+
+
 ALGORITHM = Algorithm(
     name="maml",
     title="MAML (Finn et al., 2017)",

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from fewshot_cli.algorithms import maml
-from fewshot_cli.algorithms.base import Algorithm, BudgetSettings, Classifier, Published
+from fewshot_cli.algorithms.base import Algorithm, Classifier, Published
 
 if TYPE_CHECKING:  # learn2learn itself is imported where used: it costs seconds
     from fewshot_cli.l2l import l2l
@@ -125,11 +125,7 @@ ALGORITHM = Algorithm(
     paper_split="random",
     # MAML's lengths. An iteration computes what MAML's does at the same number of steps, with
     # one step at every cell here (MAML takes 5 at 20 ways); not timed on an idle machine yet.
-    budgets={
-        "quick": BudgetSettings(60, 100, {"meta_batch": 8, "first_order": False, "lr": 3e-3}),
-        "cpu": BudgetSettings(200, 600, {"meta_batch": 8, "first_order": False, "lr": 3e-3}),
-        # MAML's reference length (Li et al. do not give theirs for Omniglot).
-        "paper": BudgetSettings(60000, 600, {"first_order": False}),
-    },
+    # (Li et al. do not give their length for Omniglot.)
+    budgets=maml.VARIANT_BUDGETS,
     colors={"ours": "#2ca02c", "first": "#bcbd22", "paper": "#98df8a"},
 )
