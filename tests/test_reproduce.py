@@ -156,7 +156,7 @@ def test_budgets_keep_their_settings():
     cpu, quick, paper = BUDGETS["cpu"], BUDGETS["quick"], BUDGETS["paper"]
     assert cpu.algorithms["maml"].options["engine"] == quick.algorithms["maml"].options["engine"] == "vmap"
     assert cpu.algorithms["protonet"] == BudgetSettings(1500, 1000, {"ways": 60})
-    assert (quick.algorithms["maml"].iterations, quick.algorithms["protonet"].options) == (1200, {"ways": 60})
+    assert (quick.algorithms["maml"].iterations, quick.algorithms["protonet"].options) == (1100, {"ways": 60})
     assert (paper.algorithms["maml"].iterations, paper.algorithms["protonet"].iterations) == (60000, 20000)
     # Per-cell iterations reach each cell's training.
     maml_cpu = cpu.algorithms["maml"]
