@@ -39,8 +39,7 @@ test: venv
 	$(PY) -m pytest -q  # tests/ and the doctests of fewshot_cli/ (setup.cfg)
 
 # Ruff (pyflakes, bugbear, import order, pyupgrade...: pyproject.toml), installed into the venv
-# on first use. `make format` applies ruff's formatter; it has not been run over the code yet
-# (branches were being merged), so `make lint` does not check formatting until it has.
+# on first use. `make lint` checks the code and that it is formatted; `make format` formats it.
 RUFF := $(VENV)/bin/ruff
 
 $(RUFF): | $(STAMP)
@@ -48,6 +47,7 @@ $(RUFF): | $(STAMP)
 
 lint: venv $(RUFF)
 	$(RUFF) check .
+	$(RUFF) format --check .
 
 format: venv $(RUFF)
 	$(RUFF) check --fix --select I .

@@ -31,8 +31,14 @@ from fewshot_cli.run.evaluation import evaluate
 
 def seconds_per_step(config, data, split, steps: int) -> float:
     """Mean seconds of one training iteration of ``config`` (after one untimed warm-up)."""
-    sampler = EpisodeSampler(meta_dataset(data, split, "train"), config.ways, config.shots,
-                             config.queries, seed=0, rotate=config.rotations)
+    sampler = EpisodeSampler(
+        meta_dataset(data, split, "train"),
+        config.ways,
+        config.shots,
+        config.queries,
+        seed=0,
+        rotate=config.rotations,
+    )
     algorithm = registry.get(config.algorithm)
     torch.manual_seed(0)
     model = algorithm.build_model(config)
@@ -44,8 +50,9 @@ def seconds_per_step(config, data, split, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def seconds_per_episode(config, data, split, part: str, ways: int, shots: int,
-                        episodes: int) -> float:
+def seconds_per_episode(
+    config, data, split, part: str, ways: int, shots: int, episodes: int
+) -> float:
     """Mean seconds of one evaluation episode (``ways``-way ``shots``-shot, 15 queries)."""
     sampler = EpisodeSampler(meta_dataset(data, split, part), ways, shots, TEST_QUERIES, seed=0)
     model = registry.get(config.algorithm).build_model(config)
@@ -58,24 +65,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", default=os.environ.get("FEWSHOT_DATA"))
     parser.add_argument("--budget", default="cpu", choices=["quick", "cpu", "paper"])
-    parser.add_argument("--steps", type=int, default=3, help="training iterations timed per training")
+    parser.add_argument(
+        "--steps", type=int, default=3, help="training iterations timed per training"
+    )
     parser.add_argument("--episodes", type=int, default=10, help="test episodes timed per cell")
     args = parser.parse_args()
     budget = get_budget(args.budget)
     data = load_omniglot(args.data_root)
     plan = plan_cells(budget)
-    val_ways = {a: min(c.ways for c in plan if c.algorithm == a) for a in {c.algorithm for c in plan}}
+    val_ways = {
+        a: min(c.ways for c in plan if c.algorithm == a) for a in {c.algorithm for c in plan}
+    }
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, budget {budget.name}")
-    print("engines: " + ", ".join(f"{a} {training_for(c, budget, registry.get(a).paper_split, val_ways[a])[1].resolved().engine}"
-                                  for a, c in {c.algorithm: c for c in plan}.items()))
-    print(f"{'cell':<20}{'training':<16}{'s/step':>8}{'train min':>11}{'val min':>9}"
-          f"{'test min':>10}")
+    print(
+        "engines: "
+        + ", ".join(
+            f"{a} {training_for(c, budget, registry.get(a).paper_split, val_ways[a])[1].resolved().engine}"
+            for a, c in {c.algorithm: c for c in plan}.items()
+        )
+    )
+    print(
+        f"{'cell':<20}{'training':<16}{'s/step':>8}{'train min':>11}{'val min':>9}{'test min':>10}"
+    )
     paper_splits = {a: registry.get(a).paper_split for a in val_ways}
     splits = {a: make_split(data, paper_splits[a]) for a in val_ways}
     trained, totals = set(), [0.0, 0.0, 0.0]
     for cell in plan:
-        config = training_for(cell, budget, paper_splits[cell.algorithm],
-                              val_ways[cell.algorithm])[1].resolved()
+        config = training_for(cell, budget, paper_splits[cell.algorithm], val_ways[cell.algorithm])[
+            1
+        ].resolved()
         name = f"{cell.algorithm}-{config.ways}w{config.shots}s"
         train_min = val_min = step = 0.0
         if name not in trained:  # ProtoNet's one training serves both way counts
@@ -83,16 +101,34 @@ def main() -> None:
             step = seconds_per_step(config, data, splits[cell.algorithm], args.steps)
             train_min = step * config.iterations / 60
             validations = -(-config.iterations // config.val_every)
-            val_min = validations * config.val_episodes * seconds_per_episode(
-                config, data, splits[cell.algorithm], "val", config.test_ways, config.test_shots,
-                args.episodes) / 60
+            val_min = (
+                validations
+                * config.val_episodes
+                * seconds_per_episode(
+                    config,
+                    data,
+                    splits[cell.algorithm],
+                    "val",
+                    config.test_ways,
+                    config.test_shots,
+                    args.episodes,
+                )
+                / 60
+            )
         episodes = budget.algorithms[cell.algorithm].test_episodes
-        test_min = episodes * seconds_per_episode(
-            config, data, splits[cell.algorithm], "test", cell.ways, cell.shots, args.episodes) / 60
+        test_min = (
+            episodes
+            * seconds_per_episode(
+                config, data, splits[cell.algorithm], "test", cell.ways, cell.shots, args.episodes
+            )
+            / 60
+        )
         for i, minutes in enumerate((train_min, val_min, test_min)):
             totals[i] += minutes
-        print(f"{cell.algorithm + ' ' + cell.name:<20}{name if step else '(shared)':<16}"
-              f"{step:>8.2f}{train_min:>11.1f}{val_min:>9.1f}{test_min:>10.1f}")
+        print(
+            f"{cell.algorithm + ' ' + cell.name:<20}{name if step else '(shared)':<16}"
+            f"{step:>8.2f}{train_min:>11.1f}{val_min:>9.1f}{test_min:>10.1f}"
+        )
     print(f"{'total':<44}{totals[0]:>11.1f}{totals[1]:>9.1f}{totals[2]:>10.1f}")
     print(f"estimated: {sum(totals) / 60:.2f} hours for one process running the whole budget")
 

@@ -46,22 +46,30 @@ CELLS = {
 TEST_QUERIES = 15
 
 
-def random_batch(tasks: int, ways: int, shots: int, queries: int, device: str,
-                 generator: torch.Generator) -> maml_vmap.TaskBatch:
+def random_batch(
+    tasks: int, ways: int, shots: int, queries: int, device: str, generator: torch.Generator
+) -> maml_vmap.TaskBatch:
     """Random Omniglot-shaped tasks, labels grouped by class as the episode sampler makes them."""
+
     def labels(per_class):
         return torch.arange(ways).repeat_interleave(per_class).expand(tasks, -1).clone()
 
     return maml_vmap.TaskBatch(
-        torch.rand(tasks, ways * shots, 1, 28, 28, generator=generator), labels(shots),
-        torch.rand(tasks, ways * queries, 1, 28, 28, generator=generator), labels(queries),
+        torch.rand(tasks, ways * shots, 1, 28, 28, generator=generator),
+        labels(shots),
+        torch.rand(tasks, ways * queries, 1, 28, 28, generator=generator),
+        labels(queries),
     ).to(device)
 
 
 def unstack(batch: maml_vmap.TaskBatch, ways: int) -> list[Episode]:
     """The batch as the list of single episodes the l2l loop takes."""
-    return [Episode(batch.support[i], batch.support_labels[i], batch.query[i],
-                    batch.query_labels[i], ways) for i in range(len(batch))]
+    return [
+        Episode(
+            batch.support[i], batch.support_labels[i], batch.query[i], batch.query_labels[i], ways
+        )
+        for i in range(len(batch))
+    ]
 
 
 def timed(fn, device: str) -> float:
@@ -97,8 +105,12 @@ def bench_train(cell: str, iterations: int, device: str) -> tuple[float, float]:
     episodes = unstack(batch, ways)
     return side_by_side(
         lambda: step_on_episodes(maml.ALGORITHM, l2l_model, l2l_opt, episodes, config),
-        lambda: maml_vmap.meta_step(vmap_model, vmap_opt, batch, steps, inner_lr, first_order=False),
-        iterations, device)
+        lambda: maml_vmap.meta_step(
+            vmap_model, vmap_opt, batch, steps, inner_lr, first_order=False
+        ),
+        iterations,
+        device,
+    )
 
 
 def bench_eval(cell: str, iterations: int, device: str, episodes: int) -> tuple[float, float]:
@@ -108,19 +120,25 @@ def bench_eval(cell: str, iterations: int, device: str, episodes: int) -> tuple[
     model = maml_vmap.without_running_stats(maml.build_model(ways, "conv4-strided")).to(device)
     l2l_model = copy.deepcopy(model)
     config = SimpleNamespace(inner_lr=inner_lr, test_inner_steps=test_steps)
-    batch = random_batch(episodes, ways, shots, TEST_QUERIES, device, torch.Generator().manual_seed(1))
+    batch = random_batch(
+        episodes, ways, shots, TEST_QUERIES, device, torch.Generator().manual_seed(1)
+    )
     singles = unstack(batch, ways)
 
     def l2l_loop():  # what evaluation.evaluate does per episode with the l2l engine
         for episode in singles:
-            fitted = maml.classifier(l2l_model, episode.support, episode.support_labels, ways,
-                                     config)
+            fitted = maml.classifier(
+                l2l_model, episode.support, episode.support_labels, ways, config
+            )
             with torch.no_grad():
                 fitted(episode.query).argmax(1)
 
     l2l_s, vmap_s = side_by_side(
-        l2l_loop, lambda: maml_vmap.adapt_and_predict(model, batch, test_steps, inner_lr),
-        iterations, device)
+        l2l_loop,
+        lambda: maml_vmap.adapt_and_predict(model, batch, test_steps, inner_lr),
+        iterations,
+        device,
+    )
     return l2l_s / episodes, vmap_s / episodes
 
 
@@ -142,9 +160,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--iterations", type=int, default=5, help="timed calls per engine and cell")
     parser.add_argument("--cells", default=",".join(CELLS), help="comma-separated, e.g. 5w1s,20w1s")
     parser.add_argument("--only", choices=("train", "eval", "protonet"), help="one of the tables")
-    parser.add_argument("--threads", type=int, help="CPU threads (default: torch's own choice); "
-                        "1 gives steadier figures on a busy machine")
-    parser.add_argument("--eval-episodes", type=int, default=64, help="test episodes per timed call")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads (default: torch's own choice); "
+        "1 gives steadier figures on a busy machine",
+    )
+    parser.add_argument(
+        "--eval-episodes", type=int, default=64, help="test episodes per timed call"
+    )
     args = parser.parse_args(argv)
     cells = [c.strip() for c in args.cells.split(",") if c.strip()]
     unknown = [c for c in cells if c not in CELLS]
@@ -154,28 +178,45 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--device cuda: no CUDA device")
     if args.threads:
         torch.set_num_threads(args.threads)
-    where = torch.cuda.get_device_name() if args.device == "cuda" else f"cpu, {torch.get_num_threads()} threads"
-    print(f"torch {torch.__version__}, {where}; median of {args.iterations} calls after one warm-up")
+    where = (
+        torch.cuda.get_device_name()
+        if args.device == "cuda"
+        else f"cpu, {torch.get_num_threads()} threads"
+    )
+    print(
+        f"torch {torch.__version__}, {where}; median of {args.iterations} calls after one warm-up"
+    )
     if args.only in (None, "train"):
         print("\nmeta-training, paper settings (conv4-strided, queries = shots, second order)")
-        print(f"{'cell':<7}{'lr':>5}{'steps':>6}{'tasks':>6}{'l2l s/it':>11}{'vmap s/it':>11}{'l2l/vmap':>10}")
+        print(
+            f"{'cell':<7}{'lr':>5}{'steps':>6}{'tasks':>6}{'l2l s/it':>11}{'vmap s/it':>11}{'l2l/vmap':>10}"
+        )
         for cell in cells:
             ways, shots, lr, steps, meta_batch, _ = CELLS[cell]
             l2l_s, vmap_s = bench_train(cell, args.iterations, args.device)
-            print(f"{cell:<7}{lr:>5}{steps:>6}{meta_batch:>6}{l2l_s:>11.3f}{vmap_s:>11.3f}"
-                  f"{l2l_s / vmap_s:>9.2f}x", flush=True)
+            print(
+                f"{cell:<7}{lr:>5}{steps:>6}{meta_batch:>6}{l2l_s:>11.3f}{vmap_s:>11.3f}"
+                f"{l2l_s / vmap_s:>9.2f}x",
+                flush=True,
+            )
     if args.only in (None, "eval"):
-        print(f"\nevaluation, {TEST_QUERIES} queries per class, {args.eval_episodes} episodes per call")
+        print(
+            f"\nevaluation, {TEST_QUERIES} queries per class, {args.eval_episodes} episodes per call"
+        )
         print(f"{'cell':<7}{'steps':>6}{'l2l s/ep':>11}{'vmap s/ep':>11}{'l2l/vmap':>10}")
         for cell in cells:
             l2l_s, vmap_s = bench_eval(cell, args.iterations, args.device, args.eval_episodes)
-            print(f"{cell:<7}{CELLS[cell][5]:>6}{l2l_s:>11.4f}{vmap_s:>11.4f}{l2l_s / vmap_s:>9.2f}x",
-                  flush=True)
+            print(
+                f"{cell:<7}{CELLS[cell][5]:>6}{l2l_s:>11.4f}{vmap_s:>11.4f}{l2l_s / vmap_s:>9.2f}x",
+                flush=True,
+            )
     if args.only in (None, "protonet"):
         print("\nProtoNet training episode, 60 ways, 5 queries per class, conv4")
         for shots in (1, 5):
-            print(f"60w{shots}s   {bench_protonet(shots, args.iterations, args.device):.4f} s/episode",
-                  flush=True)
+            print(
+                f"60w{shots}s   {bench_protonet(shots, args.iterations, args.device):.4f} s/episode",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -45,7 +45,9 @@ def bench_episodes(data_root: str, n: int) -> None:
     start = time.perf_counter()
     stock_ds = stock_omniglot(data_root)
     stock_setup = time.perf_counter() - start
-    print(f"set-up: ours {ours_setup:.2f} s (cached tensors), stock {stock_setup:.2f} s (decodes every image)")
+    print(
+        f"set-up: ours {ours_setup:.2f} s (cached tensors), stock {stock_setup:.2f} s (decodes every image)"
+    )
     print(f"{'episode':<22}{'ours ep/s':>12}{'stock ep/s':>12}{'ratio':>9}")
     for ways, shots, queries in ((5, 1, 15), (60, 5, 5)):
         ours = EpisodeSampler(ours_ds, ways, shots, queries, seed=0)
@@ -109,8 +111,9 @@ def bench_training(data_root: str, iterations: int) -> None:
     stock_ds = stock_omniglot(data_root)
     print(f"{'step':<40}{'ours s/it':>11}{'stock s/it':>12}{'ratio':>9}")
 
-    config = TrainConfig("maml", ways=5, shots=1, queries=15, inner_lr=0.4, inner_steps=1,
-                         meta_batch=32).resolved()
+    config = TrainConfig(
+        "maml", ways=5, shots=1, queries=15, inner_lr=0.4, inner_steps=1, meta_batch=32
+    ).resolved()
     torch.manual_seed(0)
     model = maml.build_model(5)
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
@@ -122,8 +125,11 @@ def bench_training(data_root: str, iterations: int) -> None:
     ours, stock = alternate(
         lambda i: maml.ALGORITHM.train_step(model, optimizer, sampler, i, config),
         lambda i: stock_maml_iteration(stock_learner, stock_opt, stock_tasks, 5, 1, 32, 1),
-        iterations)
-    print(f"{'MAML 5w1s meta-batch 32, second order':<40}{ours:>11.3f}{stock:>12.3f}{stock / ours:>8.2f}x")
+        iterations,
+    )
+    print(
+        f"{'MAML 5w1s meta-batch 32, second order':<40}{ours:>11.3f}{stock:>12.3f}{stock / ours:>8.2f}x"
+    )
 
     config = TrainConfig("protonet", ways=60, shots=5, queries=5).resolved()
     model = protonet.build_model()
@@ -135,7 +141,8 @@ def bench_training(data_root: str, iterations: int) -> None:
     ours, stock = alternate(
         lambda i: protonet.ALGORITHM.train_step(model, optimizer, sampler, i, config),
         lambda i: stock_protonet_episode(stock_model, stock_opt, stock_tasks, 60, 5),
-        iterations * 2)
+        iterations * 2,
+    )
     print(f"{'ProtoNet 60w5s 5 queries':<40}{ours:>11.3f}{stock:>12.3f}{stock / ours:>8.2f}x")
 
 
@@ -143,8 +150,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", default=os.environ.get("FEWSHOT_DATA"))
     parser.add_argument("--only", choices=["episodes", "training"])
-    parser.add_argument("--episodes", type=int, default=200, help="episodes timed per setting (ours)")
-    parser.add_argument("--iterations", type=int, default=5, help="MAML meta-iterations timed per side")
+    parser.add_argument(
+        "--episodes", type=int, default=200, help="episodes timed per setting (ours)"
+    )
+    parser.add_argument(
+        "--iterations", type=int, default=5, help="MAML meta-iterations timed per side"
+    )
     args = parser.parse_args()
     random.seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")

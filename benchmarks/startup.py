@@ -55,16 +55,23 @@ def make_run(run_dir: Path) -> None:
     run_dir.mkdir(parents=True)
     save_config(run_dir, config)
     model = registry.get("protonet").build_model(config)
-    save_checkpoint(run_dir / "last.pt", {"algorithm": "protonet", "iteration": 0,
-                                          "model": model.state_dict()})
+    save_checkpoint(
+        run_dir / "last.pt", {"algorithm": "protonet", "iteration": 0, "model": model.state_dict()}
+    )
 
 
 def wall_clock(args: list[str], repo: Path) -> float:
     """Seconds of ``python -m fewshot_cli ARGS`` in ``repo``, in a fresh process."""
     env = {**os.environ, "PYTHONPATH": str(repo)}
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "fewshot_cli", *args], cwd=repo, env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "fewshot_cli", *args],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"fewshot {' '.join(args)} failed in {repo}:\n{done.stderr}")
@@ -74,8 +81,12 @@ def wall_clock(args: list[str], repo: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="runs of each command (default 5)")
-    parser.add_argument("--repo", type=Path, action="append",
-                        help="checkout to time (repeatable; default: this one)")
+    parser.add_argument(
+        "--repo",
+        type=Path,
+        action="append",
+        help="checkout to time (repeatable; default: this one)",
+    )
     args = parser.parse_args()
     repos = [path.resolve() for path in args.repo or [ROOT]]
     with tempfile.TemporaryDirectory() as tmp:
@@ -86,12 +97,21 @@ def main() -> None:
         commands = {
             "fewshot --help": ["--help"],
             "fewshot train --help": ["train", "--help"],
-            f"fewshot predict (ProtoNet, {CLASSES * PER_CLASS}+{CLASSES * PER_CLASS} images)":
-                ["predict", str(tmp / "run"), "--support", str(tmp / "support"), "--query",
-                 str(tmp / "query"), "--device", "cpu"],
+            f"fewshot predict (ProtoNet, {CLASSES * PER_CLASS}+{CLASSES * PER_CLASS} images)": [
+                "predict",
+                str(tmp / "run"),
+                "--support",
+                str(tmp / "support"),
+                "--query",
+                str(tmp / "query"),
+                "--device",
+                "cpu",
+            ],
         }
-        print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
-              f"{args.runs} fresh processes each, seconds")
+        print(
+            f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
+            f"{args.runs} fresh processes each, seconds"
+        )
         print(f"{'command':<44}{'checkout':<28}{'median':>8}{'fastest':>9}")
         for name, command in commands.items():
             times = {repo: [] for repo in repos}
@@ -99,8 +119,11 @@ def main() -> None:
                 for repo in repos:
                     times[repo].append(wall_clock(command, repo))
             for repo, seconds in times.items():
-                print(f"{name:<44}{str(repo)[-27:]:<28}{statistics.median(seconds):>8.2f}"
-                      f"{min(seconds):>9.2f}", flush=True)
+                print(
+                    f"{name:<44}{str(repo)[-27:]:<28}{statistics.median(seconds):>8.2f}"
+                    f"{min(seconds):>9.2f}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

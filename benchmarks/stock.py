@@ -26,18 +26,21 @@ def stock_omniglot(data_root: str | Path) -> l2l.data.MetaDataset:
     Omniglot._check_integrity = lambda self: True  # extracted copy, no zips to check
     dataset = l2l.vision.datasets.FullOmniglot(
         root=str(root),
-        transform=transforms.Compose([
-            transforms.Resize(28, interpolation=Image.LANCZOS),
-            transforms.ToTensor(),
-            lambda x: 1.0 - x,
-        ]),
+        transform=transforms.Compose(
+            [
+                transforms.Resize(28, interpolation=Image.LANCZOS),
+                transforms.ToTensor(),
+                lambda x: 1.0 - x,
+            ]
+        ),
     )
     # The bookkeeping pass decodes every image once, as learn2learn's examples do on first use.
     return l2l.data.MetaDataset(dataset)
 
 
-def stock_taskset(dataset: l2l.data.MetaDataset, ways: int, shots: int, queries: int
-                  ) -> l2l.data.Taskset:
+def stock_taskset(
+    dataset: l2l.data.MetaDataset, ways: int, shots: int, queries: int
+) -> l2l.data.Taskset:
     """The same task transforms as ours, over the stock dataset."""
     from learn2learn.data.transforms import (
         ConsecutiveLabels,
@@ -46,6 +49,13 @@ def stock_taskset(dataset: l2l.data.MetaDataset, ways: int, shots: int, queries:
         RemapLabels,
     )
 
-    return l2l.data.Taskset(dataset, task_transforms=[
-        FusedNWaysKShots(dataset, n=ways, k=shots + queries), LoadData(dataset),
-        RemapLabels(dataset), ConsecutiveLabels(dataset)], num_tasks=-1)
+    return l2l.data.Taskset(
+        dataset,
+        task_transforms=[
+            FusedNWaysKShots(dataset, n=ways, k=shots + queries),
+            LoadData(dataset),
+            RemapLabels(dataset),
+            ConsecutiveLabels(dataset),
+        ],
+        num_tasks=-1,
+    )

@@ -28,9 +28,11 @@ from fewshot_cli.choices import (
 )
 from fewshot_cli.errors import FewshotError, TrainingInterrupted
 
-DATA_HELP = ("Folder holding images_background/ and images_evaluation/ (an extracted copy of the "
-             "official zips), or where --download puts them. Default: $FEWSHOT_DATA, else "
-             "~/.cache/fewshot.")
+DATA_HELP = (
+    "Folder holding images_background/ and images_evaluation/ (an extracted copy of the "
+    "official zips), or where --download puts them. Default: $FEWSHOT_DATA, else "
+    "~/.cache/fewshot."
+)
 
 
 def warn(message: str) -> None:
@@ -38,10 +40,12 @@ def warn(message: str) -> None:
     click.echo(f"warning: {message}", err=True)
 
 
-CONFIG_HELP = ("A TOML file of this command's options, e.g. 'ways = 5' or 'first-order = true' "
-               "(keys as the long options, - or _), flat or under a [COMMAND] table such as "
-               "[train] or [plot.curves]; arguments too (algorithm = \"maml\"). Options given on "
-               "the command line (and environment variables) win over the file.")
+CONFIG_HELP = (
+    "A TOML file of this command's options, e.g. 'ways = 5' or 'first-order = true' "
+    "(keys as the long options, - or _), flat or under a [COMMAND] table such as "
+    '[train] or [plot.curves]; arguments too (algorithm = "maml"). Options given on '
+    "the command line (and environment variables) win over the file."
+)
 
 
 def read_config_file(ctx: click.Context, param: click.Parameter, path: str | None) -> None:
@@ -83,26 +87,44 @@ def read_config_file(ctx: click.Context, param: click.Parameter, path: str | Non
         name = names.get(key.replace("-", "_"))
         if name is None:
             known = ", ".join(sorted(shown))
-            raise click.BadParameter(f"{path}: '{key}' is no option of {ctx.command_path} "
-                                     f"(its options: {known})", ctx, param)
+            raise click.BadParameter(
+                f"{path}: '{key}' is no option of {ctx.command_path} (its options: {known})",
+                ctx,
+                param,
+            )
         defaults[name] = value
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
 
 
 def config_option(func):
     """``--config FILE``: read the command's options from a TOML file (see ``CONFIG_HELP``)."""
-    return click.option("--config", type=click.Path(dir_okay=False), is_eager=True,
-                        expose_value=False, callback=read_config_file, metavar="FILE",
-                        help=CONFIG_HELP)(func)
+    return click.option(
+        "--config",
+        type=click.Path(dir_okay=False),
+        is_eager=True,
+        expose_value=False,
+        callback=read_config_file,
+        metavar="FILE",
+        help=CONFIG_HELP,
+    )(func)
 
 
 def data_options(func):
     """Options every command that reads Omniglot shares."""
     options = [
-        click.option("--data-root", type=click.Path(file_okay=False, path_type=Path),
-                     envvar="FEWSHOT_DATA", default=None, help=DATA_HELP),
-        click.option("--download/--no-download", default=False, show_default=True,
-                     help="Download Omniglot (and the Vinyals split files) when missing."),
+        click.option(
+            "--data-root",
+            type=click.Path(file_okay=False, path_type=Path),
+            envvar="FEWSHOT_DATA",
+            default=None,
+            help=DATA_HELP,
+        ),
+        click.option(
+            "--download/--no-download",
+            default=False,
+            show_default=True,
+            help="Download Omniglot (and the Vinyals split files) when missing.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -111,16 +133,29 @@ def data_options(func):
 
 def split_options(func):
     options = [
-        click.option("--split", type=click.Choice(SPLITS), default="lake",
-                     show_default=True,
-                     help="lake: background alphabets train, evaluation alphabets test. vinyals: "
-                          "the 1028/172/423-character split with rotations as classes. random: a "
-                          "seeded 1100/100/423 character split (MAML protocol)."),
-        click.option("--split-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                     help="Folder of the Vinyals split files (train.txt, val.txt, test.txt, "
-                          "trainval.txt). Default: <data root>/splits/vinyals."),
-        click.option("--split-seed", type=int, default=0, show_default=True,
-                     help="Seed of the lake validation alphabets and of the random split."),
+        click.option(
+            "--split",
+            type=click.Choice(SPLITS),
+            default="lake",
+            show_default=True,
+            help="lake: background alphabets train, evaluation alphabets test. vinyals: "
+            "the 1028/172/423-character split with rotations as classes. random: a "
+            "seeded 1100/100/423 character split (MAML protocol).",
+        ),
+        click.option(
+            "--split-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=None,
+            help="Folder of the Vinyals split files (train.txt, val.txt, test.txt, "
+            "trainval.txt). Default: <data root>/splits/vinyals.",
+        ),
+        click.option(
+            "--split-seed",
+            type=int,
+            default=0,
+            show_default=True,
+            help="Seed of the lake validation alphabets and of the random split.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -144,12 +179,26 @@ def cli():
 @cli.command()
 @config_option
 @data_options
-@click.option("--split", "splits", multiple=True, type=click.Choice(SPLITS),
-              help="Split(s) to summarise (repeatable). Default: all that are available.")
-@click.option("--split-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder of the Vinyals split files. Default: <data root>/splits/vinyals.")
-@click.option("--split-seed", type=int, default=0, show_default=True,
-              help="Seed of the lake validation alphabets and of the random split.")
+@click.option(
+    "--split",
+    "splits",
+    multiple=True,
+    type=click.Choice(SPLITS),
+    help="Split(s) to summarise (repeatable). Default: all that are available.",
+)
+@click.option(
+    "--split-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of the Vinyals split files. Default: <data root>/splits/vinyals.",
+)
+@click.option(
+    "--split-seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the lake validation alphabets and of the random split.",
+)
 def data(data_root, download, splits, split_dir, split_seed):
     """Prepare and verify Omniglot, then print the size of every split part.
 
@@ -162,9 +211,11 @@ def data(data_root, download, splits, split_dir, split_seed):
 
     omniglot = load_omniglot(data_root, download=download, progress=True)
     count = len(omniglot.labels)
-    click.echo(f"Omniglot at {omniglot.root}: {count} images of {len(omniglot.characters)} "
-               f"characters in {len(set(omniglot.alphabets))} alphabets"
-               + ("" if count == FULL_IMAGE_COUNT else f" (the full set has {FULL_IMAGE_COUNT})"))
+    click.echo(
+        f"Omniglot at {omniglot.root}: {count} images of {len(omniglot.characters)} "
+        f"characters in {len(set(omniglot.alphabets))} alphabets"
+        + ("" if count == FULL_IMAGE_COUNT else f" (the full set has {FULL_IMAGE_COUNT})")
+    )
     for name in splits or ("lake", "vinyals", "random"):
         try:
             split = make_split(omniglot, name, split_seed, split_dir, download)
@@ -179,66 +230,170 @@ def data(data_root, download, splits, split_dir, split_seed):
 @cli.command()
 @config_option
 @click.argument("algorithm", type=click.Choice(ALGORITHMS))
-@click.option("--out", "run_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Run directory for config.json, best.pt, last.pt and log.csv.")
-@click.option("--resume", "resume_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Continue the interrupted run in this directory from its last.pt with its own "
-                   "configuration. --iterations (to extend it), --device, --time-limit and "
-                   "--quiet may be given; another option that differs from the run's is refused.")
-@click.option("--overwrite", is_flag=True,
-              help="Let --out replace the run already in that directory (its checkpoints and "
-                   "logs are deleted). Without it an existing run is refused.")
-@click.option("--ways", type=int, help="Classes per training episode. Default: 60 (ProtoNet), 5 (the others).")
+@click.option(
+    "--out",
+    "run_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Run directory for config.json, best.pt, last.pt and log.csv.",
+)
+@click.option(
+    "--resume",
+    "resume_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Continue the interrupted run in this directory from its last.pt with its own "
+    "configuration. --iterations (to extend it), --device, --time-limit and "
+    "--quiet may be given; another option that differs from the run's is refused.",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Let --out replace the run already in that directory (its checkpoints and "
+    "logs are deleted). Without it an existing run is refused.",
+)
+@click.option(
+    "--ways", type=int, help="Classes per training episode. Default: 60 (ProtoNet), 5 (the others)."
+)
 @click.option("--shots", type=int, default=1, show_default=True, help="Support images per class.")
-@click.option("--queries", type=int,
-              help="Query images per class in training. Default: 5 (ProtoNet), --shots (the "
-                   "others, as MAML's reference code).")
-@click.option("--iterations", type=int,
-              help="Meta-iterations (MAML, Meta-SGD, ANIL) or episodes (ProtoNet). Default: 1000.")
+@click.option(
+    "--queries",
+    type=int,
+    help="Query images per class in training. Default: 5 (ProtoNet), --shots (the "
+    "others, as MAML's reference code).",
+)
+@click.option(
+    "--iterations",
+    type=int,
+    help="Meta-iterations (MAML, Meta-SGD, ANIL) or episodes (ProtoNet). Default: 1000.",
+)
 @split_options
-@click.option("--rotations", is_flag=True,
-              help="Augment training classes with random 90-degree rotations (lake/random splits).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of weights and episodes.")
-@click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda, cuda:1...")
-@click.option("--threads", type=int, metavar="N",
-              help="Let torch use at most N CPU threads (to share a machine). Default: torch's "
-                   "own choice, all cores.")
-@click.option("--backbone", type=click.Choice(BACKBONES),
-              help="conv4: max-pooling blocks (the ProtoNet paper's); conv4-strided: stride-2 "
-                   "convolutions (the MAML paper's). Default: each algorithm's paper.")
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate (the meta learning rate of MAML, Meta-SGD, ANIL).")
-@click.option("--lr-halve-every", type=int,
-              help="Halve the learning rate every N iterations (0: never). Default: 2000 (ProtoNet), 0 (the others).")
-@click.option("--inner-lr", type=float, help="MAML, Meta-SGD, ANIL: inner learning rate (Meta-SGD: its initial value). Default: 0.4 (5-way), 0.1 (20-way).")
-@click.option("--inner-steps", type=int, help="MAML, Meta-SGD, ANIL: inner steps in training. Default: 1 (5-way), 5 (20-way).")
-@click.option("--test-inner-steps", type=int, help="MAML, Meta-SGD, ANIL: inner steps at test. Default: 3 (5-way), 5 (20-way).")
-@click.option("--meta-batch", type=int, help="MAML, Meta-SGD, ANIL: tasks per meta-update. Default: 32 (5-way), 16 (20-way).")
-@click.option("--first-order", is_flag=True, help="MAML, Meta-SGD, ANIL: first order (no second derivatives).")
-@click.option("--engine", type=click.Choice(ENGINES),
-              help="MAML only: l2l (learn2learn's loop over tasks, the reference) or vmap (all "
-                   "tasks of a meta-batch in one torch.func call, also used to evaluate; same "
-                   "meta-gradient). Default: l2l.")
-@click.option("--test-ways", type=int, help="Ways of validation/test episodes. Default: 5 (ProtoNet), the training ways (the others).")
+@click.option(
+    "--rotations",
+    is_flag=True,
+    help="Augment training classes with random 90-degree rotations (lake/random splits).",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of weights and episodes."
+)
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="auto (CUDA when present), cpu, cuda, cuda:1...",
+)
+@click.option(
+    "--threads",
+    type=int,
+    metavar="N",
+    help="Let torch use at most N CPU threads (to share a machine). Default: torch's "
+    "own choice, all cores.",
+)
+@click.option(
+    "--backbone",
+    type=click.Choice(BACKBONES),
+    help="conv4: max-pooling blocks (the ProtoNet paper's); conv4-strided: stride-2 "
+    "convolutions (the MAML paper's). Default: each algorithm's paper.",
+)
+@click.option(
+    "--lr",
+    type=float,
+    default=1e-3,
+    show_default=True,
+    help="Adam learning rate (the meta learning rate of MAML, Meta-SGD, ANIL).",
+)
+@click.option(
+    "--lr-halve-every",
+    type=int,
+    help="Halve the learning rate every N iterations (0: never). Default: 2000 (ProtoNet), 0 (the others).",
+)
+@click.option(
+    "--inner-lr",
+    type=float,
+    help="MAML, Meta-SGD, ANIL: inner learning rate (Meta-SGD: its initial value). Default: 0.4 (5-way), 0.1 (20-way).",
+)
+@click.option(
+    "--inner-steps",
+    type=int,
+    help="MAML, Meta-SGD, ANIL: inner steps in training. Default: 1 (5-way), 5 (20-way).",
+)
+@click.option(
+    "--test-inner-steps",
+    type=int,
+    help="MAML, Meta-SGD, ANIL: inner steps at test. Default: 3 (5-way), 5 (20-way).",
+)
+@click.option(
+    "--meta-batch",
+    type=int,
+    help="MAML, Meta-SGD, ANIL: tasks per meta-update. Default: 32 (5-way), 16 (20-way).",
+)
+@click.option(
+    "--first-order", is_flag=True, help="MAML, Meta-SGD, ANIL: first order (no second derivatives)."
+)
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    help="MAML only: l2l (learn2learn's loop over tasks, the reference) or vmap (all "
+    "tasks of a meta-batch in one torch.func call, also used to evaluate; same "
+    "meta-gradient). Default: l2l.",
+)
+@click.option(
+    "--test-ways",
+    type=int,
+    help="Ways of validation/test episodes. Default: 5 (ProtoNet), the training ways (the others).",
+)
 @click.option("--test-shots", type=int, help="Shots of validation/test episodes. Default: --shots.")
-@click.option("--test-queries", type=int, default=15, show_default=True,
-              help="Query images per class in validation episodes (and the run's default at test).")
-@click.option("--val-every", type=int, default=100, show_default=True, help="Validate (and checkpoint) every N iterations.")
-@click.option("--val-episodes", type=int, default=100, show_default=True,
-              help="Validation episodes behind each validation accuracy (and best.pt's choice).")
-@click.option("--time-limit", type=float,
-              help="Stop once the run's total training time (resumed sessions included) reaches "
-                   "this many minutes, validating and saving first; --resume continues it.")
-@click.option("--nproc", type=int,
-              help="Train in NPROC processes on this machine (data parallel, launched through "
-                   "torchrun; one GPU each on CUDA). Each iteration's episodes (MAML's "
-                   "meta-batch, which must divide by NPROC) are split across the processes and "
-                   "their gradients averaged: the same training as one process. ProtoNet, with "
-                   "one episode per iteration, is refused. For several machines run torchrun "
-                   "yourself (README).")
+@click.option(
+    "--test-queries",
+    type=int,
+    default=15,
+    show_default=True,
+    help="Query images per class in validation episodes (and the run's default at test).",
+)
+@click.option(
+    "--val-every",
+    type=int,
+    default=100,
+    show_default=True,
+    help="Validate (and checkpoint) every N iterations.",
+)
+@click.option(
+    "--val-episodes",
+    type=int,
+    default=100,
+    show_default=True,
+    help="Validation episodes behind each validation accuracy (and best.pt's choice).",
+)
+@click.option(
+    "--time-limit",
+    type=float,
+    help="Stop once the run's total training time (resumed sessions included) reaches "
+    "this many minutes, validating and saving first; --resume continues it.",
+)
+@click.option(
+    "--nproc",
+    type=int,
+    help="Train in NPROC processes on this machine (data parallel, launched through "
+    "torchrun; one GPU each on CUDA). Each iteration's episodes (MAML's "
+    "meta-batch, which must divide by NPROC) are split across the processes and "
+    "their gradients averaged: the same training as one process. ProtoNet, with "
+    "one episode per iteration, is refused. For several machines run torchrun "
+    "yourself (README).",
+)
 @data_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(algorithm, run_dir, resume_dir, overwrite, iterations, time_limit, threads, nproc,
-          data_root, download, quiet, **options):
+def train(
+    algorithm,
+    run_dir,
+    resume_dir,
+    overwrite,
+    iterations,
+    time_limit,
+    threads,
+    nproc,
+    data_root,
+    download,
+    quiet,
+    **options,
+):
     """Meta-train an algorithm (MAML, ProtoNet, Meta-SGD, ANIL) on Omniglot.
 
     Keeps the best checkpoint by validation accuracy (best.pt) and the latest (last.pt) in the
@@ -259,7 +414,9 @@ def train(algorithm, run_dir, resume_dir, overwrite, iterations, time_limit, thr
     if bool(run_dir) == bool(resume_dir):
         raise FewshotError("give exactly one of --out RUN_DIR (a new run) or --resume RUN_DIR")
     if overwrite and resume_dir:
-        raise FewshotError("--overwrite starts a new run and --resume continues one: give one of them")
+        raise FewshotError(
+            "--overwrite starts a new run and --resume continues one: give one of them"
+        )
     if time_limit is not None and time_limit <= 0:
         raise FewshotError(f"--time-limit must be positive (got {time_limit})")
     if options["split_dir"] is not None:
@@ -273,40 +430,55 @@ def train(algorithm, run_dir, resume_dir, overwrite, iterations, time_limit, thr
         # The run's own configuration goes on; options given here may change its length and
         # device only (a differing --lr, --ways... is refused).
         context = click.get_current_context()
-        given = {name: value for name, value in {**options, "iterations": iterations}.items()
-                 if context.get_parameter_source(name) in (ParameterSource.COMMANDLINE,
-                                                           ParameterSource.ENVIRONMENT)}
+        given = {
+            name: value
+            for name, value in {**options, "iterations": iterations}.items()
+            if context.get_parameter_source(name)
+            in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+        }
         config = resume_config(read_config(resume_dir), {"algorithm": algorithm, **given})
     else:
-        config = TrainConfig(algorithm=algorithm, iterations=1000 if iterations is None else iterations,
-                             **options)
+        config = TrainConfig(
+            algorithm=algorithm, iterations=1000 if iterations is None else iterations, **options
+        )
     if data_root:
         config.data_root = str(data_root)
     parallel = distributed.from_env()
     if distributed.needs_launch(nproc, parallel):
         # Under torchrun these same arguments find WORLD_SIZE set and train.
-        return distributed.launch_training(config, nproc,
-                                           click.get_current_context().find_root().obj["argv"])
+        return distributed.launch_training(
+            config, nproc, click.get_current_context().find_root().obj["argv"]
+        )
     # train() checks the configuration, then loads the data.
     with distributed.joined(parallel):
         try:
-            result = run_training(config, resume_dir or run_dir, resume=bool(resume_dir),
-                                  progress=not quiet, download=download, parallel=parallel,
-                                  max_seconds=time_limit * 60 if time_limit is not None else None,
-                                  overwrite=overwrite)
+            result = run_training(
+                config,
+                resume_dir or run_dir,
+                resume=bool(resume_dir),
+                progress=not quiet,
+                download=download,
+                parallel=parallel,
+                max_seconds=time_limit * 60 if time_limit is not None else None,
+                overwrite=overwrite,
+            )
         except TrainingInterrupted as exc:
             if parallel is not None and not parallel.main:
                 return 128 + exc.signum  # rank 0 says it
             raise
     if parallel is not None and not parallel.main:
         return None
-    summary = (f"best validation accuracy {result.best_val_accuracy:.2%}, {result.seconds:.0f} s; "
-               f"checkpoints in {result.run_dir}")
+    summary = (
+        f"best validation accuracy {result.best_val_accuracy:.2%}, {result.seconds:.0f} s; "
+        f"checkpoints in {result.run_dir}"
+    )
     if result.time_limited:
-        click.echo(f"time limit reached: stopped after {result.iterations} of "
-                   f"{result.planned_iterations} iterations, {summary}; continue with "
-                   f"'fewshot train {algorithm} --resume {result.run_dir}' and a larger "
-                   f"--time-limit (it counts the run's total time) or none")
+        click.echo(
+            f"time limit reached: stopped after {result.iterations} of "
+            f"{result.planned_iterations} iterations, {summary}; continue with "
+            f"'fewshot train {algorithm} --resume {result.run_dir}' and a larger "
+            f"--time-limit (it counts the run's total time) or none"
+        )
     else:
         click.echo(f"done: {result.iterations} iterations, {summary}")
 
@@ -314,35 +486,81 @@ def train(algorithm, run_dir, resume_dir, overwrite, iterations, time_limit, thr
 @cli.command(name="eval")
 @config_option
 @click.argument("run", type=click.Path(path_type=Path))
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Append the result as one row to this CSV (created with a header if absent). "
-                   "Unlike predict --csv, which replaces its file, rows accumulate.")
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Append the result as one row to this CSV (created with a header if absent). "
+    "Unlike predict --csv, which replaces its file, rows accumulate.",
+)
 @click.option("--ways", type=int, help="Default: the run's test ways.")
 @click.option("--shots", type=int, help="Default: the run's test shots.")
 @click.option("--queries", type=int, help="Default: the run's test queries.")
-@click.option("--episodes", type=int, default=600, show_default=True, help="Number of test episodes.")
-@click.option("--part", type=click.Choice(PARTS), default="test",
-              show_default=True, help="Split part to draw episodes from (the run's split).")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Episode seed: the same seed gives the same episodes for every model.")
-@click.option("--bn-mode", type=click.Choice(["auto", *BN_MODES]), default="auto",
-              show_default=True,
-              help="BatchNorm at test. batch: the support images and the queries of an episode "
-                   "are normalised together with their own statistics (transductive; MAML "
-                   "adapts on the support images alone), as in training and predict. running: "
-                   "the statistics gathered in training, each image on its own. auto: running for "
-                   "ProtoNet, batch for the others. Recorded in the CSV.")
-@click.option("--inner-steps", type=int,
-              help="MAML, Meta-SGD, ANIL: adaptation steps at test. Default: the run's test inner steps.")
-@click.option("--device", default="auto", show_default=True,
-              help="auto (CUDA when present), cpu, cuda, cuda:1...")
-@click.option("--threads", type=int, metavar="N",
-              help="Let torch use at most N CPU threads (to share a machine). Default: torch's "
-                   "own choice, all cores.")
+@click.option(
+    "--episodes", type=int, default=600, show_default=True, help="Number of test episodes."
+)
+@click.option(
+    "--part",
+    type=click.Choice(PARTS),
+    default="test",
+    show_default=True,
+    help="Split part to draw episodes from (the run's split).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Episode seed: the same seed gives the same episodes for every model.",
+)
+@click.option(
+    "--bn-mode",
+    type=click.Choice(["auto", *BN_MODES]),
+    default="auto",
+    show_default=True,
+    help="BatchNorm at test. batch: the support images and the queries of an episode "
+    "are normalised together with their own statistics (transductive; MAML "
+    "adapts on the support images alone), as in training and predict. running: "
+    "the statistics gathered in training, each image on its own. auto: running for "
+    "ProtoNet, batch for the others. Recorded in the CSV.",
+)
+@click.option(
+    "--inner-steps",
+    type=int,
+    help="MAML, Meta-SGD, ANIL: adaptation steps at test. Default: the run's test inner steps.",
+)
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="auto (CUDA when present), cpu, cuda, cuda:1...",
+)
+@click.option(
+    "--threads",
+    type=int,
+    metavar="N",
+    help="Let torch use at most N CPU threads (to share a machine). Default: torch's "
+    "own choice, all cores.",
+)
 @data_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def eval_(run, csv_path, ways, shots, queries, episodes, part, seed, bn_mode, inner_steps, device,
-          threads, data_root, download, quiet):
+def eval_(
+    run,
+    csv_path,
+    ways,
+    shots,
+    queries,
+    episodes,
+    part,
+    seed,
+    bn_mode,
+    inner_steps,
+    device,
+    threads,
+    data_root,
+    download,
+    quiet,
+):
     """Evaluate a trained run (directory or checkpoint) on seeded test episodes.
 
     Prints mean accuracy and the 95% confidence interval (1.96 x std / sqrt(episodes)) and, with
@@ -358,51 +576,106 @@ def eval_(run, csv_path, ways, shots, queries, episodes, part, seed, bn_mode, in
         if value is not None and value < 1:
             raise FewshotError(f"--{name} must be at least 1 (got {value})")
     if episodes < 2:
-        raise FewshotError(f"--episodes must be at least 2, for a confidence interval (got {episodes})")
-    omniglot = load_omniglot(data_root, download=download, progress=not quiet) if data_root else None
-    _, row = evaluate_run(run, csv_path, ways, shots, queries, episodes, part, seed, bn_mode,
-                          inner_steps, data=omniglot, device=device, progress=not quiet,
-                          notice=lambda message: click.echo(f"note: {message}"))
-    click.echo(f"{row['algorithm']} {row['test_ways']}-way {row['test_shots']}-shot on "
-               f"{row['split']}/{part}, {episodes} episodes, BatchNorm {row['bn_mode']}: "
-               f"{format_accuracy(row)}"
-               + (f" (row appended to {csv_path})" if csv_path else ""))
+        raise FewshotError(
+            f"--episodes must be at least 2, for a confidence interval (got {episodes})"
+        )
+    omniglot = (
+        load_omniglot(data_root, download=download, progress=not quiet) if data_root else None
+    )
+    _, row = evaluate_run(
+        run,
+        csv_path,
+        ways,
+        shots,
+        queries,
+        episodes,
+        part,
+        seed,
+        bn_mode,
+        inner_steps,
+        data=omniglot,
+        device=device,
+        progress=not quiet,
+        notice=lambda message: click.echo(f"note: {message}"),
+    )
+    click.echo(
+        f"{row['algorithm']} {row['test_ways']}-way {row['test_shots']}-shot on "
+        f"{row['split']}/{part}, {episodes} episodes, BatchNorm {row['bn_mode']}: "
+        f"{format_accuracy(row)}" + (f" (row appended to {csv_path})" if csv_path else "")
+    )
 
 
 @cli.command()
 @config_option
 @click.argument("run", type=click.Path(path_type=Path))
-@click.option("--support", "support_dir", required=True, type=click.Path(path_type=Path),
-              help="Folder with one sub-folder per class (its name is the label) holding one or "
-                   "more example images.")
-@click.option("--query", "query_path", required=True, type=click.Path(path_type=Path),
-              help="An image file, or a folder searched recursively for images.")
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the predictions to this CSV, replacing the file if it exists "
-                   "(unlike eval --csv, which appends a row to its file).")
-@click.option("--steps", type=int,
-              help="MAML, Meta-SGD, ANIL: adaptation steps on the support set. Default: the run's test "
-                   "inner steps.")
-@click.option("--invert", type=click.Choice(INVERT_MODES), default="auto",
-              show_default=True,
-              help="Omniglot models expect bright strokes on a dark background. auto inverts an "
-                   "image whose border (the outermost pixels of its grayscale version) averages "
-                   "lighter than mid-gray, i.e. dark strokes on a light background; yes/no force it "
-                   "for every image.")
-@click.option("--bn-mode", type=click.Choice(["auto", *BN_MODES]), default="auto",
-              show_default=True,
-              help="BatchNorm, as in eval: running statistics from training (each image on its "
-                   "own) or batch statistics of the support images together with the queries "
-                   "(in chunks of 256 queries). auto: running for ProtoNet, batch for MAML.")
-@click.option("--strict", is_flag=True,
-              help="Stop at an unreadable image instead of skipping it with a warning.")
-@click.option("--device", default="auto", show_default=True,
-              help="auto (CUDA when present), cpu, cuda, cuda:1...")
-@click.option("--threads", type=int, metavar="N",
-              help="Let torch use at most N CPU threads (to share a machine). Default: torch's "
-                   "own choice, all cores.")
-def predict(run, support_dir, query_path, csv_path, steps, invert, bn_mode, strict, device,
-            threads):
+@click.option(
+    "--support",
+    "support_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder with one sub-folder per class (its name is the label) holding one or "
+    "more example images.",
+)
+@click.option(
+    "--query",
+    "query_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="An image file, or a folder searched recursively for images.",
+)
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the predictions to this CSV, replacing the file if it exists "
+    "(unlike eval --csv, which appends a row to its file).",
+)
+@click.option(
+    "--steps",
+    type=int,
+    help="MAML, Meta-SGD, ANIL: adaptation steps on the support set. Default: the run's test "
+    "inner steps.",
+)
+@click.option(
+    "--invert",
+    type=click.Choice(INVERT_MODES),
+    default="auto",
+    show_default=True,
+    help="Omniglot models expect bright strokes on a dark background. auto inverts an "
+    "image whose border (the outermost pixels of its grayscale version) averages "
+    "lighter than mid-gray, i.e. dark strokes on a light background; yes/no force it "
+    "for every image.",
+)
+@click.option(
+    "--bn-mode",
+    type=click.Choice(["auto", *BN_MODES]),
+    default="auto",
+    show_default=True,
+    help="BatchNorm, as in eval: running statistics from training (each image on its "
+    "own) or batch statistics of the support images together with the queries "
+    "(in chunks of 256 queries). auto: running for ProtoNet, batch for MAML.",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Stop at an unreadable image instead of skipping it with a warning.",
+)
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="auto (CUDA when present), cpu, cuda, cuda:1...",
+)
+@click.option(
+    "--threads",
+    type=int,
+    metavar="N",
+    help="Let torch use at most N CPU threads (to share a machine). Default: torch's "
+    "own choice, all cores.",
+)
+def predict(
+    run, support_dir, query_path, csv_path, steps, invert, bn_mode, strict, device, threads
+):
     """Classify your own images from a handful of labelled examples.
 
     Images of any common format, size and colour are converted as in training (grayscale,
@@ -422,33 +695,56 @@ def predict(run, support_dir, query_path, csv_path, steps, invert, bn_mode, stri
     set_threads(threads)
     if csv_path is not None:
         check_writable(csv_path)
-    frame = run_predict(run, support_dir, query_path, invert=invert, bn_mode=bn_mode, steps=steps,
-                        strict=strict, device=device,
-                        warn=warn)
+    frame = run_predict(
+        run,
+        support_dir,
+        query_path,
+        invert=invert,
+        bn_mode=bn_mode,
+        steps=steps,
+        strict=strict,
+        device=device,
+        warn=warn,
+    )
     click.echo(format_table(frame))
     if csv_path is not None:
         replaced = csv_path.exists()
         write_csv(frame, csv_path)
-        click.echo(f"{len(frame)} predictions written to {csv_path}"
-                   + (" (its previous content replaced)" if replaced else ""))
+        click.echo(
+            f"{len(frame)} predictions written to {csv_path}"
+            + (" (its previous content replaced)" if replaced else "")
+        )
 
 
 @cli.command()
 @config_option
 @click.argument("csv_files", nargs=-1, required=True, metavar="CSV...")
-@click.option("--by", "by", multiple=True, metavar="COLUMNS",
-              help="Columns to group by, comma-separated (repeatable). Default: everything that "
-                   "defines the protocol (algorithm, the algorithms' own columns such as MAML's "
-                   "order, backbone, split, split_part, rotations, train_ways, train_shots, "
-                   "train_iterations, test_ways, test_shots, test_queries, bn_mode); the table "
-                   "then shows the columns "
-                   "that differ between lines and notes the values all lines share.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
-              show_default=True,
-              help="table: aligned terminal table; markdown: a table for a README; csv: a tidy file "
-                   "(fractions, not percent).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write to this file instead of printing.")
+@click.option(
+    "--by",
+    "by",
+    multiple=True,
+    metavar="COLUMNS",
+    help="Columns to group by, comma-separated (repeatable). Default: everything that "
+    "defines the protocol (algorithm, the algorithms' own columns such as MAML's "
+    "order, backbone, split, split_part, rotations, train_ways, train_shots, "
+    "train_iterations, test_ways, test_shots, test_queries, bn_mode); the table "
+    "then shows the columns "
+    "that differ between lines and notes the values all lines share.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="table",
+    show_default=True,
+    help="table: aligned terminal table; markdown: a table for a README; csv: a tidy file "
+    "(fractions, not percent).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file instead of printing.",
+)
 def aggregate(csv_files, by, fmt, out):
     """Summarise evaluation CSVs: one line per group of runs.
 
@@ -462,8 +758,7 @@ def aggregate(csv_files, by, fmt, out):
     from fewshot_cli.report.aggregate import aggregate_files
 
     columns = [c.strip() for item in by for c in item.split(",") if c.strip()]
-    text = aggregate_files(csv_files, columns or None, fmt,
-                           warn=warn)
+    text = aggregate_files(csv_files, columns or None, fmt, warn=warn)
     if out:
         atomic_write_text(out, text)
         click.echo(f"written to {out}")
@@ -473,57 +768,134 @@ def aggregate(csv_files, by, fmt, out):
 
 @cli.command()
 @config_option
-@click.option("--budget", type=click.Choice(list(BUDGETS)), default="quick",
-              show_default=True,
-              help="quick: 5-way 1-shot only, short trainings, 100 test episodes (minutes on 2 CPU "
-                   "cores). cpu: the whole grid in about 2 hours on 2 cores (shorter trainings). "
-                   "paper: the papers' training lengths and protocols (for a GPU).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("results/reproduce"), show_default=True,
-              help="Folder for eval.csv and runs/; rerun with the same folder to resume.")
-@click.option("--algorithms", "algorithms", multiple=True, type=click.Choice(ALGORITHMS),
-              help="Only these algorithms (repeatable). Default: all of them.")
-@click.option("--cells", "cells", multiple=True, metavar="CELLS",
-              help="Only these cells, WAYSwSHOTSs, comma-separated or repeated, e.g. 5w1s,20w5s. "
-                   "Default: the budget's (quick: 5w1s; others: 5w1s 5w5s 20w1s 20w5s).")
-@click.option("--split", type=click.Choice(SPLITS),
-              help="One split for both algorithms. Default: each paper's (MAML: random with "
-                   "rotation augmentation; ProtoNet: vinyals).")
-@click.option("--split-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder of the Vinyals split files. Default: <data root>/splits/vinyals.")
-@click.option("--format", "fmt", type=click.Choice(COMPARISON_FORMATS), default="table",
-              show_default=True, help="Format of the final comparison table.")
-@click.option("--seeds", type=int, default=1, show_default=True,
-              help="Train and test every cell with training seeds 0..N-1, each in its own run "
-                   "directory (seed 0 keeps the one-seed name, e.g. runs/maml-5w1s; the others "
-                   "add -seedS) and with its own rows. The table shows the mean ± 95% CI across "
-                   "seeds and the number of runs.")
-@click.option("--seed", type=int,
-              help="Only this training seed (what the commands of --plan use).")
-@click.option("--jobs", type=int, default=1, show_default=True,
-              help="Run up to J trainings at once, each in a worker process with cores/J torch "
-                   "threads (one GPU each on a machine with several GPUs). Ctrl-C stops them all "
-                   "after each saves its last.pt; rerunning resumes.")
-@click.option("--plan", is_flag=True,
-              help="Print one self-contained command per training (a cell at one seed; cells "
-                   "that share a model share its command), each writing its own CSV under "
-                   "OUT/csv/, and exit. Run them with any scheduler (a SLURM array, a loop over "
-                   "machines sharing OUT), then merge them with --report.")
-@click.option("--report", is_flag=True,
-              help="Train nothing: list the tests without a result yet and print the table of "
-                   "every CSV in OUT (eval.csv and csv/*.csv).")
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Append the rows here instead of OUT/eval.csv (--plan's commands use "
-                   "OUT/csv/<training>.csv, which --report reads).")
-@click.option("--device", default="auto", show_default=True,
-              help="auto (CUDA when present), cpu, cuda, cuda:1...")
-@click.option("--threads", type=int, metavar="N",
-              help="Let torch use at most N CPU threads (to share a machine). Default: torch's "
-                   "own choice, all cores.")
+@click.option(
+    "--budget",
+    type=click.Choice(list(BUDGETS)),
+    default="quick",
+    show_default=True,
+    help="quick: 5-way 1-shot only, short trainings, 100 test episodes (minutes on 2 CPU "
+    "cores). cpu: the whole grid in about 2 hours on 2 cores (shorter trainings). "
+    "paper: the papers' training lengths and protocols (for a GPU).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("results/reproduce"),
+    show_default=True,
+    help="Folder for eval.csv and runs/; rerun with the same folder to resume.",
+)
+@click.option(
+    "--algorithms",
+    "algorithms",
+    multiple=True,
+    type=click.Choice(ALGORITHMS),
+    help="Only these algorithms (repeatable). Default: all of them.",
+)
+@click.option(
+    "--cells",
+    "cells",
+    multiple=True,
+    metavar="CELLS",
+    help="Only these cells, WAYSwSHOTSs, comma-separated or repeated, e.g. 5w1s,20w5s. "
+    "Default: the budget's (quick: 5w1s; others: 5w1s 5w5s 20w1s 20w5s).",
+)
+@click.option(
+    "--split",
+    type=click.Choice(SPLITS),
+    help="One split for both algorithms. Default: each paper's (MAML: random with "
+    "rotation augmentation; ProtoNet: vinyals).",
+)
+@click.option(
+    "--split-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of the Vinyals split files. Default: <data root>/splits/vinyals.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(COMPARISON_FORMATS),
+    default="table",
+    show_default=True,
+    help="Format of the final comparison table.",
+)
+@click.option(
+    "--seeds",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Train and test every cell with training seeds 0..N-1, each in its own run "
+    "directory (seed 0 keeps the one-seed name, e.g. runs/maml-5w1s; the others "
+    "add -seedS) and with its own rows. The table shows the mean ± 95% CI across "
+    "seeds and the number of runs.",
+)
+@click.option("--seed", type=int, help="Only this training seed (what the commands of --plan use).")
+@click.option(
+    "--jobs",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Run up to J trainings at once, each in a worker process with cores/J torch "
+    "threads (one GPU each on a machine with several GPUs). Ctrl-C stops them all "
+    "after each saves its last.pt; rerunning resumes.",
+)
+@click.option(
+    "--plan",
+    is_flag=True,
+    help="Print one self-contained command per training (a cell at one seed; cells "
+    "that share a model share its command), each writing its own CSV under "
+    "OUT/csv/, and exit. Run them with any scheduler (a SLURM array, a loop over "
+    "machines sharing OUT), then merge them with --report.",
+)
+@click.option(
+    "--report",
+    is_flag=True,
+    help="Train nothing: list the tests without a result yet and print the table of "
+    "every CSV in OUT (eval.csv and csv/*.csv).",
+)
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Append the rows here instead of OUT/eval.csv (--plan's commands use "
+    "OUT/csv/<training>.csv, which --report reads).",
+)
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="auto (CUDA when present), cpu, cuda, cuda:1...",
+)
+@click.option(
+    "--threads",
+    type=int,
+    metavar="N",
+    help="Let torch use at most N CPU threads (to share a machine). Default: torch's "
+    "own choice, all cores.",
+)
 @data_options
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def reproduce(budget, out_dir, algorithms, cells, split, split_dir, fmt, seeds, seed, jobs, plan,
-              report, csv_path, device, threads, data_root, download, quiet):
+def reproduce(
+    budget,
+    out_dir,
+    algorithms,
+    cells,
+    split,
+    split_dir,
+    fmt,
+    seeds,
+    seed,
+    jobs,
+    plan,
+    report,
+    csv_path,
+    device,
+    threads,
+    data_root,
+    download,
+    quiet,
+):
     """Train and test each algorithm on the Omniglot grid; compare with the papers.
 
     Each cell (5/20-way, 1/5-shot) is trained with its paper's protocol, tested (600 episodes
@@ -545,7 +917,9 @@ def reproduce(budget, out_dir, algorithms, cells, split, split_dir, fmt, seeds, 
 
     set_threads(threads)
     if plan and report:
-        raise FewshotError("give one of --plan (print the commands) and --report (merge their results)")
+        raise FewshotError(
+            "give one of --plan (print the commands) and --report (merge their results)"
+        )
     if seed is not None and seeds != 1:
         raise FewshotError("give --seeds N (seeds 0..N-1) or --seed S (that seed alone), not both")
     if seed is not None and seed < 0:
@@ -556,16 +930,41 @@ def reproduce(budget, out_dir, algorithms, cells, split, split_dir, fmt, seeds, 
         # A data folder from $FEWSHOT_DATA stays out of the commands: each machine has its own.
         given = click.get_current_context().get_parameter_source("data_root")
         root = data_root if given == click.core.ParameterSource.COMMANDLINE else None
-        for line in plan_commands(out_dir, budget, algorithms or None, cell_names or None, split,
-                                  split_dir, chosen, root, device):
+        for line in plan_commands(
+            out_dir,
+            budget,
+            algorithms or None,
+            cell_names or None,
+            split,
+            split_dir,
+            chosen,
+            root,
+            device,
+        ):
             click.echo(line)
-        click.echo("# then, once they have all run: " + report_command(
-            out_dir, budget, algorithms, cell_names, split, seeds), err=True)
+        click.echo(
+            "# then, once they have all run: "
+            + report_command(out_dir, budget, algorithms, cell_names, split, seeds),
+            err=True,
+        )
         return
-    table = run_reproduction(out_dir, budget, algorithms or None, cell_names or None, split,
-                             split_dir, data_root=data_root, download=download, device=device,
-                             progress=not quiet, echo=click.echo, seeds=chosen, jobs=jobs,
-                             csv_path=csv_path, report=report)
+    table = run_reproduction(
+        out_dir,
+        budget,
+        algorithms or None,
+        cell_names or None,
+        split,
+        split_dir,
+        data_root=data_root,
+        download=download,
+        device=device,
+        progress=not quiet,
+        echo=click.echo,
+        seeds=chosen,
+        jobs=jobs,
+        csv_path=csv_path,
+        report=report,
+    )
     click.echo("\n" + format_comparison(table, fmt), nl=False)
 
 
@@ -576,11 +975,20 @@ def plot():
 
 @plot.command()
 @config_option
-@click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR...",
-                type=click.Path(file_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("curves.png"), show_default=True,
-              help="The figure to write: .png, .pdf or .svg (the format follows the extension).")
+@click.argument(
+    "run_dirs",
+    nargs=-1,
+    required=True,
+    metavar="RUN_DIR...",
+    type=click.Path(file_okay=False, path_type=Path),
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("curves.png"),
+    show_default=True,
+    help="The figure to write: .png, .pdf or .svg (the format follows the extension).",
+)
 def curves(run_dirs, out):
     """Validation accuracy of runs against iterations and against wall-clock time.
 
@@ -595,9 +1003,13 @@ def curves(run_dirs, out):
 @plot.command()
 @config_option
 @click.argument("csv_files", nargs=-1, required=True, metavar="CSV...")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("accuracy.png"), show_default=True,
-              help="The figure to write: .png, .pdf or .svg (the format follows the extension).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("accuracy.png"),
+    show_default=True,
+    help="The figure to write: .png, .pdf or .svg (the format follows the extension).",
+)
 def accuracy(csv_files, out):
     """Test accuracy per grid cell with 95% CI error bars, beside the published numbers.
 
@@ -615,8 +1027,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         # obj: the arguments as given, for `train --nproc` to relaunch itself under torchrun.
-        code = cli.main(args=argv, prog_name="fewshot", standalone_mode=False,
-                        obj={"argv": argv})
+        code = cli.main(args=argv, prog_name="fewshot", standalone_mode=False, obj={"argv": argv})
     except FewshotError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2

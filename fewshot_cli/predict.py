@@ -82,8 +82,10 @@ def find_images(folder: Path) -> list[Path]:
     folder = Path(folder)
     suffixes = image_suffixes()
     return sorted(
-        path for path in folder.rglob("*")
-        if path.suffix.lower() in suffixes and path.is_file()
+        path
+        for path in folder.rglob("*")
+        if path.suffix.lower() in suffixes
+        and path.is_file()
         and not any(part.startswith(".") for part in path.relative_to(folder).parts)
     )
 
@@ -140,15 +142,18 @@ def convert_image(path: str | Path, invert: str = "auto") -> torch.Tensor:
     from PIL import Image, UnidentifiedImageError
 
     if invert not in INVERT_MODES:
-        raise FewshotError(f"unknown --invert mode '{invert}' (choose from {', '.join(INVERT_MODES)})")
+        raise FewshotError(
+            f"unknown --invert mode '{invert}' (choose from {', '.join(INVERT_MODES)})"
+        )
     try:
         with Image.open(path) as image:
             gray = to_grayscale(image)
             flip = invert == "yes" or (invert == "auto" and has_light_border(gray))
             small = gray.resize((IMAGE_SIZE, IMAGE_SIZE), Image.LANCZOS)
     except UnidentifiedImageError as exc:
-        raise FewshotError(f"cannot read image {path}: not an image format Pillow knows, or "
-                           "a damaged file") from exc
+        raise FewshotError(
+            f"cannot read image {path}: not an image format Pillow knows, or a damaged file"
+        ) from exc
     except Exception as exc:  # Pillow raises many types for a truncated or odd file
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise FewshotError(f"cannot read image {path}: {reason}") from exc
@@ -161,8 +166,12 @@ def _default_warn(message: str) -> None:
     warnings.warn(message, stacklevel=3)
 
 
-def load_images(paths: list[Path], invert: str = "auto", strict: bool = False,
-                warn: Callable[[str], None] | None = None) -> tuple[torch.Tensor, list[Path]]:
+def load_images(
+    paths: list[Path],
+    invert: str = "auto",
+    strict: bool = False,
+    warn: Callable[[str], None] | None = None,
+) -> tuple[torch.Tensor, list[Path]]:
     """Convert image files, skipping unreadable ones.
 
     Args:
@@ -195,8 +204,12 @@ def load_images(paths: list[Path], invert: str = "auto", strict: bool = False,
     return stacked, kept
 
 
-def load_support(support_dir: str | Path, invert: str = "auto", strict: bool = False,
-                 warn: Callable[[str], None] | None = None) -> SupportSet:
+def load_support(
+    support_dir: str | Path,
+    invert: str = "auto",
+    strict: bool = False,
+    warn: Callable[[str], None] | None = None,
+) -> SupportSet:
     """The labelled examples of a folder holding one sub-folder of images per class.
 
     Raises:
@@ -213,14 +226,17 @@ def load_support(support_dir: str | Path, invert: str = "auto", strict: bool = F
     if not folder.exists():
         raise FewshotError(f"support folder {folder} does not exist")
     if not folder.is_dir():
-        raise FewshotError(f"support folder {folder} is not a folder (expected one sub-folder "
-                           "of images per class)")
+        raise FewshotError(
+            f"support folder {folder} is not a folder (expected one sub-folder of images per class)"
+        )
     class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(class_dirs) < 2:
         found = f"only '{class_dirs[0].name}'" if class_dirs else "none"
-        raise FewshotError(f"support folder {folder} needs at least two class sub-folders (found "
-                           f"{found}); put each class's example images in a sub-folder named "
-                           "after the class")
+        raise FewshotError(
+            f"support folder {folder} needs at least two class sub-folders (found "
+            f"{found}); put each class's example images in a sub-folder named "
+            "after the class"
+        )
     images, labels, paths = [], [], []
     for index, class_dir in enumerate(class_dirs):
         class_images, kept = load_images(find_images(class_dir), invert, strict, warn)
@@ -229,12 +245,20 @@ def load_support(support_dir: str | Path, invert: str = "auto", strict: bool = F
         images.append(class_images)
         labels += [index] * len(kept)
         paths += kept
-    return SupportSet(torch.cat(images), torch.tensor(labels, dtype=torch.int64),
-                      [d.name for d in class_dirs], paths)
+    return SupportSet(
+        torch.cat(images),
+        torch.tensor(labels, dtype=torch.int64),
+        [d.name for d in class_dirs],
+        paths,
+    )
 
 
-def load_query(query_path: str | Path, invert: str = "auto", strict: bool = False,
-               warn: Callable[[str], None] | None = None) -> tuple[torch.Tensor, list[Path]]:
+def load_query(
+    query_path: str | Path,
+    invert: str = "auto",
+    strict: bool = False,
+    warn: Callable[[str], None] | None = None,
+) -> tuple[torch.Tensor, list[Path]]:
     """The images to classify: one file, or every image under a folder (recursively).
 
     Raises:
@@ -263,12 +287,18 @@ def load_query(query_path: str | Path, invert: str = "auto", strict: bool = Fals
 
 def _chunks(images: torch.Tensor):
     for start in range(0, len(images), CHUNK):
-        yield images[start:start + CHUNK]
+        yield images[start : start + CHUNK]
 
 
-def classify(config: TrainConfig, model: torch.nn.Module, support: SupportSet,
-             query: torch.Tensor, bn_mode: str = "auto", steps: int | None = None,
-             device: torch.device | str = "cpu") -> torch.Tensor:
+def classify(
+    config: TrainConfig,
+    model: torch.nn.Module,
+    support: SupportSet,
+    query: torch.Tensor,
+    bn_mode: str = "auto",
+    steps: int | None = None,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
     """Class probabilities ``[len(query), len(support.classes)]`` (softmax of the logits).
 
     The same computation as ``fewshot eval`` on an episode with these support images and these
@@ -295,11 +325,13 @@ def classify(config: TrainConfig, model: torch.nn.Module, support: SupportSet,
     mode = resolve_bn_mode(config.algorithm, bn_mode, model)
     ways = len(support.classes)
     model = prepared_copy(algorithm, model, ways, mode, device)
-    fitted = algorithm.classifier(model, support.images.to(device), support.labels.to(device),
-                                  ways, config, steps=steps)
+    fitted = algorithm.classifier(
+        model, support.images.to(device), support.labels.to(device), ways, config, steps=steps
+    )
     with torch.no_grad():
-        return torch.cat([torch.softmax(fitted(chunk), dim=1).cpu()
-                          for chunk in _chunks(query.to(device))])
+        return torch.cat(
+            [torch.softmax(fitted(chunk), dim=1).cpu() for chunk in _chunks(query.to(device))]
+        )
 
 
 def predict(
@@ -339,7 +371,9 @@ def predict(
         frame[["path", "label"]]
     """
     if invert not in INVERT_MODES:
-        raise FewshotError(f"unknown --invert mode '{invert}' (choose from {', '.join(INVERT_MODES)})")
+        raise FewshotError(
+            f"unknown --invert mode '{invert}' (choose from {', '.join(INVERT_MODES)})"
+        )
     config, model, _ = load_trained(run)
     config = config.resolved()
     resolve_bn_mode(config.algorithm, bn_mode, model)  # a bad mode fails before images are read
@@ -349,8 +383,12 @@ def predict(
     probabilities = classify(config, model, support, query, bn_mode, steps, pick_device(device))
     import pandas as pd
 
-    frame = pd.DataFrame({"path": [str(p) for p in paths],
-                          "label": [support.classes[i] for i in probabilities.argmax(1).tolist()]})
+    frame = pd.DataFrame(
+        {
+            "path": [str(p) for p in paths],
+            "label": [support.classes[i] for i in probabilities.argmax(1).tolist()],
+        }
+    )
     for index, name in enumerate(support.classes):
         frame[PROBABILITY_PREFIX + name] = probabilities[:, index].numpy().astype(float)
     return frame

@@ -27,8 +27,14 @@ if TYPE_CHECKING:  # learn2learn itself is imported where used: it costs seconds
     from fewshot_cli.run.config import TrainConfig
 
 
-def adapt_head(head: torch.nn.Module, features: torch.Tensor, labels: torch.Tensor,
-               inner_lr: float, steps: int, first_order: bool) -> l2l.algorithms.MAML:
+def adapt_head(
+    head: torch.nn.Module,
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    inner_lr: float,
+    steps: int,
+    first_order: bool,
+) -> l2l.algorithms.MAML:
     """A clone of ``head`` (in learn2learn's MAML) after ``steps`` steps on ``features``.
 
     Example::
@@ -43,9 +49,15 @@ def adapt_head(head: torch.nn.Module, features: torch.Tensor, labels: torch.Tens
     return clone
 
 
-def classifier(model: torch.nn.Module, support: torch.Tensor, support_labels: torch.Tensor,
-               ways: int, config: TrainConfig, training: bool = False,
-               steps: int | None = None) -> Classifier:
+def classifier(
+    model: torch.nn.Module,
+    support: torch.Tensor,
+    support_labels: torch.Tensor,
+    ways: int,
+    config: TrainConfig,
+    training: bool = False,
+    steps: int | None = None,
+) -> Classifier:
     """The query-logits function of a support set: features once, the head adapted on them.
 
     Each call embeds the support images and the given queries in one pass, adapts a clone of the
@@ -64,9 +76,16 @@ def classifier(model: torch.nn.Module, support: torch.Tensor, support_labels: to
     def logits(query: torch.Tensor) -> torch.Tensor:
         features = model.backbone(torch.cat([support, query]))
         with torch.enable_grad():
-            head = adapt_head(model.head, features[:n_support], support_labels, config.inner_lr,
-                              steps, first_order)
+            head = adapt_head(
+                model.head,
+                features[:n_support],
+                support_labels,
+                config.inner_lr,
+                steps,
+                first_order,
+            )
         return head(features[n_support:])
+
     return logits
 
 
@@ -94,7 +113,8 @@ ALGORITHM = Algorithm(
     published=Published(
         {(20, 1): 96.2, (20, 5): 98.0},
         "Raghu, Raghu, Bengio & Vinyals (2020), Rapid Learning or Feature Reuse?, Table 2 "
-        "(Omniglot 20-way; mean of 3 seeds; no 5-way numbers)"),
+        "(Omniglot 20-way; mean of 3 seeds; no 5-way numbers)",
+    ),
     paper_split="random",
     # MAML's lengths. The backbone runs once per task (MAML's once per inner step and once more),
     # so 20-way cells with their 5 steps cost less than MAML's; not timed on an idle machine yet.

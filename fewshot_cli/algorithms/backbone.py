@@ -38,8 +38,9 @@ class ConvBlock(torch.nn.Module):
         self.normalize = torch.nn.BatchNorm2d(out_channels, affine=True)
         torch.nn.init.uniform_(self.normalize.weight)
         self.relu = torch.nn.ReLU()
-        self.conv = torch.nn.Conv2d(in_channels, out_channels, 3, stride=1 if max_pool else 2,
-                                    padding=1, bias=True)
+        self.conv = torch.nn.Conv2d(
+            in_channels, out_channels, 3, stride=1 if max_pool else 2, padding=1, bias=True
+        )
         torch.nn.init.xavier_uniform_(self.conv.weight, gain=1.0)
         torch.nn.init.constant_(self.conv.bias, 0.0)
 
@@ -65,8 +66,9 @@ class Conv4(torch.nn.Module):
             raise ValueError(f"unknown backbone {variant!r}; choose from {BACKBONES}")
         pool = variant == "conv4"
         self.features = torch.nn.Sequential(
-            ConvBlock(1, EMBEDDING_DIM, pool), *(ConvBlock(EMBEDDING_DIM, EMBEDDING_DIM, pool)
-                                                 for _ in range(3)))
+            ConvBlock(1, EMBEDDING_DIM, pool),
+            *(ConvBlock(EMBEDDING_DIM, EMBEDDING_DIM, pool) for _ in range(3)),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x).mean(dim=(2, 3))

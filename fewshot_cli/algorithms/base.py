@@ -229,25 +229,46 @@ class Algorithm:
     csv_columns: tuple[str, ...] = ()
     csv_values: Callable[[TrainConfig, int | None], dict] = no_columns
     group_by: tuple[str, ...] = ()
-    colors: Mapping[str, str] = field(default_factory=lambda: {"ours": "#7f7f7f",
-                                                               "paper": "#c7c7c7"})
+    colors: Mapping[str, str] = field(
+        default_factory=lambda: {"ours": "#7f7f7f", "paper": "#c7c7c7"}
+    )
 
-    def query_logits(self, model: torch.nn.Module, episode: Episode, config: TrainConfig,
-                     training: bool = False, steps: int | None = None) -> torch.Tensor:
+    def query_logits(
+        self,
+        model: torch.nn.Module,
+        episode: Episode,
+        config: TrainConfig,
+        training: bool = False,
+        steps: int | None = None,
+    ) -> torch.Tensor:
         """Logits ``[queries, ways]`` of an episode's queries, fitted to its support set.
 
         Example::
 
             predictions = algorithm.query_logits(model, episode, config).argmax(1)
         """
-        fitted = self.classifier(model, episode.support, episode.support_labels, episode.ways,
-                                 config, training=training, steps=steps)
+        fitted = self.classifier(
+            model,
+            episode.support,
+            episode.support_labels,
+            episode.ways,
+            config,
+            training=training,
+            steps=steps,
+        )
         return fitted(episode.query)
 
-    def train_step(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                   sampler: EpisodeSampler, iteration: int, config: TrainConfig,
-                   device: torch.device | str = "cpu", rank: int = 0,
-                   world: int = 1) -> tuple[float, float]:
+    def train_step(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        sampler: EpisodeSampler,
+        iteration: int,
+        config: TrainConfig,
+        device: torch.device | str = "cpu",
+        rank: int = 0,
+        world: int = 1,
+    ) -> tuple[float, float]:
         """Training iteration ``iteration`` on its episodes of ``sampler``; ``(loss, accuracy)``.
 
         With ``world`` data-parallel processes this process (``rank``) steps on its share of the
@@ -258,14 +279,19 @@ class Algorithm:
 
             loss, accuracy = algorithm.train_step(model, optimizer, sampler, 0, config)
         """
-        episodes = episodes_of_step(sampler, iteration, self.episodes_per_step(config), device,
-                                    rank, world)
+        episodes = episodes_of_step(
+            sampler, iteration, self.episodes_per_step(config), device, rank, world
+        )
         return (self.step or step_on_episodes)(self, model, optimizer, episodes, config)
 
 
-def step_on_episodes(algorithm: Algorithm, model: torch.nn.Module,
-                     optimizer: torch.optim.Optimizer, episodes: list[Episode],
-                     config: TrainConfig) -> tuple[float, float]:
+def step_on_episodes(
+    algorithm: Algorithm,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    episodes: list[Episode],
+    config: TrainConfig,
+) -> tuple[float, float]:
     """One optimizer step on the mean query loss of ``episodes``; their mean ``(loss, accuracy)``.
 
     The query logits come from ``algorithm.query_logits(..., training=True)``. Each episode's
@@ -289,8 +315,14 @@ def step_on_episodes(algorithm: Algorithm, model: torch.nn.Module,
     return total_loss / len(episodes), total_accuracy / len(episodes)
 
 
-def episodes_of_step(sampler: EpisodeSampler, iteration: int, per_step: int,
-                     device: torch.device | str, rank: int = 0, world: int = 1) -> list[Episode]:
+def episodes_of_step(
+    sampler: EpisodeSampler,
+    iteration: int,
+    per_step: int,
+    device: torch.device | str,
+    rank: int = 0,
+    world: int = 1,
+) -> list[Episode]:
     """Episodes ``iteration * per_step ...`` of ``sampler`` on ``device``: one iteration's tasks.
 
     With ``world`` processes, process ``rank`` takes the ``rank``-th of ``world`` equal
@@ -302,7 +334,9 @@ def episodes_of_step(sampler: EpisodeSampler, iteration: int, per_step: int,
         share = episodes_of_step(sampler, 3, 32, "cpu", rank=1, world=2)  # episodes 112..127
     """
     if per_step % world:
-        raise FewshotError(f"{per_step} episodes per iteration do not split across {world} processes")
+        raise FewshotError(
+            f"{per_step} episodes per iteration do not split across {world} processes"
+        )
     share = per_step // world
     first = iteration * per_step + rank * share
     return [sampler[first + j].to(device) for j in range(share)]

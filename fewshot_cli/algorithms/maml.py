@@ -58,12 +58,14 @@ def paper_defaults(ways: int) -> dict:
 
 def build_model(ways: int, backbone: str = "conv4") -> torch.nn.Module:
     """Conv-4 embedding followed by a linear ``ways``-way head."""
-    return torch.nn.Sequential(OrderedDict(
-        backbone=Conv4(backbone), head=torch.nn.Linear(EMBEDDING_DIM, ways)))
+    return torch.nn.Sequential(
+        OrderedDict(backbone=Conv4(backbone), head=torch.nn.Linear(EMBEDDING_DIM, ways))
+    )
 
 
-def build_learner(model: torch.nn.Module, inner_lr: float, first_order: bool = False
-                  ) -> l2l.algorithms.MAML:
+def build_learner(
+    model: torch.nn.Module, inner_lr: float, first_order: bool = False
+) -> l2l.algorithms.MAML:
     """Wrap ``model`` in learn2learn's MAML.
 
     Example:
@@ -89,15 +91,21 @@ def fit_head(model: torch.nn.Module, ways: int) -> torch.nn.Module:
     """
     old = model.head
     if old.out_features != ways:
-        model.head = torch.nn.Linear(old.in_features, ways, device=old.weight.device,
-                                     dtype=old.weight.dtype)
+        model.head = torch.nn.Linear(
+            old.in_features, ways, device=old.weight.device, dtype=old.weight.dtype
+        )
         torch.nn.init.zeros_(model.head.weight)
         torch.nn.init.zeros_(model.head.bias)
     return model
 
 
-def adapt(learner: l2l.algorithms.MAML, support: torch.Tensor, support_labels: torch.Tensor,
-          steps: int, first_order: bool | None = None) -> l2l.algorithms.MAML:
+def adapt(
+    learner: l2l.algorithms.MAML,
+    support: torch.Tensor,
+    support_labels: torch.Tensor,
+    steps: int,
+    first_order: bool | None = None,
+) -> l2l.algorithms.MAML:
     """A clone of ``learner`` after ``steps`` gradient steps on the support loss."""
     clone = learner.clone(first_order=first_order)
     for _ in range(steps):
@@ -114,9 +122,15 @@ def adaptation(config: TrainConfig, training: bool, steps: int | None) -> tuple[
     return (config.test_inner_steps if steps is None else steps), True
 
 
-def classifier(model: torch.nn.Module, support: torch.Tensor, support_labels: torch.Tensor,
-               ways: int, config: TrainConfig, training: bool = False,
-               steps: int | None = None) -> Classifier:
+def classifier(
+    model: torch.nn.Module,
+    support: torch.Tensor,
+    support_labels: torch.Tensor,
+    ways: int,
+    config: TrainConfig,
+    training: bool = False,
+    steps: int | None = None,
+) -> Classifier:
     """Adapt a clone of ``model`` on the support set; return its query-logits function.
 
     In training the clone takes ``config.inner_steps`` steps, first or second order as the run;
@@ -135,6 +149,7 @@ def classifier(model: torch.nn.Module, support: torch.Tensor, support_labels: to
 
     def logits(query: torch.Tensor) -> torch.Tensor:
         return clone(torch.cat([support, query]))[n_support:]
+
     return logits
 
 
@@ -148,8 +163,13 @@ def model_of(config: TrainConfig) -> torch.nn.Module:
     return model if config.bn_running_stats else maml_vmap.without_running_stats(model)
 
 
-def engine_step(algorithm: Algorithm, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                episodes: list[Episode], config: TrainConfig) -> tuple[float, float]:
+def engine_step(
+    algorithm: Algorithm,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    episodes: list[Episode],
+    config: TrainConfig,
+) -> tuple[float, float]:
     """One meta-iteration with the run's engine; mean query ``(loss, accuracy)``.
 
     ``l2l``: the seam's ``step_on_episodes`` (learn2learn's clone/adapt per task); ``vmap``:
@@ -160,13 +180,19 @@ def engine_step(algorithm: Algorithm, model: torch.nn.Module, optimizer: torch.o
         loss, accuracy = engine_step(ALGORITHM, model, optimizer, episodes, config)
     """
     if config.engine == "vmap":
-        return maml_vmap.meta_step(model, optimizer, episodes, config.inner_steps,
-                                   config.inner_lr, config.first_order)
+        return maml_vmap.meta_step(
+            model, optimizer, episodes, config.inner_steps, config.inner_lr, config.first_order
+        )
     return step_on_episodes(algorithm, model, optimizer, episodes, config)
 
 
-def batch_logits(model: torch.nn.Module, episodes: list[Episode], config: TrainConfig,
-                 bn_mode: str, steps: int | None = None) -> torch.Tensor | None:
+def batch_logits(
+    model: torch.nn.Module,
+    episodes: list[Episode],
+    config: TrainConfig,
+    bn_mode: str,
+    steps: int | None = None,
+) -> torch.Tensor | None:
     """Test logits ``[episodes, queries, ways]`` of same-shaped episodes in vmapped calls, or
     None where the per-episode loop is the one to use (the ``l2l`` engine).
 
@@ -182,8 +208,9 @@ def batch_logits(model: torch.nn.Module, episodes: list[Episode], config: TrainC
     steps = config.test_inner_steps if steps is None else steps
     images = episodes[0].support.shape[0] + episodes[0].query.shape[0]
     # About 2000 images per call keeps activations (and inner gradients) to a few hundred MB.
-    return maml_vmap.adapted_logits(model, episodes, steps, config.inner_lr, bn_mode,
-                                    chunk=max(1, 2048 // images))
+    return maml_vmap.adapted_logits(
+        model, episodes, steps, config.inner_lr, bn_mode, chunk=max(1, 2048 // images)
+    )
 
 
 def tasks_per_step(config: TrainConfig) -> int:
@@ -196,16 +223,26 @@ def defaults(ways: int, shots: int = 1) -> dict:
     network (strided Conv-4, BatchNorm without running statistics), ``shots`` queries per class
     in training (its reference code samples 2K images per class), a constant learning rate,
     tested at the training ways, with the l2l engine."""
-    return {"queries": shots, "backbone": "conv4-strided", "bn_running_stats": False,
-            "engine": "l2l", "lr_halve_every": 0, "test_ways": ways, **paper_defaults(ways)}
+    return {
+        "queries": shots,
+        "backbone": "conv4-strided",
+        "bn_running_stats": False,
+        "engine": "l2l",
+        "lr_halve_every": 0,
+        "test_ways": ways,
+        **paper_defaults(ways),
+    }
 
 
 def csv_values(config: TrainConfig, steps: int | None) -> dict:
     """MAML's columns of an evaluation row (``steps``: the test steps asked for)."""
-    return {"order": "first" if config.first_order else "second",
-            "inner_steps_train": config.inner_steps,
-            "inner_steps_test": config.test_inner_steps if steps is None else steps,
-            "inner_lr": config.inner_lr, "engine": config.engine or "l2l"}
+    return {
+        "order": "first" if config.first_order else "second",
+        "inner_steps_train": config.inner_steps,
+        "inner_steps_test": config.test_inner_steps if steps is None else steps,
+        "inner_lr": config.inner_lr,
+        "engine": config.engine or "l2l",
+    }
 
 
 # The budgets of MAML's variants (Meta-SGD, ANIL) until they have schedules of their own: short
@@ -234,14 +271,15 @@ ALGORITHM = Algorithm(
     # learn2learn's clones share the base model's buffers, so every meta-iteration writes the
     # adapted clones' activations into them: evaluating with them gives chance accuracy.
     unsound_running_stats="they were gathered from MAML's adapted clones and do not fit the "
-                          "meta-learned weights",
+    "meta-learned weights",
     options=("inner_lr", "inner_steps", "test_inner_steps", "meta_batch", "first_order", "engine"),
     csv_columns=("order", "inner_steps_train", "inner_steps_test", "inner_lr", "engine"),
     csv_values=csv_values,
     group_by=("order", "inner_steps_test", "engine"),
     published=Published(
         {(5, 1): 98.7, (5, 5): 99.9, (20, 1): 95.8, (20, 5): 98.9},
-        "Finn, Abbeel & Levine (2017), Model-Agnostic Meta-Learning, Table 1 (Omniglot)"),
+        "Finn, Abbeel & Levine (2017), Model-Agnostic Meta-Learning, Table 1 (Omniglot)",
+    ),
     # The paper: 1200 training characters with rotation augmentation (ours: 1100 / 100 / 423).
     paper_split="random",
     # Budgets (issue 10): paper settings (strided Conv-4, queries = shots, second order) at
@@ -258,12 +296,15 @@ ALGORITHM = Algorithm(
         # iterations, Adam 3e-3 constant or halved every 400, or 5e-3 halved, or 3 to 10 test
         # steps all tested at 89.1-89.4% (600 episodes), and first order was behind at equal
         # time (86.8% vs 89.3% validation after 3 minutes): results/schedule/README.md.
-        "quick": BudgetSettings(1100, 100, {"meta_batch": 16, "lr": 3e-3, "engine": "vmap",
-                                            "first_order": False}),
-        "cpu": BudgetSettings({(5, 1): 4000, (5, 5): 2000, (20, 1): 1800, (20, 5): 400}, 600,
-                              {"meta_batch": 16, "lr": 3e-3, "engine": "vmap",
-                               "first_order": False},
-                              cell_options={(5, 5): {"engine": "l2l"}, (20, 5): {"engine": "l2l"}}),
+        "quick": BudgetSettings(
+            1100, 100, {"meta_batch": 16, "lr": 3e-3, "engine": "vmap", "first_order": False}
+        ),
+        "cpu": BudgetSettings(
+            {(5, 1): 4000, (5, 5): 2000, (20, 1): 1800, (20, 5): 400},
+            600,
+            {"meta_batch": 16, "lr": 3e-3, "engine": "vmap", "first_order": False},
+            cell_options={(5, 5): {"engine": "l2l"}, (20, 5): {"engine": "l2l"}},
+        ),
         # 60000 meta-iterations (its reference code's Omniglot commands), paper meta-batches; the
         # vmap engine computes the same meta-gradient as learn2learn's loop, about 2x faster.
         "paper": BudgetSettings(60000, 600, {"first_order": False, "engine": "vmap"}),

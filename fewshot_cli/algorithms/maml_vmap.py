@@ -38,8 +38,16 @@ from fewshot_cli.choices import ENGINES  # noqa: F401 (defined there for the CLI
 from fewshot_cli.errors import FewshotError
 
 __all__ = [
-    "TaskBatch", "stack_episodes", "BatchStatNorm", "without_running_stats", "tracks_running_stats",
-    "functional_twin", "meta_loss", "meta_step", "adapted_logits", "adapt_and_predict",
+    "TaskBatch",
+    "stack_episodes",
+    "BatchStatNorm",
+    "without_running_stats",
+    "tracks_running_stats",
+    "functional_twin",
+    "meta_loss",
+    "meta_step",
+    "adapted_logits",
+    "adapt_and_predict",
 ]
 
 
@@ -64,12 +72,20 @@ class TaskBatch:
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> TaskBatch:
         """The batch on ``device`` (images also cast to ``dtype`` when given)."""
-        return TaskBatch(self.support.to(device, dtype), self.support_labels.to(device),
-                         self.query.to(device, dtype), self.query_labels.to(device))
+        return TaskBatch(
+            self.support.to(device, dtype),
+            self.support_labels.to(device),
+            self.query.to(device, dtype),
+            self.query_labels.to(device),
+        )
 
     def __getitem__(self, index: slice) -> TaskBatch:
-        return TaskBatch(self.support[index], self.support_labels[index],
-                         self.query[index], self.query_labels[index])
+        return TaskBatch(
+            self.support[index],
+            self.support_labels[index],
+            self.query[index],
+            self.query_labels[index],
+        )
 
 
 Episodes = TaskBatch | Sequence
@@ -94,7 +110,9 @@ def stack_episodes(episodes: Episodes) -> TaskBatch:
     fields = ("support", "support_labels", "query", "query_labels")
     shapes = {tuple(tuple(getattr(e, f).shape) for f in fields) for e in episodes}
     if len(shapes) != 1:
-        raise FewshotError("the vmap engine needs episodes of one shape (same ways, shots and queries)")
+        raise FewshotError(
+            "the vmap engine needs episodes of one shape (same ways, shots and queries)"
+        )
     return TaskBatch(*(torch.stack([getattr(e, f) for e in episodes]) for f in fields))
 
 
@@ -116,8 +134,14 @@ class BatchStatNorm(torch.nn.Module):
         torch.Size([8, 64, 14, 14])
     """
 
-    def __init__(self, num_features: int, eps: float = 1e-5, affine: bool = True,
-                 running_mean: torch.Tensor | None = None, running_var: torch.Tensor | None = None):
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        affine: bool = True,
+        running_mean: torch.Tensor | None = None,
+        running_var: torch.Tensor | None = None,
+    ):
         super().__init__()
         self.eps = eps
         self.weight = torch.nn.Parameter(torch.ones(num_features)) if affine else None
@@ -134,7 +158,7 @@ class BatchStatNorm(torch.nn.Module):
             # and folding the mean into a shift (x * scale - mean * scale) round differently in
             # float32, enough for the two engines' float32 trainings to part (tests/test_engine.py).
             centred = x - mean
-            var = (centred ** 2).mean(dim=dims, keepdim=True)
+            var = (centred**2).mean(dim=dims, keepdim=True)
         else:
             mean, var = self.fixed_mean.view(shape), self.fixed_var.view(shape)
             centred = x - mean
@@ -171,7 +195,9 @@ def _stat_norm(norm: torch.nn.Module, bn_mode: str) -> BatchStatNorm:
     fixed = (None, None)
     if bn_mode == "running":
         if norm.running_mean is None:
-            raise FewshotError("BatchNorm mode 'running' needs a network that keeps running statistics")
+            raise FewshotError(
+                "BatchNorm mode 'running' needs a network that keeps running statistics"
+            )
         fixed = (norm.running_mean.detach(), norm.running_var.detach())
     new = BatchStatNorm(norm.num_features, norm.eps, norm.affine, *fixed)
     if norm.affine:
@@ -181,6 +207,7 @@ def _stat_norm(norm: torch.nn.Module, bn_mode: str) -> BatchStatNorm:
 
 def _adapt(twin, params, support, support_labels, steps, inner_lr, first_order):
     """``steps`` gradient steps of one task's support loss from ``params`` (inside vmap)."""
+
     def support_loss(fast):
         return F.cross_entropy(functional_call(twin, fast, (support,)), support_labels)
 
@@ -197,17 +224,24 @@ def _query_logits(twin, fast, support, query):
     """The queries' logits, passed together with the support set (support first), as every
     algorithm classifies queries (``algorithms.base``: in ``batch`` BatchNorm mode a query's
     logits depend on the support images normalised with it)."""
-    return functional_call(twin, fast, (torch.cat([support, query]),))[support.shape[0]:]
+    return functional_call(twin, fast, (torch.cat([support, query]),))[support.shape[0] :]
 
 
 def _check_trainable(model: torch.nn.Module) -> None:
     if tracks_running_stats(model):
-        raise FewshotError("the vmap engine trains only networks whose BatchNorm keeps no running "
-                           "statistics (track_running_stats=False); use the l2l engine for this one")
+        raise FewshotError(
+            "the vmap engine trains only networks whose BatchNorm keeps no running "
+            "statistics (track_running_stats=False); use the l2l engine for this one"
+        )
 
 
-def meta_loss(model: torch.nn.Module, episodes: Episodes, steps: int, inner_lr: float,
-              first_order: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def meta_loss(
+    model: torch.nn.Module,
+    episodes: Episodes,
+    steps: int,
+    inner_lr: float,
+    first_order: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-task query ``(losses, accuracies)`` after adaptation, each ``[T]``, differentiable.
 
     ``losses.mean().backward()`` gives the meta-gradient that learn2learn's loop accumulates
@@ -233,11 +267,18 @@ def meta_loss(model: torch.nn.Module, episodes: Episodes, steps: int, inner_lr: 
         return loss, (logits.argmax(-1) == query_labels).to(logits.dtype).mean()
 
     return vmap(task, in_dims=(None, 0, 0, 0, 0))(
-        params, batch.support, batch.support_labels, batch.query, batch.query_labels)
+        params, batch.support, batch.support_labels, batch.query, batch.query_labels
+    )
 
 
-def meta_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, episodes: Episodes,
-              steps: int, inner_lr: float, first_order: bool = False) -> tuple[float, float]:
+def meta_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    episodes: Episodes,
+    steps: int,
+    inner_lr: float,
+    first_order: bool = False,
+) -> tuple[float, float]:
     """One meta-update over a batch of tasks; returns mean query ``(loss, accuracy)``.
 
     Same contract as ``fewshot_cli.maml.meta_step`` (zero the gradients, accumulate the mean
@@ -261,8 +302,14 @@ def meta_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, episodes
     return losses.mean().item(), accuracies.mean().item()
 
 
-def adapted_logits(model: torch.nn.Module, episodes: Episodes, steps: int, inner_lr: float,
-                   bn_mode: str = "batch", chunk: int = 32) -> torch.Tensor:
+def adapted_logits(
+    model: torch.nn.Module,
+    episodes: Episodes,
+    steps: int,
+    inner_lr: float,
+    bn_mode: str = "batch",
+    chunk: int = 32,
+) -> torch.Tensor:
     """Query logits ``[T, Q, ways]`` of each task after ``steps`` first-order inner steps.
 
     What evaluation does per episode with learn2learn (clone, adapt, no-grad forward on the
@@ -296,13 +343,19 @@ def adapted_logits(model: torch.nn.Module, episodes: Episodes, steps: int, inner
     # torch.func.grad ignores an enclosing no_grad, so the inner steps still see their gradients.
     with torch.no_grad():
         for start in range(0, len(batch), chunk):
-            part = batch[start:start + chunk].to(device)
+            part = batch[start : start + chunk].to(device)
             out.append(mapped(params, part.support, part.support_labels, part.query))
     return torch.cat(out)
 
 
-def adapt_and_predict(model: torch.nn.Module, episodes: Episodes, steps: int, inner_lr: float,
-                      bn_mode: str = "batch", chunk: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+def adapt_and_predict(
+    model: torch.nn.Module,
+    episodes: Episodes,
+    steps: int,
+    inner_lr: float,
+    bn_mode: str = "batch",
+    chunk: int = 32,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(predictions [T, Q], accuracies [T])`` of the adapted model on each task's queries.
 
     See ``adapted_logits`` for the arguments.

@@ -71,9 +71,15 @@ def fit_head(model: l2l.algorithms.MetaSGD, ways: int) -> l2l.algorithms.MetaSGD
     return model
 
 
-def classifier(model: l2l.algorithms.MetaSGD, support: torch.Tensor,
-               support_labels: torch.Tensor, ways: int, config: TrainConfig,
-               training: bool = False, steps: int | None = None) -> Classifier:
+def classifier(
+    model: l2l.algorithms.MetaSGD,
+    support: torch.Tensor,
+    support_labels: torch.Tensor,
+    ways: int,
+    config: TrainConfig,
+    training: bool = False,
+    steps: int | None = None,
+) -> Classifier:
     """Adapt a clone of ``model`` with its learned rates; return its query-logits function.
 
     Steps and order as MAML's (``config.inner_steps`` in training, first or second order as the
@@ -92,6 +98,7 @@ def classifier(model: l2l.algorithms.MetaSGD, support: torch.Tensor,
 
     def logits(query: torch.Tensor) -> torch.Tensor:
         return clone(torch.cat([support, query]))[n_support:]
+
     return logits
 
 
@@ -120,7 +127,8 @@ ALGORITHM = Algorithm(
     published=Published(
         {(5, 1): 99.53, (5, 5): 99.93, (20, 1): 95.93, (20, 5): 98.97},
         "Li, Zhou, Chen & Li (2017), Meta-SGD, Table 2 (Omniglot; its 5-shot models were "
-        "meta-trained 1-shot)"),
+        "meta-trained 1-shot)",
+    ),
     # The paper: 1200 training characters with rotation augmentation, as MAML.
     paper_split="random",
     # MAML's lengths. An iteration computes what MAML's does at the same number of steps, with

@@ -54,14 +54,20 @@ def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a.unsqueeze(1) - b.unsqueeze(0)).pow(2).sum(-1)
 
 
-def prototypical_logits(support: torch.Tensor, support_labels: torch.Tensor,
-                        query: torch.Tensor, ways: int) -> torch.Tensor:
+def prototypical_logits(
+    support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, ways: int
+) -> torch.Tensor:
     """Logits ``[queries, ways]``: minus squared distance from each query to each prototype."""
     return -squared_distances(query, prototypes(support, support_labels, ways))
 
 
-def prototypical_loss(support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor,
-                      query_labels: torch.Tensor, ways: int) -> tuple[torch.Tensor, torch.Tensor]:
+def prototypical_loss(
+    support: torch.Tensor,
+    support_labels: torch.Tensor,
+    query: torch.Tensor,
+    query_labels: torch.Tensor,
+    ways: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy and accuracy of the queries under the prototype classifier.
 
     Args:
@@ -84,9 +90,15 @@ def prototypical_loss(support: torch.Tensor, support_labels: torch.Tensor, query
     return loss, accuracy
 
 
-def classifier(model: torch.nn.Module, support: torch.Tensor, support_labels: torch.Tensor,
-               ways: int, config: TrainConfig | None = None, training: bool = False,
-               steps: int | None = None) -> Classifier:
+def classifier(
+    model: torch.nn.Module,
+    support: torch.Tensor,
+    support_labels: torch.Tensor,
+    ways: int,
+    config: TrainConfig | None = None,
+    training: bool = False,
+    steps: int | None = None,
+) -> Classifier:
     """The query-logits function of a support set: minus squared distances to its prototypes.
 
     Support and queries are embedded in one forward pass (the package's batch-BatchNorm
@@ -101,8 +113,10 @@ def classifier(model: torch.nn.Module, support: torch.Tensor, support_labels: to
 
     def logits(query: torch.Tensor) -> torch.Tensor:
         embeddings = model(torch.cat([support, query]))
-        return prototypical_logits(embeddings[:n_support], support_labels,
-                                   embeddings[n_support:], ways)
+        return prototypical_logits(
+            embeddings[:n_support], support_labels, embeddings[n_support:], ways
+        )
+
     return logits
 
 
@@ -110,8 +124,13 @@ def defaults(ways: int, shots: int = 1) -> dict:
     """Snell et al.'s settings: the max-pool Conv-4 with BatchNorm running statistics, 5 queries
     per class, Adam's rate halved every 2000 episodes, tested at 5 ways (whatever the training
     ways and shots)."""
-    return {"queries": 5, "backbone": "conv4", "bn_running_stats": True,
-            "lr_halve_every": 2000, "test_ways": 5}
+    return {
+        "queries": 5,
+        "backbone": "conv4",
+        "bn_running_stats": True,
+        "lr_halve_every": 2000,
+        "test_ways": 5,
+    }
 
 
 ALGORITHM = Algorithm(
@@ -125,7 +144,8 @@ ALGORITHM = Algorithm(
     bn_mode="running",
     published=Published(
         {(5, 1): 98.8, (5, 5): 99.7, (20, 1): 96.0, (20, 5): 98.9},
-        "Snell, Swersky & Zemel (2017), Prototypical Networks, Table 1 (Omniglot)"),
+        "Snell, Swersky & Zemel (2017), Prototypical Networks, Table 1 (Omniglot)",
+    ),
     # The paper's split: 1028 / 172 / 423 characters, rotations as classes.
     paper_split="vinyals",
     # Fixed training ways: one model per shot count serves the 5-way and the 20-way cell, as in

@@ -82,5 +82,6 @@ def refuse_options(name: str, given: Mapping[str, str], subject: str | None = No
     for option, flag in given.items():
         if option in own_options() and option not in algorithm.options:
             users = [a.name for a in algorithms() if option in a.options]
-            raise FewshotError(f"{flag} applies to {', '.join(users)} only, not to "
-                               f"{subject or name}")
+            raise FewshotError(
+                f"{flag} applies to {', '.join(users)} only, not to {subject or name}"
+            )

@@ -54,7 +54,8 @@ class PartDataset(torch.utils.data.Dataset):
             targets += [label] * len(images)
         self.images = (
             torch.cat(chunks).unsqueeze(1).float().div_(255)
-            if chunks else torch.empty(0, 1, 28, 28)
+            if chunks
+            else torch.empty(0, 1, 28, 28)
         )
         self.targets = targets
         self.classes = classes
@@ -110,12 +111,18 @@ class Episode:
     ways: int
 
     def to(self, device: torch.device | str) -> Episode:
-        return Episode(*(t.to(device) for t in (
-            self.support, self.support_labels, self.query, self.query_labels)), ways=self.ways)
+        return Episode(
+            *(
+                t.to(device)
+                for t in (self.support, self.support_labels, self.query, self.query_labels)
+            ),
+            ways=self.ways,
+        )
 
 
-def check_episode_shape(dataset: l2l.data.MetaDataset, ways: int, shots: int, queries: int,
-                        part: str = "") -> None:
+def check_episode_shape(
+    dataset: l2l.data.MetaDataset, ways: int, shots: int, queries: int, part: str = ""
+) -> None:
     """Raise a one-line error for an episode the part cannot provide."""
     for name, value in (("ways", ways), ("shots", shots), ("queries", queries)):
         if value < 1:
@@ -167,18 +174,29 @@ class EpisodeSampler:
         (torch.Size([5, 1, 28, 28]), torch.Size([75, 1, 28, 28]))
     """
 
-    def __init__(self, dataset: l2l.data.MetaDataset, ways: int, shots: int, queries: int,
-                 seed: int = 0, rotate: bool = False, part: str = ""):
+    def __init__(
+        self,
+        dataset: l2l.data.MetaDataset,
+        ways: int,
+        shots: int,
+        queries: int,
+        seed: int = 0,
+        rotate: bool = False,
+        part: str = "",
+    ):
         check_episode_shape(dataset, ways, shots, queries, part)
         self.ways, self.shots, self.queries, self.seed = ways, shots, queries, seed
         tasks = l2l.data.transforms
-        transforms = [tasks.FusedNWaysKShots(dataset, n=ways, k=shots + queries),
-                      tasks.LoadData(dataset)]
+        transforms = [
+            tasks.FusedNWaysKShots(dataset, n=ways, k=shots + queries),
+            tasks.LoadData(dataset),
+        ]
         if rotate:
             transforms.append(ClassRotation(dataset))
         transforms += [tasks.RemapLabels(dataset), tasks.ConsecutiveLabels(dataset)]
-        self.taskset = l2l.data.Taskset(dataset, task_transforms=transforms, num_tasks=-1,
-                                        task_collate=stack_samples)
+        self.taskset = l2l.data.Taskset(
+            dataset, task_transforms=transforms, num_tasks=-1, task_collate=stack_samples
+        )
         # ConsecutiveLabels groups each class's shots + queries together: support first.
         per_class = torch.arange(ways * (shots + queries)) % (shots + queries)
         self.support_index = (per_class < shots).nonzero().squeeze(1)
@@ -201,7 +219,9 @@ class EpisodeSampler:
                 gc.enable()
             random.setstate(state)
         return Episode(
-            support=images[self.support_index], support_labels=labels[self.support_index],
-            query=images[self.query_index], query_labels=labels[self.query_index],
+            support=images[self.support_index],
+            support_labels=labels[self.support_index],
+            query=images[self.query_index],
+            query_labels=labels[self.query_index],
             ways=self.ways,
         )

@@ -170,8 +170,9 @@ def build_cache(characters: list[tuple[str, list[Path]]], progress: bool = False
     labels = torch.empty(total, dtype=torch.int64)
     # disable=None draws the bar on a terminal only: in logs and pipes it would bury the
     # one-line error of a bad image under carriage-return noise.
-    bar = tqdm(total=total, desc="decoding Omniglot", unit="img",
-               disable=None if progress else True)
+    bar = tqdm(
+        total=total, desc="decoding Omniglot", unit="img", disable=None if progress else True
+    )
     i = 0
     for label, (_, pngs) in enumerate(characters):
         for png in pngs:

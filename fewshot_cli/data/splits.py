@@ -81,7 +81,7 @@ def random_split(data: Omniglot, seed: int = 0) -> Split:
     random.Random(seed).shuffle(order)
     n_test = max(1, round(len(order) * RANDOM_SIZES["test"] / FULL_CHARACTERS))
     n_val = max(1, round(len(order) * RANDOM_SIZES["val"] / FULL_CHARACTERS))
-    test, val, train = order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]
+    test, val, train = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
     parts = {"train": train, "val": val, "test": test, "trainval": train + val}
     return Split("random", {p: [(c, 0) for c in sorted(chars)] for p, chars in parts.items()})
 

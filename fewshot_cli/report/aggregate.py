@@ -39,23 +39,74 @@ from fewshot_cli.report.results import COLUMNS, REQUIRED
 # Everything that defines an experiment's protocol: rows that differ in any of these are never
 # averaged together by default. The algorithms' own protocol columns (``Algorithm.group_by``:
 # MAML's order, test inner steps...) count where a CSV has them.
-PROTOCOL = ("algorithm", *registry.group_columns(), "backbone", "split", "split_part",
-            "rotations", "train_ways", "train_shots", "train_iterations", "test_ways",
-            "test_shots", "test_queries", "bn_mode")
+PROTOCOL = (
+    "algorithm",
+    *registry.group_columns(),
+    "backbone",
+    "split",
+    "split_part",
+    "rotations",
+    "train_ways",
+    "train_shots",
+    "train_iterations",
+    "test_ways",
+    "test_shots",
+    "test_queries",
+    "bn_mode",
+)
 DEFAULT_BY = PROTOCOL
 # Shown in every default table; the other protocol columns only where they tell lines apart.
 ALWAYS_SHOWN = ("algorithm", "split", "test_ways", "test_shots", "bn_mode")
 # One checkpoint evaluated on the same episodes with the same test protocol: one run, not two.
-SAME_EVALUATION = ("checkpoint", "checkpoint_iteration", "split_part", "test_ways", "test_shots",
-                   "test_queries", *registry.group_columns(), "bn_mode", "seed", "episodes")
+SAME_EVALUATION = (
+    "checkpoint",
+    "checkpoint_iteration",
+    "split_part",
+    "test_ways",
+    "test_shots",
+    "test_queries",
+    *registry.group_columns(),
+    "bn_mode",
+    "seed",
+    "episodes",
+)
 STATS = ("accuracy_mean", "ci95", "runs", "episodes", "run_std", "seeds_ci95")
 GLOB_CHARS = set("*?[")
 # Columns that differ between two appends of the same evaluation.
 INCIDENTAL = ("timestamp", "eval_seconds", "version", "source")
 # Student t quantiles t(0.975, df) for df = 1..30 (scipy.stats.t.ppf); beyond, an expansion.
-T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
-        2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
-        2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423)
+T975 = (
+    12.7062,
+    4.3027,
+    3.1824,
+    2.7764,
+    2.5706,
+    2.4469,
+    2.3646,
+    2.3060,
+    2.2622,
+    2.2281,
+    2.2010,
+    2.1788,
+    2.1604,
+    2.1448,
+    2.1314,
+    2.1199,
+    2.1098,
+    2.1009,
+    2.0930,
+    2.0860,
+    2.0796,
+    2.0739,
+    2.0687,
+    2.0639,
+    2.0595,
+    2.0555,
+    2.0518,
+    2.0484,
+    2.0452,
+    2.0423,
+)
 
 
 def t975(df: int) -> float:
@@ -70,9 +121,13 @@ def t975(df: int) -> float:
     if df <= len(T975):
         return T975[df - 1]
     z, v = 1.959963984540054, float(df)  # Abramowitz & Stegun 26.7.5, < 1e-7 off beyond 30
-    return (z + (z**3 + z) / (4 * v) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2)
-            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3)
-            + (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / (92160 * v**4))
+    return (
+        z
+        + (z**3 + z) / (4 * v)
+        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2)
+        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3)
+        + (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / (92160 * v**4)
+    )
 
 
 def expand_patterns(patterns: Iterable[str | Path]) -> list[Path]:
@@ -90,7 +145,9 @@ def expand_patterns(patterns: Iterable[str | Path]) -> list[Path]:
     for pattern in patterns:
         pattern = str(pattern)
         if GLOB_CHARS & set(pattern):
-            matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+            matches = sorted(
+                Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file()
+            )
         else:
             matches = [Path(pattern)] if Path(pattern).exists() else []
         if not matches:
@@ -119,13 +176,16 @@ def read_csv(path: Path) -> pd.DataFrame:
     missing = REQUIRED - set(frame.columns)
     if missing:
         raise FewshotError(
-            f"{path} is not an evaluation CSV (no {', '.join(sorted(missing))} column)")
+            f"{path} is not an evaluation CSV (no {', '.join(sorted(missing))} column)"
+        )
     accuracy = pd.to_numeric(frame["accuracy_mean"], errors="coerce")
     bad = accuracy.isna() | (accuracy < 0) | (accuracy > 1)
     if bad.any():
         line = int(bad.to_numpy().argmax()) + 2  # header is line 1
-        raise FewshotError(f"{path}:{line}: accuracy_mean "
-                           f"'{frame['accuracy_mean'].iloc[line - 2]}' is not a number in [0, 1]")
+        raise FewshotError(
+            f"{path}:{line}: accuracy_mean "
+            f"'{frame['accuracy_mean'].iloc[line - 2]}' is not a number in [0, 1]"
+        )
     frame["accuracy_mean"] = accuracy
     return frame
 
@@ -173,24 +233,34 @@ def drop_repeated(rows: pd.DataFrame, warn: Callable[[str], None] | None = None)
     if not {"checkpoint", "seed"} <= set(rows.columns):
         return rows
     known = (rows["checkpoint"] != "") & (rows["seed"] != "")
-    key = rows[[c for c in SAME_EVALUATION if c in rows.columns]].astype(str).agg("\x1f".join, axis=1)
+    key = (
+        rows[[c for c in SAME_EVALUATION if c in rows.columns]].astype(str).agg("\x1f".join, axis=1)
+    )
     repeated = known & key.duplicated(keep="last")
     if repeated.any() and warn is not None:
+
         def where(index) -> str:
             row = rows.loc[index]
-            return (f"{row['source']}:{row['line']}" if "source" in rows.columns and "line" in rows.columns
-                    else f"row {index + 1}")
+            return (
+                f"{row['source']}:{row['line']}"
+                if "source" in rows.columns and "line" in rows.columns
+                else f"row {index + 1}"
+            )
+
         for value in dict.fromkeys(key[repeated]):
             same = key.index[known & (key == value)]
             first = rows.loc[same[0]]
-            warn(f"{', '.join(where(i) for i in same)} evaluate the same checkpoint "
-                 f"({first['checkpoint']}) on the same episodes: counted once "
-                 f"({where(same[-1])})")
+            warn(
+                f"{', '.join(where(i) for i in same)} evaluate the same checkpoint "
+                f"({first['checkpoint']}) on the same episodes: counted once "
+                f"({where(same[-1])})"
+            )
     return rows[~repeated]
 
 
-def aggregate(rows: pd.DataFrame, by: Sequence[str] = DEFAULT_BY,
-              warn: Callable[[str], None] | None = None) -> pd.DataFrame:
+def aggregate(
+    rows: pd.DataFrame, by: Sequence[str] = DEFAULT_BY, warn: Callable[[str], None] | None = None
+) -> pd.DataFrame:
     """One line per group of ``rows``: accuracy, 95% CI, runs, episodes and spread across runs.
 
     Args:
@@ -219,14 +289,17 @@ def aggregate(rows: pd.DataFrame, by: Sequence[str] = DEFAULT_BY,
         raise FewshotError("give at least one column to group by")
     clash = [c for c in by if c in STATS]
     if clash:
-        raise FewshotError(f"cannot group by '{clash[0]}': it is one of the summary columns "
-                           f"({', '.join(STATS)})")
+        raise FewshotError(
+            f"cannot group by '{clash[0]}': it is one of the summary columns ({', '.join(STATS)})"
+        )
     rows = drop_repeated(rows, warn).copy()
     for column in by:
         if column not in rows.columns:
             if column not in COLUMNS and column not in PROTOCOL:
                 known = ", ".join(c for c in COLUMNS if c in rows.columns)
-                raise FewshotError(f"unknown column '{column}' to group by (the CSVs have: {known})")
+                raise FewshotError(
+                    f"unknown column '{column}' to group by (the CSVs have: {known})"
+                )
             rows[column] = ""
     rows = rows.drop_duplicates([c for c in rows.columns if c not in INCIDENTAL], keep="last")
     for column in ("ci95", "episodes"):
@@ -237,23 +310,27 @@ def aggregate(rows: pd.DataFrame, by: Sequence[str] = DEFAULT_BY,
     for keys, group in rows.groupby(by, sort=False):
         keys = keys if isinstance(keys, tuple) else (keys,)
         runs = group.groupby("_run", sort=False).agg(
-            mean=("accuracy_mean", "mean"), count=("accuracy_mean", "size"),
-            square=("_ci95", lambda c: (c ** 2).sum() if c.notna().all() else math.nan),
-            episodes=("_episodes", lambda e: e.sum() if e.notna().all() else math.nan))
+            mean=("accuracy_mean", "mean"),
+            count=("accuracy_mean", "size"),
+            square=("_ci95", lambda c: (c**2).sum() if c.notna().all() else math.nan),
+            episodes=("_episodes", lambda e: e.sum() if e.notna().all() else math.nan),
+        )
         n = len(runs)
         means = runs["mean"]
         cis = (runs["square"] ** 0.5) / runs["count"]  # each run's CI, as for a group below
         std = means.std(ddof=1) if n > 1 else math.nan
-        records.append({
-            **dict(zip(by, keys)),
-            "accuracy_mean": means.mean(),
-            # hypot, not sqrt of a sum of squares: one run's CI comes back exactly as stored.
-            "ci95": math.hypot(*cis) / n if cis.notna().all() else math.nan,
-            "runs": n,
-            "episodes": runs["episodes"].sum() if runs["episodes"].notna().all() else math.nan,
-            "run_std": std,
-            "seeds_ci95": t975(n - 1) * std / math.sqrt(n) if n > 1 else math.nan,
-        })
+        records.append(
+            {
+                **dict(zip(by, keys)),
+                "accuracy_mean": means.mean(),
+                # hypot, not sqrt of a sum of squares: one run's CI comes back exactly as stored.
+                "ci95": math.hypot(*cis) / n if cis.notna().all() else math.nan,
+                "runs": n,
+                "episodes": runs["episodes"].sum() if runs["episodes"].notna().all() else math.nan,
+                "run_std": std,
+                "seeds_ci95": t975(n - 1) * std / math.sqrt(n) if n > 1 else math.nan,
+            }
+        )
     records.sort(key=lambda r: tuple(natural_key(r[c]) for c in by))
     return pd.DataFrame(records, columns=[*by, *STATS])
 
@@ -266,10 +343,14 @@ def training_keys(rows: pd.DataFrame) -> list[str]:
         >>> training_keys(pd.DataFrame({"checkpoint": ["runs/a/best.pt", "runs/a/last.pt"]}))
         ['runs/a|', 'runs/a|']
     """
-    checkpoints = rows["checkpoint"] if "checkpoint" in rows.columns else pd.Series("", index=rows.index)
+    checkpoints = (
+        rows["checkpoint"] if "checkpoint" in rows.columns else pd.Series("", index=rows.index)
+    )
     seeds = rows["train_seed"] if "train_seed" in rows.columns else pd.Series("", index=rows.index)
-    return [f"{Path(c).parent}|{s}" if c else f"row {i}"
-            for i, (c, s) in enumerate(zip(checkpoints, seeds))]
+    return [
+        f"{Path(c).parent}|{s}" if c else f"row {i}"
+        for i, (c, s) in enumerate(zip(checkpoints, seeds))
+    ]
 
 
 def percent(value: float, digits: int = 2) -> str:
@@ -294,8 +375,12 @@ def format_accuracy(row: dict) -> str:
     return text + (f" ± {percent(float(ci))}%" if pd.notna(ci) else "")
 
 
-def render(headers: Sequence[str], rows: Sequence[Sequence[str]], fmt: str = "table",
-           right: Iterable[str] = ()) -> str:
+def render(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    fmt: str = "table",
+    right: Iterable[str] = (),
+) -> str:
     """Text of a table of strings: aligned columns (``table``) or a Markdown table (``markdown``).
 
     Args:
@@ -312,8 +397,10 @@ def render(headers: Sequence[str], rows: Sequence[Sequence[str]], fmt: str = "ta
     """
     right = set(right)
     if fmt == "markdown":
+
         def line(cells):
             return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
         rule = ["--:" if h in right else ":--" for h in headers]
         return "\n".join([line(headers), line(rule), *(line(r) for r in rows)])
     if fmt != "table":
@@ -321,8 +408,11 @@ def render(headers: Sequence[str], rows: Sequence[Sequence[str]], fmt: str = "ta
     widths = [max([len(h)] + [len(str(r[i])) for r in rows]) for i, h in enumerate(headers)]
 
     def aligned(cells):
-        return "  ".join(str(c).rjust(w) if h in right else str(c).ljust(w)
-                         for c, w, h in zip(cells, widths, headers)).rstrip()
+        return "  ".join(
+            str(c).rjust(w) if h in right else str(c).ljust(w)
+            for c, w, h in zip(cells, widths, headers)
+        ).rstrip()
+
     return "\n".join([aligned(headers), "  ".join("-" * w for w in widths), *map(aligned, rows)])
 
 
@@ -342,7 +432,9 @@ def shown_columns(table: pd.DataFrame, always: Sequence[str]) -> tuple[list[str]
     return shown, same
 
 
-def format_table(table: pd.DataFrame, fmt: str = "table", always: Sequence[str] | None = None) -> str:
+def format_table(
+    table: pd.DataFrame, fmt: str = "table", always: Sequence[str] | None = None
+) -> str:
     """Text of an ``aggregate`` result: a terminal table, a Markdown table, or a tidy CSV.
 
     ``table`` and ``markdown`` show percentages (accuracy as ``mean ± ci95``); ``csv`` keeps the
@@ -362,8 +454,11 @@ def format_table(table: pd.DataFrame, fmt: str = "table", always: Sequence[str] 
         raise FewshotError(f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
     if fmt == "csv":
         return table.to_csv(index=False, lineterminator="\n", float_format="%.5f")
-    by, same = ([c for c in table.columns if c not in STATS], []) if always is None \
+    by, same = (
+        ([c for c in table.columns if c not in STATS], [])
+        if always is None
         else shown_columns(table, always)
+    )
     headers = [*by, "accuracy (%)", "runs", "episodes", "run std (%)", "seeds CI95 (%)"]
     rows = []
     for record in table.to_dict("records"):
@@ -371,16 +466,28 @@ def format_table(table: pd.DataFrame, fmt: str = "table", always: Sequence[str] 
         if not math.isnan(record["ci95"]):
             accuracy += f" ± {percent(record['ci95'])}"
         episodes = "" if math.isnan(record["episodes"]) else str(int(record["episodes"]))
-        rows.append([*(record[c] for c in by), accuracy, str(record["runs"]), episodes,
-                     percent(record["run_std"]), percent(record["seeds_ci95"])])
-    text = render(headers, rows, fmt, right=headers[len(by):]) + "\n"
+        rows.append(
+            [
+                *(record[c] for c in by),
+                accuracy,
+                str(record["runs"]),
+                episodes,
+                percent(record["run_std"]),
+                percent(record["seeds_ci95"]),
+            ]
+        )
+    text = render(headers, rows, fmt, right=headers[len(by) :]) + "\n"
     if same:
         text += ("\n" if fmt == "markdown" else "") + f"Every line: {', '.join(same)}.\n"
     return text
 
 
-def aggregate_files(patterns: Iterable[str | Path], by: Sequence[str] | None = None,
-                    fmt: str = "table", warn: Callable[[str], None] | None = None) -> str:
+def aggregate_files(
+    patterns: Iterable[str | Path],
+    by: Sequence[str] | None = None,
+    fmt: str = "table",
+    warn: Callable[[str], None] | None = None,
+) -> str:
     """Read, group and format evaluation CSVs in one call (what ``fewshot aggregate`` prints).
 
     ``by=None`` groups by the whole protocol and shows the columns that tell lines apart (see

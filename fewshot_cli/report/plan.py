@@ -55,13 +55,25 @@ def plan_commands(
     out_dir = Path(out_dir)
     commands = []
     # Planned as if nothing were done: the plan does not depend on what already ran.
-    for training in plan_trainings(out_dir, budget, algorithms, cells, split, seed_list(seeds),
-                                   csv_paths=[]):
-        args = [program, "reproduce", "--budget", budget.name, "--out", str(out_dir),
-                "--algorithms", training.config.algorithm,
-                "--cells", ",".join(test.cell.name for test in training.tests),
-                "--seed", str(training.config.seed),
-                "--csv", str(out_dir / PLAN_CSVS / f"{training.name}.csv")]
+    for training in plan_trainings(
+        out_dir, budget, algorithms, cells, split, seed_list(seeds), csv_paths=[]
+    ):
+        args = [
+            program,
+            "reproduce",
+            "--budget",
+            budget.name,
+            "--out",
+            str(out_dir),
+            "--algorithms",
+            training.config.algorithm,
+            "--cells",
+            ",".join(test.cell.name for test in training.tests),
+            "--seed",
+            str(training.config.seed),
+            "--csv",
+            str(out_dir / PLAN_CSVS / f"{training.name}.csv"),
+        ]
         args += ["--split", split] if split else []
         args += ["--split-dir", str(split_dir)] if split_dir else []
         args += ["--data-root", str(data_root)] if data_root else []
@@ -70,17 +82,30 @@ def plan_commands(
     return commands
 
 
-def report_command(out_dir: str | Path, budget: str | Budget = "quick",
-                   algorithms: Iterable[str] | None = None, cells: Iterable[str] | None = None,
-                   split: str | None = None, seeds: int = 1, program: str = PROGRAM) -> str:
+def report_command(
+    out_dir: str | Path,
+    budget: str | Budget = "quick",
+    algorithms: Iterable[str] | None = None,
+    cells: Iterable[str] | None = None,
+    split: str | None = None,
+    seeds: int = 1,
+    program: str = PROGRAM,
+) -> str:
     """The ``reproduce --report`` command that merges what ``plan_commands`` wrote.
 
     Example:
         >>> report_command("grid", "cpu", seeds=3)
         'fewshot reproduce --report --budget cpu --out grid --seeds 3'
     """
-    args = [program, "reproduce", "--report", "--budget", get_budget(budget).name,
-            "--out", str(out_dir)]
+    args = [
+        program,
+        "reproduce",
+        "--report",
+        "--budget",
+        get_budget(budget).name,
+        "--out",
+        str(out_dir),
+    ]
     for algorithm in algorithms or ():
         args += ["--algorithms", algorithm]
     args += ["--cells", ",".join(cells)] if cells else []

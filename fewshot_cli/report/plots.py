@@ -23,10 +23,22 @@ def colors_of(algorithm: str) -> dict:
     from fewshot_cli.algorithms import registry
 
     return dict(registry.get(algorithm).colors) if algorithm in registry.NAMES else UNKNOWN_COLORS
+
+
 FIGURE_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}  # matplotlib's name for each
 # Our bars: a strong colour per protocol.
-PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
-           "#17becf", "#bcbd22", "#7f7f7f")
+PALETTE = (
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#9467bd",
+    "#ff7f0e",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#bcbd22",
+    "#7f7f7f",
+)
 
 
 def read_curve(run_dir: str | Path) -> pd.DataFrame:
@@ -64,8 +76,10 @@ def figure_format(out: str | Path) -> str:
     """
     suffix = Path(out).suffix.lower()
     if suffix not in FIGURE_FORMATS:
-        raise FewshotError(f"cannot write {out}: name a {', '.join(FIGURE_FORMATS)} file "
-                           f"(the format follows the extension)")
+        raise FewshotError(
+            f"cannot write {out}: name a {', '.join(FIGURE_FORMATS)} file "
+            f"(the format follows the extension)"
+        )
     return FIGURE_FORMATS[suffix]
 
 
@@ -102,8 +116,9 @@ def read_losses(run_dir: str | Path) -> pd.DataFrame | None:
     return rows if not rows.empty else None
 
 
-def plot_curves(run_dirs: Iterable[str | Path], out: str | Path,
-                warn: Callable[[str], None] | None = None) -> Path:
+def plot_curves(
+    run_dirs: Iterable[str | Path], out: str | Path, warn: Callable[[str], None] | None = None
+) -> Path:
     """Training loss by iteration, and validation accuracy by iteration and by wall-clock time.
 
     One colour per run. The loss panel (from ``iterations.csv``: each iteration's loss, faint,
@@ -156,25 +171,47 @@ def plot_curves(run_dirs: Iterable[str | Path], out: str | Path,
         color = f"C{index % 10}"
         if losses is not None:
             window = max(1, len(losses) // 50)
-            loss_axes.plot(losses["iteration"], losses["train_loss"], color=color, alpha=0.25,
-                           linewidth=0.6)
-            loss_axes.plot(losses["iteration"],
-                           losses["train_loss"].rolling(window, min_periods=1).mean(),
-                           color=color, label=label)
+            loss_axes.plot(
+                losses["iteration"], losses["train_loss"], color=color, alpha=0.25, linewidth=0.6
+            )
+            loss_axes.plot(
+                losses["iteration"],
+                losses["train_loss"].rolling(window, min_periods=1).mean(),
+                color=color,
+                label=label,
+            )
         if log is not None:
             marker = "o" if len(log) < 30 else None
-            by_iteration.plot(log["iteration"], 100 * log["val_accuracy"], marker=marker,
-                              markersize=3, color=color, label=label)
-            by_time.plot(log["elapsed_seconds"] / 60, 100 * log["val_accuracy"], marker=marker,
-                         markersize=3, color=color, label=label)
-    by_iteration.set(xlabel="iteration (meta-iteration or episode)", ylabel="validation accuracy (%)",
-                     title="Validation accuracy by iteration")
+            by_iteration.plot(
+                log["iteration"],
+                100 * log["val_accuracy"],
+                marker=marker,
+                markersize=3,
+                color=color,
+                label=label,
+            )
+            by_time.plot(
+                log["elapsed_seconds"] / 60,
+                100 * log["val_accuracy"],
+                marker=marker,
+                markersize=3,
+                color=color,
+                label=label,
+            )
+    by_iteration.set(
+        xlabel="iteration (meta-iteration or episode)",
+        ylabel="validation accuracy (%)",
+        title="Validation accuracy by iteration",
+    )
     by_time.set(xlabel="wall-clock time (minutes)", title="Validation accuracy by training time")
     for axes in (by_iteration, by_time):
         axes.grid(alpha=0.3)
     if loss_axes is not None:
-        loss_axes.set(xlabel="iteration (meta-iteration or episode)", ylabel="training loss",
-                      title="Training loss (faint: each iteration; line: moving average)")
+        loss_axes.set(
+            xlabel="iteration (meta-iteration or episode)",
+            ylabel="training loss",
+            title="Training loss (faint: each iteration; line: moving average)",
+        )
         loss_axes.grid(alpha=0.3)
         loss_axes.legend(fontsize="small")
     if by_iteration.lines:
@@ -182,8 +219,9 @@ def plot_curves(run_dirs: Iterable[str | Path], out: str | Path,
     return save(figure, out)
 
 
-def protocol_labels(table: pd.DataFrame, axis: tuple[str, ...] = ("test_ways", "test_shots")
-                    ) -> tuple[list[str], list[str]]:
+def protocol_labels(
+    table: pd.DataFrame, axis: tuple[str, ...] = ("test_ways", "test_shots")
+) -> tuple[list[str], list[str]]:
     """A legend label for each line of an ``aggregate`` table, and the values all lines share.
 
     A label names the algorithm (and MAML order) and every other protocol column whose value
@@ -211,11 +249,16 @@ def protocol_labels(table: pd.DataFrame, axis: tuple[str, ...] = ("test_ways", "
 def protocol_word(column: str, record: dict) -> str:
     """A short legend word for one protocol value: ``200 it``, ``BN running``, ``trained 5w1s``."""
     value = record[column]
-    words = {"split": f"{value} split", "split_part": f"{value} part",
-             "rotations": "rotations" if value == "True" else "no rotations",
-             "train_ways": f"trained {value}w{record.get('train_shots', '')}s",
-             "train_iterations": f"{value} it", "test_queries": f"{value} queries",
-             "inner_steps_test": f"{value} steps", "bn_mode": f"BN {value}"}
+    words = {
+        "split": f"{value} split",
+        "split_part": f"{value} part",
+        "rotations": "rotations" if value == "True" else "no rotations",
+        "train_ways": f"trained {value}w{record.get('train_shots', '')}s",
+        "train_iterations": f"{value} it",
+        "test_queries": f"{value} queries",
+        "inner_steps_test": f"{value} steps",
+        "bn_mode": f"BN {value}",
+    }
     return words.get(column, f"{column} {value}")
 
 
@@ -239,26 +282,46 @@ def accuracy_bars(table: pd.DataFrame) -> tuple[list[tuple[str, str]], list[tupl
     colors = {}
     for label in labels:
         colors.setdefault(label, PALETTE[len(colors) % len(PALETTE)])
-    cells = sorted(dict.fromkeys(zip(table["test_ways"], table["test_shots"])),
-                   key=lambda cell: (natural_key(cell[0]), natural_key(cell[1])))
+    cells = sorted(
+        dict.fromkeys(zip(table["test_ways"], table["test_shots"])),
+        key=lambda cell: (natural_key(cell[0]), natural_key(cell[1])),
+    )
     bars = []
     for index, (ways, shots) in enumerate(cells):
         here = (table["test_ways"] == ways) & (table["test_shots"] == shots)
-        for label, record in zip([name for name, h in zip(labels, here) if h],
-                                 table[here].to_dict("records")):
+        for label, record in zip(
+            [name for name, h in zip(labels, here) if h], table[here].to_dict("records")
+        ):
             ci = record["ci95"]
-            bars.append((index, label, 100 * record["accuracy_mean"],
-                         0.0 if math.isnan(ci) else 100 * ci, colors[label], ""))
+            bars.append(
+                (
+                    index,
+                    label,
+                    100 * record["accuracy_mean"],
+                    0.0 if math.isnan(ci) else 100 * ci,
+                    colors[label],
+                    "",
+                )
+            )
         for algorithm in dict.fromkeys(table[here]["algorithm"]):
             key = (algorithm, int(natural_key(ways)[1]), int(natural_key(shots)[1]))
             if key in PUBLISHED:
-                bars.append((index, f"{algorithm} (paper)", PUBLISHED[key], 0.0,
-                             colors_of(algorithm)["paper"], "//"))
+                bars.append(
+                    (
+                        index,
+                        f"{algorithm} (paper)",
+                        PUBLISHED[key],
+                        0.0,
+                        colors_of(algorithm)["paper"],
+                        "//",
+                    )
+                )
     return cells, bars, shared
 
 
-def plot_accuracy(csv_patterns: Iterable[str | Path], out: str | Path,
-                  warn: Callable[[str], None] | None = None) -> Path:
+def plot_accuracy(
+    csv_patterns: Iterable[str | Path], out: str | Path, warn: Callable[[str], None] | None = None
+) -> Path:
     """Test accuracy with 95% CI error bars per grid cell, ours beside the published numbers.
 
     Rows are grouped as ``fewshot aggregate`` groups them (by the whole protocol: split and part,
@@ -284,29 +347,48 @@ def plot_accuracy(csv_patterns: Iterable[str | Path], out: str | Path,
     table = aggregate(read_results(csv_patterns), by=DEFAULT_BY, warn=warn)
     cells, bars, shared = accuracy_bars(table)
     legend_lines = len({b[1] for b in bars})
-    figure = Figure(figsize=(max(7.0, 2.4 * len(cells) + 2), 4.5 + 0.2 * legend_lines),
-                    layout="constrained")
+    figure = Figure(
+        figsize=(max(7.0, 2.4 * len(cells) + 2), 4.5 + 0.2 * legend_lines), layout="constrained"
+    )
     axes = figure.subplots()
     per_cell = {i: [b for b in bars if b[0] == i] for i in range(len(cells))}
     width = 0.8 / max(len(v) for v in per_cell.values())
     for index, group in per_cell.items():
         for slot, (_, _name, height, ci, color, hatch) in enumerate(group):
             x = index + (slot - (len(group) - 1) / 2) * width
-            axes.bar(x, height, width * 0.95, yerr=ci or None, capsize=4, color=color,
-                     hatch=hatch, edgecolor="#444444", linewidth=0.6)
+            axes.bar(
+                x,
+                height,
+                width * 0.95,
+                yerr=ci or None,
+                capsize=4,
+                color=color,
+                hatch=hatch,
+                edgecolor="#444444",
+                linewidth=0.6,
+            )
             axes.text(x, height + ci + 0.3, f"{height:.1f}", ha="center", va="bottom", fontsize=8)
     heights = [b[2] - b[3] for b in bars]
     axes.set_ylim(max(0.0, min(heights) - 5), 101.5)
     axes.set_xticks(range(len(cells)), [f"{w}-way {s}-shot" for w, s in cells])
     axes.set_ylabel("test accuracy (%)")
-    axes.set_title("Omniglot test accuracy, ours (95% CI) and published"
-                   + (f"\nevery bar of ours: {', '.join(shared)}" if shared else ""),
-                   fontsize="medium")
+    axes.set_title(
+        "Omniglot test accuracy, ours (95% CI) and published"
+        + (f"\nevery bar of ours: {', '.join(shared)}" if shared else ""),
+        fontsize="medium",
+    )
     axes.grid(axis="y", alpha=0.3)
     legend = {}
     for _, name, _, _, color, hatch in bars:
-        legend.setdefault(name, Patch(facecolor=color, hatch=hatch, edgecolor="#444444", label=name))
+        legend.setdefault(
+            name, Patch(facecolor=color, hatch=hatch, edgecolor="#444444", label=name)
+        )
     # Below the bars: long protocol labels must not squeeze the axes.
-    axes.legend(handles=list(legend.values()), fontsize="small", loc="upper center",
-                bbox_to_anchor=(0.5, -0.1), ncols=1 if len(legend) > 6 else 2)
+    axes.legend(
+        handles=list(legend.values()),
+        fontsize="small",
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.1),
+        ncols=1 if len(legend) > 6 else 2,
+    )
     return save(figure, out)

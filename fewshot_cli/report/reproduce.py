@@ -55,8 +55,11 @@ from fewshot_cli.run.checkpoint import CONFIG, LAST, load_checkpoint, read_confi
 from fewshot_cli.run.config import TrainConfig
 
 # Published test accuracies (%) on Omniglot, by (algorithm, ways, shots), and their sources.
-PUBLISHED = {(a.name, ways, shots): value for a in registry.algorithms()
-             for (ways, shots), value in a.published.accuracy.items()}
+PUBLISHED = {
+    (a.name, ways, shots): value
+    for a in registry.algorithms()
+    for (ways, shots), value in a.published.accuracy.items()
+}
 PUBLISHED_SOURCES = {a.name: a.published.source for a in registry.algorithms()}
 GRID = ("5w1s", "5w5s", "20w1s", "20w5s")
 TEST_QUERIES = 15
@@ -89,15 +92,18 @@ def settings_of(budget: str) -> dict[str, BudgetSettings]:
 
 
 # Each algorithm's settings (and the speeds measured behind them) live in its module.
-BUDGETS = {b.name: b for b in (
-    # The README's first job: a few minutes on 2 cores, 5-way 1-shot only.
-    Budget("quick", ("5w1s",), settings_of("quick"), val_every=10**9, val_episodes=20),
-    # About 2 hours on 2 cores (1.94 h estimated from timed steps by benchmarks.budget, with
-    # validation 3 min and testing with the papers' episode counts 14 min).
-    Budget("cpu", GRID, settings_of("cpu"), val_every=100, val_episodes=50),
-    # The papers' lengths, for a GPU.
-    Budget("paper", GRID, settings_of("paper"), val_every=500, val_episodes=100),
-)}
+BUDGETS = {
+    b.name: b
+    for b in (
+        # The README's first job: a few minutes on 2 cores, 5-way 1-shot only.
+        Budget("quick", ("5w1s",), settings_of("quick"), val_every=10**9, val_episodes=20),
+        # About 2 hours on 2 cores (1.94 h estimated from timed steps by benchmarks.budget, with
+        # validation 3 min and testing with the papers' episode counts 14 min).
+        Budget("cpu", GRID, settings_of("cpu"), val_every=100, val_episodes=50),
+        # The papers' lengths, for a GPU.
+        Budget("paper", GRID, settings_of("paper"), val_every=500, val_episodes=100),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -122,7 +128,9 @@ def parse_cell(text: str) -> tuple[int, int]:
     """
     match = re.fullmatch(r"\s*(\d+)\s*w\s*(\d+)\s*s\s*", str(text).lower())
     if not match or int(match[1]) < 2 or int(match[2]) < 1:
-        raise FewshotError(f"bad cell '{text}': write WAYSwSHOTSs with at least 2 ways, e.g. 5w1s or 20w5s")
+        raise FewshotError(
+            f"bad cell '{text}': write WAYSwSHOTSs with at least 2 ways, e.g. 5w1s or 20w5s"
+        )
     return int(match[1]), int(match[2])
 
 
@@ -135,8 +143,9 @@ def get_budget(budget: str | Budget) -> Budget:
     return BUDGETS[budget]
 
 
-def plan_cells(budget: Budget, algorithms: Iterable[str] | None = None,
-               cells: Iterable[str] | None = None) -> list[Cell]:
+def plan_cells(
+    budget: Budget, algorithms: Iterable[str] | None = None, cells: Iterable[str] | None = None
+) -> list[Cell]:
     """The cells to run: ``algorithms`` x ``cells`` (default: the budget's algorithms x cells)."""
     algorithms = list(dict.fromkeys(algorithms or budget.algorithms))
     for algorithm in algorithms:
@@ -158,17 +167,41 @@ def training_for(cell: Cell, budget: Budget, split: str, val_ways: int) -> tuple
     options = {"ways": cell.ways, **settings.options_for(cell.ways, cell.shots)}
     if "ways" in settings.options:
         options.setdefault("test_ways", val_ways)
-    config = TrainConfig(cell.algorithm, shots=cell.shots,
-                         iterations=settings.iterations_for(cell.ways, cell.shots),
-                         split=split, rotations=split != "vinyals", val_every=budget.val_every,
-                         val_episodes=budget.val_episodes, test_queries=TEST_QUERIES, **options)
+    config = TrainConfig(
+        cell.algorithm,
+        shots=cell.shots,
+        iterations=settings.iterations_for(cell.ways, cell.shots),
+        split=split,
+        rotations=split != "vinyals",
+        val_every=budget.val_every,
+        val_episodes=budget.val_episodes,
+        test_queries=TEST_QUERIES,
+        **options,
+    )
     return f"{cell.algorithm}-{config.ways}w{cell.shots}s", config
 
 
 # What makes two trainings the same (validation and paths may differ).
-TRAINING_FIELDS = ("algorithm", "ways", "shots", "queries", "iterations", "split", "split_seed",
-                   "rotations", "seed", "backbone", "lr", "lr_halve_every", "inner_lr",
-                   "inner_steps", "meta_batch", "first_order", "bn_running_stats", "engine")
+TRAINING_FIELDS = (
+    "algorithm",
+    "ways",
+    "shots",
+    "queries",
+    "iterations",
+    "split",
+    "split_seed",
+    "rotations",
+    "seed",
+    "backbone",
+    "lr",
+    "lr_halve_every",
+    "inner_lr",
+    "inner_steps",
+    "meta_batch",
+    "first_order",
+    "bn_running_stats",
+    "engine",
+)
 
 
 def check_same_training(run_dir: Path, config: TrainConfig) -> None:
@@ -180,23 +213,36 @@ def check_same_training(run_dir: Path, config: TrainConfig) -> None:
         field = differ[0]
         raise FewshotError(
             f"{run_dir} was trained with {field}={getattr(stored, field)}, not "
-            f"{getattr(planned, field)} (another budget or split?); use another --out directory")
+            f"{getattr(planned, field)} (another budget or split?); use another --out directory"
+        )
 
 
 # Training fields that a CSV row records itself, and their columns. The rest of
 # TRAINING_FIELDS is read from the row's run directory, whose config.json holds them all.
-ROW_TRAINING_COLUMNS = {"algorithm": "algorithm", "ways": "train_ways", "shots": "train_shots",
-                        "queries": "train_queries", "iterations": "train_iterations",
-                        "split": "split", "backbone": "backbone"}
+ROW_TRAINING_COLUMNS = {
+    "algorithm": "algorithm",
+    "ways": "train_ways",
+    "shots": "train_shots",
+    "queries": "train_queries",
+    "iterations": "train_iterations",
+    "split": "split",
+    "backbone": "backbone",
+}
 
 
 def cell_protocol(cell: Cell, episodes: int) -> dict[str, str]:
     """The CSV columns of the test protocol a reproduction gives ``cell``, as the CSV holds them."""
     from fewshot_cli.run.evaluation import resolve_bn_mode
 
-    return {"test_ways": str(cell.ways), "test_shots": str(cell.shots),
-            "test_queries": str(TEST_QUERIES), "episodes": str(episodes), "seed": str(TEST_SEED),
-            "split_part": "test", "bn_mode": resolve_bn_mode(cell.algorithm)}
+    return {
+        "test_ways": str(cell.ways),
+        "test_shots": str(cell.shots),
+        "test_queries": str(TEST_QUERIES),
+        "episodes": str(episodes),
+        "seed": str(TEST_SEED),
+        "split_part": "test",
+        "bn_mode": resolve_bn_mode(cell.algorithm),
+    }
 
 
 def csv_rows(csv_paths: Path | Iterable[Path]) -> list[dict[str, str]]:
@@ -205,8 +251,9 @@ def csv_rows(csv_paths: Path | Iterable[Path]) -> list[dict[str, str]]:
     return [row for path in paths if path.exists() for row in read_csv(path).to_dict("records")]
 
 
-def is_done(rows: list[dict[str, str]], run_dir: Path, config: TrainConfig,
-            protocol: dict[str, str]) -> bool:
+def is_done(
+    rows: list[dict[str, str]], run_dir: Path, config: TrainConfig, protocol: dict[str, str]
+) -> bool:
     """Whether one of ``rows`` tested the training ``config`` of ``run_dir`` with ``protocol``.
 
     A row counts when it names ``run_dir``, records the planned training and the planned test
@@ -220,8 +267,11 @@ def is_done(rows: list[dict[str, str]], run_dir: Path, config: TrainConfig,
         # False
     """
     planned = config.resolved()
-    wanted = {"run_id": run_dir.name, **protocol,
-              **{column: str(getattr(planned, field)) for field, column in ROW_TRAINING_COLUMNS.items()}}
+    wanted = {
+        "run_id": run_dir.name,
+        **protocol,
+        **{column: str(getattr(planned, field)) for field, column in ROW_TRAINING_COLUMNS.items()},
+    }
     if not any(all(row.get(k) == v for k, v in wanted.items()) for row in rows):
         return False
     try:
@@ -235,8 +285,11 @@ def result_csvs(out_dir: str | Path) -> list[Path]:
     """Every evaluation CSV of a reproduction folder: ``eval.csv`` (what ``reproduce`` writes)
     and ``csv/*.csv`` (one per command of ``reproduce --plan``), those that exist."""
     out_dir = Path(out_dir)
-    return [p for p in [out_dir / "eval.csv", *sorted((out_dir / PLAN_CSVS).glob("*.csv"))]
-            if p.is_file()]
+    return [
+        p
+        for p in [out_dir / "eval.csv", *sorted((out_dir / PLAN_CSVS).glob("*.csv"))]
+        if p.is_file()
+    ]
 
 
 @dataclass(frozen=True)
@@ -292,10 +345,15 @@ def seed_list(seeds: int | Iterable[int]) -> list[int]:
     return seeds
 
 
-def plan_trainings(out_dir: Path, budget: Budget, algorithms: Iterable[str] | None = None,
-                   cells: Iterable[str] | None = None, split: str | None = None,
-                   seeds: int | Iterable[int] = 1,
-                   csv_paths: Iterable[Path] | None = None) -> list[Training]:
+def plan_trainings(
+    out_dir: Path,
+    budget: Budget,
+    algorithms: Iterable[str] | None = None,
+    cells: Iterable[str] | None = None,
+    split: str | None = None,
+    seeds: int | Iterable[int] = 1,
+    csv_paths: Iterable[Path] | None = None,
+) -> list[Training]:
     """The trainings of a reproduction, each with its tests, for every seed (seed by seed).
 
     A training serving several cells is validated at the fewest ways it is tested at, so a
@@ -313,8 +371,9 @@ def plan_trainings(out_dir: Path, budget: Budget, algorithms: Iterable[str] | No
     splits = {c.algorithm: split or registry.get(c.algorithm).paper_split for c in plan}
     served: dict[str, list[Cell]] = {}  # training name (which does not depend on val_ways)
     for cell in plan:
-        served.setdefault(training_for(cell, budget, splits[cell.algorithm], cell.ways)[0],
-                          []).append(cell)
+        served.setdefault(
+            training_for(cell, budget, splits[cell.algorithm], cell.ways)[0], []
+        ).append(cell)
     val_ways = {cell: min(c.ways for c in cells) for cells in served.values() for cell in cells}
     trainings: dict[str, tuple[TrainConfig, list[Test]]] = {}
     seeds = seed_list(seeds)
@@ -326,8 +385,9 @@ def plan_trainings(out_dir: Path, budget: Budget, algorithms: Iterable[str] | No
             name += f"-seed{seed}" if seed else ""
             episodes = budget.algorithms[cell.algorithm].test_episodes
             done = is_done(rows, out_dir / "runs" / name, config, cell_protocol(cell, episodes))
-            test = Test(cell, seed, len(plan) * seeds.index(seed) + plan.index(cell) + 1,
-                        episodes, done)
+            test = Test(
+                cell, seed, len(plan) * seeds.index(seed) + plan.index(cell) + 1, episodes, done
+            )
             trainings.setdefault(name, (config, []))[1].append(test)
     for name, (config, tests) in trainings.items():
         if not all(t.done for t in tests) and (out_dir / "runs" / name / CONFIG).is_file():
@@ -339,14 +399,24 @@ def plan_trainings(out_dir: Path, budget: Budget, algorithms: Iterable[str] | No
 def title(test: Test, total: int, seeds: int) -> str:
     """``[3/8] maml 20-way 1-shot`` (``seed 1`` added when several seeds are planned)."""
     cell = test.cell
-    return (f"[{test.number}/{total}] {cell.algorithm} {cell.ways}-way {cell.shots}-shot"
-            + (f" seed {test.seed}" if seeds > 1 or test.seed else ""))
+    return f"[{test.number}/{total}] {cell.algorithm} {cell.ways}-way {cell.shots}-shot" + (
+        f" seed {test.seed}" if seeds > 1 or test.seed else ""
+    )
 
 
-def run_training(training: Training, out_dir: Path, csv_path: Path, total: int, seeds: int,
-                 data=None, data_root: str | Path | None = None, split_dir: str | Path | None = None,
-                 device: str = "auto", progress: bool = False,
-                 echo: Callable[[str], None] = print) -> None:
+def run_training(
+    training: Training,
+    out_dir: Path,
+    csv_path: Path,
+    total: int,
+    seeds: int,
+    data=None,
+    data_root: str | Path | None = None,
+    split_dir: str | Path | None = None,
+    device: str = "auto",
+    progress: bool = False,
+    echo: Callable[[str], None] = print,
+) -> None:
     """Train (or resume) one training of the plan and run its tests not yet done.
 
     The unit ``reproduce`` runs in order, or in worker processes with ``--jobs`` (which pass
@@ -365,8 +435,12 @@ def run_training(training: Training, out_dir: Path, csv_path: Path, total: int, 
     if data is None:
         data = load_omniglot(data_root, progress=progress)
     run_dir = out_dir / "runs" / training.name
-    config = dataclasses.replace(training.config, device=device, data_root=str(data.root),
-                                 split_dir=str(split_dir) if split_dir else None)
+    config = dataclasses.replace(
+        training.config,
+        device=device,
+        data_root=str(data.root),
+        split_dir=str(split_dir) if split_dir else None,
+    )
     for test in tests:
         cell, name = test.cell, title(test, total, seeds)
         trained = load_checkpoint(run_dir / LAST)["iteration"] if (run_dir / LAST).is_file() else 0
@@ -376,17 +450,29 @@ def run_training(training: Training, out_dir: Path, csv_path: Path, total: int, 
             try:
                 train(config, run_dir, resume=trained > 0, data=data, progress=progress)
             except TrainingInterrupted as exc:
-                raise TrainingInterrupted(f"{exc}, or rerun this reproduce command",
-                                          exc.signum) from None
+                raise TrainingInterrupted(
+                    f"{exc}, or rerun this reproduce command", exc.signum
+                ) from None
         else:
             echo(f"{name}: {run_dir} already trained")
         echo(f"{name}: testing on {test.episodes} episodes")
-        _, row = evaluate_run(run_dir, csv_path, ways=cell.ways, shots=cell.shots,
-                              queries=TEST_QUERIES, episodes=test.episodes, seed=TEST_SEED,
-                              data=data, device=device, progress=progress)
+        _, row = evaluate_run(
+            run_dir,
+            csv_path,
+            ways=cell.ways,
+            shots=cell.shots,
+            queries=TEST_QUERIES,
+            episodes=test.episodes,
+            seed=TEST_SEED,
+            data=data,
+            device=device,
+            progress=progress,
+        )
         published = PUBLISHED.get((cell.algorithm, cell.ways, cell.shots))
-        echo(f"{name}: {format_accuracy(row)}"
-             + (f" (published {published}%)" if published is not None else ""))
+        echo(
+            f"{name}: {format_accuracy(row)}"
+            + (f" (published {published}%)" if published is not None else "")
+        )
 
 
 def reproduce(
@@ -479,24 +565,53 @@ def reproduce(
     common = dict(total=len(tests), seeds=n_seeds, split_dir=split_dir)
     if jobs == 1 or len(todo) <= 1:
         for training in todo:
-            run_training(training, out_dir, csv_path, data=data, device=device,
-                         progress=progress, echo=echo, **common)
+            run_training(
+                training,
+                out_dir,
+                csv_path,
+                data=data,
+                device=device,
+                progress=progress,
+                echo=echo,
+                **common,
+            )
     else:
         # Workers load the data themselves (from the tensor cache the line above filled).
-        run_jobs([(run_training_job, (training, out_dir, csv_path, str(data.root), common))
-                  for training in todo], min(jobs, len(todo)), device)
+        run_jobs(
+            [
+                (run_training_job, (training, out_dir, csv_path, str(data.root), common))
+                for training in todo
+            ],
+            min(jobs, len(todo)),
+            device,
+        )
     csvs = result_csvs(out_dir)
     return comparison(csvs + ([csv_path] if csv_path not in csvs else []))
 
 
-def run_training_job(training: Training, out_dir: Path, csv_path: Path, data_root: str,
-                     common: dict, device: str = "auto", echo: Callable[[str], None] = print) -> None:
+def run_training_job(
+    training: Training,
+    out_dir: Path,
+    csv_path: Path,
+    data_root: str,
+    common: dict,
+    device: str = "auto",
+    echo: Callable[[str], None] = print,
+) -> None:
     """``run_training`` in a worker process (``run.workers``), without progress bars."""
     from fewshot_cli.run.training import TrainingInterrupted
 
     try:
-        run_training(training, out_dir, csv_path, data_root=data_root, device=device,
-                     progress=False, echo=echo, **common)
+        run_training(
+            training,
+            out_dir,
+            csv_path,
+            data_root=data_root,
+            device=device,
+            progress=False,
+            echo=echo,
+            **common,
+        )
     except TrainingInterrupted as exc:
         echo(f"{training.name}: {exc}")
         raise
@@ -519,17 +634,35 @@ def comparison(csv_paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     """
     variants = list(registry.group_columns())
     paths = [csv_paths] if isinstance(csv_paths, (str, Path)) else list(csv_paths)
-    table = aggregate(read_results(paths),
-                      by=["algorithm", *variants, "split", "test_ways", "test_shots"])
-    table = table.assign(ways=[natural_key(w)[1] for w in table["test_ways"]],
-                         shots=[natural_key(s)[1] for s in table["test_shots"]])
+    table = aggregate(
+        read_results(paths), by=["algorithm", *variants, "split", "test_ways", "test_shots"]
+    )
+    table = table.assign(
+        ways=[natural_key(w)[1] for w in table["test_ways"]],
+        shots=[natural_key(s)[1] for s in table["test_shots"]],
+    )
     table["cell"] = [f"{w}w{s}s" for w, s in zip(table["test_ways"], table["test_shots"])]
-    table["published"] = [PUBLISHED.get((a, int(w), int(s)), float("nan"))
-                          for a, w, s in zip(table["algorithm"], table["ways"], table["shots"])]
+    table["published"] = [
+        PUBLISHED.get((a, int(w), int(s)), float("nan"))
+        for a, w, s in zip(table["algorithm"], table["ways"], table["shots"])
+    ]
     table["difference"] = 100 * table["accuracy_mean"] - table["published"]
-    return table[["algorithm", *variants, "split", "cell", "accuracy_mean", "ci95", "runs",
-                  "episodes", "run_std", "seeds_ci95", "published",
-                  "difference"]].reset_index(drop=True)
+    return table[
+        [
+            "algorithm",
+            *variants,
+            "split",
+            "cell",
+            "accuracy_mean",
+            "ci95",
+            "runs",
+            "episodes",
+            "run_std",
+            "seeds_ci95",
+            "published",
+            "difference",
+        ]
+    ].reset_index(drop=True)
 
 
 def format_comparison(table: pd.DataFrame, fmt: str = "table") -> str:
@@ -543,22 +676,45 @@ def format_comparison(table: pd.DataFrame, fmt: str = "table") -> str:
         print(format_comparison(comparison("results/quick/eval.csv"), "markdown"))
     """
     variants = list(registry.group_columns())
-    headers = ["algorithm", *variants, "split", "cell", "ours (%)", "runs", "episodes",
-               "published (%)", "ours - published"]
+    headers = [
+        "algorithm",
+        *variants,
+        "split",
+        "cell",
+        "ours (%)",
+        "runs",
+        "episodes",
+        "published (%)",
+        "ours - published",
+    ]
     rows = []
     for r in table.to_dict("records"):
         ci = r["seeds_ci95"] if r["runs"] > 1 else r["ci95"]
         ours = percent(r["accuracy_mean"]) + (f" ± {percent(ci)}" if pd.notna(ci) else "")
         known = pd.notna(r["published"])
-        rows.append([r["algorithm"], *(r[v] for v in variants), r["split"], r["cell"], ours,
-                     str(r["runs"]), str(int(r["episodes"])) if pd.notna(r["episodes"]) else "",
-                     f"{r['published']:.1f}" if known else "",
-                     f"{r['difference']:+.2f}" if known else ""])
-    notes = ["ours: mean ± 95% CI, across the runs' training seeds (Student t) where runs > 1, "
-             "across the test episodes of the one run otherwise"]
-    notes += [f"published: {name} -- {source}" for name, source in PUBLISHED_SOURCES.items()
-              if name in set(table["algorithm"])]
-    text = render(headers, rows, fmt, right=headers[headers.index("ours (%)"):])
+        rows.append(
+            [
+                r["algorithm"],
+                *(r[v] for v in variants),
+                r["split"],
+                r["cell"],
+                ours,
+                str(r["runs"]),
+                str(int(r["episodes"])) if pd.notna(r["episodes"]) else "",
+                f"{r['published']:.1f}" if known else "",
+                f"{r['difference']:+.2f}" if known else "",
+            ]
+        )
+    notes = [
+        "ours: mean ± 95% CI, across the runs' training seeds (Student t) where runs > 1, "
+        "across the test episodes of the one run otherwise"
+    ]
+    notes += [
+        f"published: {name} -- {source}"
+        for name, source in PUBLISHED_SOURCES.items()
+        if name in set(table["algorithm"])
+    ]
+    text = render(headers, rows, fmt, right=headers[headers.index("ours (%)") :])
     if fmt == "markdown":  # a list, or Markdown runs the lines into one paragraph
         return text + "\n\n" + "\n".join(f"- {note}" for note in notes) + "\n"
     return text + "\n" + "\n".join(notes) + "\n"

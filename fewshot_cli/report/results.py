@@ -23,11 +23,34 @@ def all_columns() -> list[str]:
     """Every row's columns: after ``algorithm``, each algorithm's own (empty in the rows of the
     other algorithms). Also ``COLUMNS``, computed when first read: it imports every algorithm's
     module (learn2learn), which ``predict``, importing this module, has no use for."""
-    return ["timestamp", "run_id", "algorithm", *registry.csv_columns(), "backbone", "dataset",
-            "split", "split_part", "rotations", "train_ways", "train_shots", "train_queries",
-            "test_ways", "test_shots", "test_queries", "train_iterations", "checkpoint_iteration",
-            "episodes", "seed", "train_seed", "bn_mode", "accuracy_mean", "ci95", "eval_seconds",
-            "checkpoint", "version"]
+    return [
+        "timestamp",
+        "run_id",
+        "algorithm",
+        *registry.csv_columns(),
+        "backbone",
+        "dataset",
+        "split",
+        "split_part",
+        "rotations",
+        "train_ways",
+        "train_shots",
+        "train_queries",
+        "test_ways",
+        "test_shots",
+        "test_queries",
+        "train_iterations",
+        "checkpoint_iteration",
+        "episodes",
+        "seed",
+        "train_seed",
+        "bn_mode",
+        "accuracy_mean",
+        "ci95",
+        "eval_seconds",
+        "checkpoint",
+        "version",
+    ]
 
 
 def __getattr__(name: str):
@@ -79,7 +102,9 @@ def append_row(path: str | Path, row: dict) -> None:
         existing = read_text(path)
         header = next(csv.reader([existing.splitlines()[0]]), []) if existing.strip() else []
         if header and not REQUIRED <= set(header):
-            raise FewshotError(f"{path} is not an evaluation CSV (no {', '.join(sorted(REQUIRED))} columns)")
+            raise FewshotError(
+                f"{path} is not an evaluation CSV (no {', '.join(sorted(REQUIRED))} columns)"
+            )
         columns = list(header or all_columns())  # a copy: extending it must not change `header`
         columns += [c for c in row if c not in columns]
         buffer = io.StringIO()

@@ -20,12 +20,14 @@ def split_summary(data: Omniglot, split: Split) -> pd.DataFrame:
     rows = []
     for part, classes in split.parts.items():
         characters = {c for c, _ in classes}
-        rows.append({
-            "split": split.name,
-            "part": part,
-            "alphabets": len({alphabets[c] for c in characters}),
-            "characters": len(characters),
-            "classes": len(classes),
-            "images": sum(images_per_character[c] for c, _ in classes),
-        })
+        rows.append(
+            {
+                "split": split.name,
+                "part": part,
+                "alphabets": len({alphabets[c] for c in characters}),
+                "characters": len(characters),
+                "classes": len(classes),
+                "images": sum(images_per_character[c] for c, _ in classes),
+            }
+        )
     return pd.DataFrame(rows)

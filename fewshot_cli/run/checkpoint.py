@@ -27,7 +27,9 @@ HEAD_BYTES = 512  # enough of a file to tell text from a checkpoint
 
 def save_config(run_dir: Path, config) -> None:
     """Write a dataclass configuration as ``config.json``."""
-    atomic_write_text(Path(run_dir) / CONFIG, json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+    atomic_write_text(
+        Path(run_dir) / CONFIG, json.dumps(dataclasses.asdict(config), indent=2) + "\n"
+    )
 
 
 def read_config(run_dir: Path) -> dict:
@@ -60,18 +62,27 @@ def load_failure(exc: Exception, head: bytes = b"") -> str:
     """
     text = str(exc)
     refused = "WeightsUnpickler error:" in text or "GLOBAL" in text
-    detail = first_line(text.split("WeightsUnpickler error:", 1)[-1] if "WeightsUnpickler error:" in text
-                        else next((line for line in text.splitlines() if "GLOBAL" in line), text))
+    detail = first_line(
+        text.split("WeightsUnpickler error:", 1)[-1]
+        if "WeightsUnpickler error:" in text
+        else next((line for line in text.splitlines() if "GLOBAL" in line), text)
+    )
     # torch's own first line suggests weights_only=False: the one thing not to do here.
     if refused and ("GLOBAL" in text or head.startswith(ZIP_MAGIC)):
-        return (f"it holds more than tensors and plain data, and loading it could run code "
-                f"({detail[:120]})")
+        return (
+            f"it holds more than tensors and plain data, and loading it could run code "
+            f"({detail[:120]})"
+        )
     if refused and head.startswith(PICKLE_MAGIC):
-        return (f"it is a Python pickle, not a torch.save checkpoint, and loading it could run "
-                f"code ({detail[:120]})")
+        return (
+            f"it is a Python pickle, not a torch.save checkpoint, and loading it could run "
+            f"code ({detail[:120]})"
+        )
     if head.startswith(ZIP_MAGIC) or head.startswith(PICKLE_MAGIC):
-        return (f"a damaged or truncated PyTorch checkpoint "
-                f"({type(exc).__name__}: {first_line(text)[:150]})")
+        return (
+            f"a damaged or truncated PyTorch checkpoint "
+            f"({type(exc).__name__}: {first_line(text)[:150]})"
+        )
     return f"not a PyTorch checkpoint at all ({describe_content(head)})"
 
 
@@ -165,5 +176,7 @@ def load_run(path: str | Path) -> tuple[TrainConfig, torch.nn.Module, Path, dict
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:
-        raise FewshotError(f"{checkpoint_path} does not fit the network of its config.json") from exc
+        raise FewshotError(
+            f"{checkpoint_path} does not fit the network of its config.json"
+        ) from exc
     return config, model, checkpoint_path, state

@@ -70,9 +70,14 @@ class TrainConfig:
         """A copy with every ``None`` replaced by the algorithm's default, validated."""
         algorithm = registry.get(self.algorithm)
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
-        registry.refuse_options(self.algorithm, {
-            name: "--" + name.replace("_", "-") for name in registry.own_options()
-            if getattr(self, name) != defaults[name]})
+        registry.refuse_options(
+            self.algorithm,
+            {
+                name: "--" + name.replace("_", "-")
+                for name in registry.own_options()
+                if getattr(self, name) != defaults[name]
+            },
+        )
         c = dataclasses.replace(self)
         if c.ways is None:
             c.ways = algorithm.default_ways
@@ -87,9 +92,20 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise a one-line error for an impossible configuration."""
-        positive = ["ways", "shots", "queries", "iterations", "test_ways", "test_shots",
-                    "test_queries", "val_every", "val_episodes", "inner_steps",
-                    "test_inner_steps", "meta_batch"]
+        positive = [
+            "ways",
+            "shots",
+            "queries",
+            "iterations",
+            "test_ways",
+            "test_shots",
+            "test_queries",
+            "val_every",
+            "val_episodes",
+            "inner_steps",
+            "test_inner_steps",
+            "meta_batch",
+        ]
         for name in positive:  # unset (None) ones are checked once resolved
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -105,12 +121,18 @@ class TrainConfig:
         if self.engine is not None and self.engine not in ENGINES:
             raise FewshotError(f"unknown engine '{self.engine}' (choose from {', '.join(ENGINES)})")
         if self.engine == "vmap" and self.bn_running_stats:
-            raise FewshotError("--engine vmap trains only networks whose BatchNorm keeps no running "
-                               "statistics; this run's does (use --engine l2l)")
+            raise FewshotError(
+                "--engine vmap trains only networks whose BatchNorm keeps no running "
+                "statistics; this run's does (use --engine l2l)"
+            )
         if self.backbone is not None and self.backbone not in BACKBONES:
-            raise FewshotError(f"unknown backbone '{self.backbone}' (choose from {', '.join(BACKBONES)})")
+            raise FewshotError(
+                f"unknown backbone '{self.backbone}' (choose from {', '.join(BACKBONES)})"
+            )
         if self.rotations and self.split == "vinyals":
-            raise FewshotError("--rotations does not apply to the vinyals split: its rotations are classes already")
+            raise FewshotError(
+                "--rotations does not apply to the vinyals split: its rotations are classes already"
+            )
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
@@ -150,9 +172,11 @@ def resume_config(stored: dict, given: dict) -> TrainConfig:
     for name, value in given.items():
         if name not in RESUME_MAY_CHANGE and value != getattr(run, name):
             option = f"--{name.replace('_', '-')}"
-            raise FewshotError(f"{option} cannot change when resuming: the run has "
-                               f"{name}={getattr(run, name)} (leave {option} out, or start a new "
-                               "run with --out)")
+            raise FewshotError(
+                f"{option} cannot change when resuming: the run has "
+                f"{name}={getattr(run, name)} (leave {option} out, or start a new "
+                "run with --out)"
+            )
     return dataclasses.replace(config, **{k: v for k, v in given.items() if k in RESUME_MAY_CHANGE})
 
 

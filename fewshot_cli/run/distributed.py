@@ -73,10 +73,13 @@ def check_split(algorithm: Any, config: Any, world: int) -> None:
         raise FewshotError(
             f"{algorithm.name} trains on 1 episode per iteration: nothing to split across "
             f"{world} processes (data parallelism splits the episodes of one iteration, e.g. a "
-            f"meta-batch of tasks)")
+            f"meta-batch of tasks)"
+        )
     option = " (--meta-batch)" if "meta_batch" in algorithm.options else ""
-    raise FewshotError(f"{per_step} episodes per iteration{option} do not split evenly across "
-                       f"{world} processes; use a multiple of {world}")
+    raise FewshotError(
+        f"{per_step} episodes per iteration{option} do not split evenly across "
+        f"{world} processes; use a multiple of {world}"
+    )
 
 
 @dataclass
@@ -125,8 +128,11 @@ class Parallel:
             try:
                 box = [("ok", produce())]
             except BaseException as exc:
-                message = str(exc) if isinstance(exc, FewshotError) else \
-                    f"rank 0 failed ({type(exc).__name__}: {exc})"
+                message = (
+                    str(exc)
+                    if isinstance(exc, FewshotError)
+                    else f"rank 0 failed ({type(exc).__name__}: {exc})"
+                )
                 dist.broadcast_object_list([("error", message)], 0, device=CPU)
                 raise
         else:
@@ -153,19 +159,27 @@ class Parallel:
             return
         # One all-reduce: every gradient (zeros where a rank has none) and a presence flag each,
         # so a parameter no episode of one rank touched still gets the others' gradient.
-        flat = torch.cat([
-            *(p.grad.reshape(-1) if p.grad is not None else torch.zeros_like(p).reshape(-1)
-              for p in params),
-            torch.tensor([p.grad is not None for p in params], dtype=params[0].dtype,
-                         device=params[0].device)])
+        flat = torch.cat(
+            [
+                *(
+                    p.grad.reshape(-1) if p.grad is not None else torch.zeros_like(p).reshape(-1)
+                    for p in params
+                ),
+                torch.tensor(
+                    [p.grad is not None for p in params],
+                    dtype=params[0].dtype,
+                    device=params[0].device,
+                ),
+            ]
+        )
         dist.all_reduce(flat)
         flat /= self.world
-        presence = flat[flat.numel() - len(params):].tolist()
+        presence = flat[flat.numel() - len(params) :].tolist()
         offset = 0
         for p, present in zip(params, presence):
             count = p.numel()
             if present > 0:
-                average = flat[offset:offset + count].view_as(p)
+                average = flat[offset : offset + count].view_as(p)
                 if p.grad is None:
                     p.grad = average.clone()
                 else:
@@ -174,13 +188,16 @@ class Parallel:
 
     def begin_step(self, model: torch.nn.Module) -> None:
         """Remember the BatchNorm running statistics before an iteration's forward passes."""
-        self._start = {module: (module.running_mean.detach().clone(),
-                                module.running_var.detach().clone(),
-                                int(module.num_batches_tracked))
-                       for module in batch_norms(model)}
+        self._start = {
+            module: (
+                module.running_mean.detach().clone(),
+                module.running_var.detach().clone(),
+                int(module.num_batches_tracked),
+            )
+            for module in batch_norms(model)
+        }
 
-    def end_step(self, model: torch.nn.Module, loss: float, accuracy: float,
-                 *flags: bool) -> tuple:
+    def end_step(self, model: torch.nn.Module, loss: float, accuracy: float, *flags: bool) -> tuple:
         """Merge an iteration's results across ranks; one collective.
 
         Returns:
@@ -192,10 +209,14 @@ class Parallel:
         modules = batch_norms(model)
         parts = [torch.tensor([loss, accuracy, *map(float, flags)], dtype=torch.float64)]
         for module in modules:
-            parts += [torch.tensor([float(module.num_batches_tracked) - self._start[module][2]],
-                                   dtype=torch.float64),
-                      module.running_mean.detach().double().cpu(),
-                      module.running_var.detach().double().cpu()]
+            parts += [
+                torch.tensor(
+                    [float(module.num_batches_tracked) - self._start[module][2]],
+                    dtype=torch.float64,
+                ),
+                module.running_mean.detach().double().cpu(),
+                module.running_var.detach().double().cpu(),
+            ]
         mine = torch.cat(parts).to(self.device)
         gathered = [torch.empty_like(mine) for _ in range(self.world)]
         dist.all_gather(gathered, mine)
@@ -206,26 +227,41 @@ class Parallel:
         for module in modules:
             channels = module.running_mean.numel()
             updates = table[:, offset]
-            means = table[:, offset + 1:offset + 1 + channels]
-            variances = table[:, offset + 1 + channels:offset + 1 + 2 * channels]
+            means = table[:, offset + 1 : offset + 1 + channels]
+            variances = table[:, offset + 1 + channels : offset + 1 + 2 * channels]
             offset += 1 + 2 * channels
             mean0, var0, count0 = self._start[module]
-            for buffer, start, ends in ((module.running_mean, mean0, means),
-                                        (module.running_var, var0, variances)):
-                buffer.copy_(chain_averages(start.double().cpu(), ends, updates, count0,
-                                            module.momentum).to(buffer))
+            for buffer, start, ends in (
+                (module.running_mean, mean0, means),
+                (module.running_var, var0, variances),
+            ):
+                buffer.copy_(
+                    chain_averages(start.double().cpu(), ends, updates, count0, module.momentum).to(
+                        buffer
+                    )
+                )
             module.num_batches_tracked.fill_(count0 + int(updates.sum().item()))
         return (loss, accuracy, *flags)
 
 
 def batch_norms(model: torch.nn.Module) -> list[torch.nn.Module]:
     """The BatchNorm layers of ``model`` that keep running statistics."""
-    return [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-            and m.track_running_stats and m.running_mean is not None]
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+        and m.track_running_stats
+        and m.running_mean is not None
+    ]
 
 
-def chain_averages(start: torch.Tensor, ends: torch.Tensor, updates: torch.Tensor, count0: int,
-                   momentum: float | None) -> torch.Tensor:
+def chain_averages(
+    start: torch.Tensor,
+    ends: torch.Tensor,
+    updates: torch.Tensor,
+    count0: int,
+    momentum: float | None,
+) -> torch.Tensor:
     """The running statistic after every rank's updates in rank order, from each rank's own.
 
     Each rank started at ``start`` and made ``updates[r]`` updates ending at ``ends[r]``. With a
@@ -257,8 +293,11 @@ def from_env() -> Parallel | None:
     world = int(os.environ.get("WORLD_SIZE", "1") or 1)
     if world <= 1:
         return None
-    return Parallel(rank=int(os.environ.get("RANK", "0")), world=world,
-                    local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    return Parallel(
+        rank=int(os.environ.get("RANK", "0")),
+        world=world,
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+    )
 
 
 @contextmanager
@@ -274,7 +313,9 @@ def joined(parallel: Parallel | None):
     try:
         dist.init_process_group(backend, timeout=TIMEOUT)
     except (RuntimeError, ValueError) as exc:
-        raise FewshotError(f"cannot join the torchrun process group: {str(exc).splitlines()[0]}") from exc
+        raise FewshotError(
+            f"cannot join the torchrun process group: {str(exc).splitlines()[0]}"
+        ) from exc
     try:
         yield parallel
     finally:

@@ -95,7 +95,9 @@ def running_statistics_problem(algorithm: str, model: torch.nn.Module) -> str | 
     return None
 
 
-def resolve_bn_mode(algorithm: str, bn_mode: str = "auto", model: torch.nn.Module | None = None) -> str:
+def resolve_bn_mode(
+    algorithm: str, bn_mode: str = "auto", model: torch.nn.Module | None = None
+) -> str:
     """The BatchNorm mode to evaluate with.
 
     ``auto`` is the algorithm's own mode (batch for MAML, running for ProtoNet: each paper's
@@ -108,18 +110,27 @@ def resolve_bn_mode(algorithm: str, bn_mode: str = "auto", model: torch.nn.Modul
     """
     mode = registry.get(algorithm).bn_mode if bn_mode == "auto" else bn_mode
     if mode not in BN_MODES:
-        raise FewshotError(f"unknown BatchNorm mode '{bn_mode}' (choose from auto, {', '.join(BN_MODES)})")
+        raise FewshotError(
+            f"unknown BatchNorm mode '{bn_mode}' (choose from auto, {', '.join(BN_MODES)})"
+        )
     problem = running_statistics_problem(algorithm, model) if mode == "running" and model else None
     if problem and bn_mode == "auto":
         return "batch"
     if problem:
-        raise FewshotError(f"--bn-mode running does not apply: {problem}; use --bn-mode batch "
-                           f"(each episode's own statistics)")
+        raise FewshotError(
+            f"--bn-mode running does not apply: {problem}; use --bn-mode batch "
+            f"(each episode's own statistics)"
+        )
     return mode
 
 
-def prepared_copy(algorithm: Algorithm, model: torch.nn.Module, ways: int, bn_mode: str,
-              device: torch.device | str) -> torch.nn.Module:
+def prepared_copy(
+    algorithm: Algorithm,
+    model: torch.nn.Module,
+    ways: int,
+    bn_mode: str,
+    device: torch.device | str,
+) -> torch.nn.Module:
     """A copy of ``model`` on ``device``, ready for ``ways``-way episodes in ``bn_mode``.
 
     ``model`` itself is left untouched (see the module docstring).
@@ -137,8 +148,9 @@ def refuse_test_steps(config: TrainConfig, steps: int | None, flag: str, run: ob
     """Refuse test adaptation ``steps`` (``flag`` on the command line) that a run cannot use."""
     if steps is None:
         return
-    registry.refuse_options(config.algorithm, {"test_inner_steps": flag},
-                            f"{run}, a {config.algorithm} run")
+    registry.refuse_options(
+        config.algorithm, {"test_inner_steps": flag}, f"{run}, a {config.algorithm} run"
+    )
     if steps < 1:
         raise FewshotError(f"{flag} must be at least 1 (got {steps})")
 
@@ -179,13 +191,22 @@ def evaluate(
 
     start = time.perf_counter()
     accuracies = []
-    with tqdm(total=episodes, desc="evaluating", unit="episode",
-              disable=None if progress else True, leave=False) as bar:  # None: terminal only
+    with tqdm(
+        total=episodes,
+        desc="evaluating",
+        unit="episode",
+        disable=None if progress else True,
+        leave=False,
+    ) as bar:  # None: terminal only
         for first in range(0, episodes, BATCH_EPISODES):
-            batch = [sampler[i].to(device) for i in range(first, min(first + BATCH_EPISODES,
-                                                                      episodes))]
-            logits = (algorithm.batch_logits(model, batch, config, mode, steps)
-                      if algorithm.batch_logits is not None else None)
+            batch = [
+                sampler[i].to(device) for i in range(first, min(first + BATCH_EPISODES, episodes))
+            ]
+            logits = (
+                algorithm.batch_logits(model, batch, config, mode, steps)
+                if algorithm.batch_logits is not None
+                else None
+            )
             if logits is None:  # one episode at a time
                 logits = [episode_logits(algorithm, model, e, config, steps) for e in batch]
             for episode, episode_logit in zip(batch, logits):
@@ -195,8 +216,13 @@ def evaluate(
     return EvalResult(accuracies, time.perf_counter() - start)
 
 
-def episode_logits(algorithm: Algorithm, model: torch.nn.Module, episode: Episode,
-                   config: TrainConfig, steps: int | None = None) -> torch.Tensor:
+def episode_logits(
+    algorithm: Algorithm,
+    model: torch.nn.Module,
+    episode: Episode,
+    config: TrainConfig,
+    steps: int | None = None,
+) -> torch.Tensor:
     """Logits ``[queries, ways]`` of ``episode``'s queries at test (``model``: a ``prepared_copy``).
 
     The adaptation (if any) runs with gradients; the queries are classified without. ``predict``
@@ -206,14 +232,21 @@ def episode_logits(algorithm: Algorithm, model: torch.nn.Module, episode: Episod
 
         predictions = episode_logits(algorithm, tested, episode, config).argmax(1)
     """
-    fitted = algorithm.classifier(model, episode.support, episode.support_labels, episode.ways,
-                                  config, steps=steps)
+    fitted = algorithm.classifier(
+        model, episode.support, episode.support_labels, episode.ways, config, steps=steps
+    )
     with torch.no_grad():
         return fitted(episode.query)
 
 
-def checkpoint_notices(checkpoint_path: Path, iteration: int, planned: int, model: torch.nn.Module,
-                       ways: int, steps: int) -> list[str]:
+def checkpoint_notices(
+    checkpoint_path: Path,
+    iteration: int,
+    planned: int,
+    model: torch.nn.Module,
+    ways: int,
+    steps: int,
+) -> list[str]:
     """What ``evaluate_run`` tells before testing: the checkpoint used, and a new head if any.
 
     Example::
@@ -224,13 +257,17 @@ def checkpoint_notices(checkpoint_path: Path, iteration: int, planned: int, mode
     what = {BEST: "best validation accuracy", LAST: "latest checkpoint"}.get(checkpoint_path.name)
     if checkpoint_path.name == LAST and not (checkpoint_path.parent / BEST).is_file():
         what = "latest checkpoint; the run has no best.pt"
-    lines = [f"evaluating {checkpoint_path} ({what + ', ' if what else ''}iteration {iteration} "
-             f"of {planned})"]
+    lines = [
+        f"evaluating {checkpoint_path} ({what + ', ' if what else ''}iteration {iteration} "
+        f"of {planned})"
+    ]
     head = getattr(model, "head", None)  # models that classify through a trained output layer
     if isinstance(head, torch.nn.Linear) and head.out_features != ways:
-        lines.append(f"the model was trained with a {head.out_features}-way head: a new "
-                     f"zero-initialised {ways}-way head is adapted on each episode's support set "
-                     f"({steps} steps)")
+        lines.append(
+            f"the model was trained with a {head.out_features}-way head: a new "
+            f"zero-initialised {ways}-way head is adapted on each episode's support set "
+            f"({steps} steps)"
+        )
     return lines
 
 
@@ -269,7 +306,9 @@ def evaluate_run(
     from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
 
     if episodes < 2:
-        raise FewshotError(f"--episodes must be at least 2, for a confidence interval (got {episodes})")
+        raise FewshotError(
+            f"--episodes must be at least 2, for a confidence interval (got {episodes})"
+        )
     if csv_path is not None:
         check_writable(csv_path)
     config, model, checkpoint_path, state = load_run(path)
@@ -281,29 +320,45 @@ def evaluate_run(
     if data is None:
         data = load_omniglot(data_root or config.data_root, progress=progress)
     split = make_split(data, config.split, config.split_seed, config.split_dir)
-    sampler = EpisodeSampler(meta_dataset(data, split, part), ways, shots, queries, seed=seed, part=part)
+    sampler = EpisodeSampler(
+        meta_dataset(data, split, part), ways, shots, queries, seed=seed, part=part
+    )
     if notice is not None:
         steps = inner_steps if inner_steps is not None else (config.test_inner_steps or 0)
-        for line in checkpoint_notices(checkpoint_path, state["iteration"], config.iterations,
-                                       model, ways, steps):
+        for line in checkpoint_notices(
+            checkpoint_path, state["iteration"], config.iterations, model, ways, steps
+        ):
             notice(line)
-    result = evaluate(config, model, sampler, episodes, mode, inner_steps, pick_device(device),
-                      progress)
+    result = evaluate(
+        config, model, sampler, episodes, mode, inner_steps, pick_device(device), progress
+    )
     row = {
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "run_id": checkpoint_path.parent.name,
         "algorithm": config.algorithm,
         **registry.get(config.algorithm).csv_values(config, inner_steps),
-        "backbone": config.backbone, "dataset": "omniglot", "split": config.split,
-        "split_part": part, "rotations": config.rotations or config.split == "vinyals",
-        "train_ways": config.ways, "train_shots": config.shots, "train_queries": config.queries,
-        "test_ways": ways, "test_shots": shots, "test_queries": queries,
+        "backbone": config.backbone,
+        "dataset": "omniglot",
+        "split": config.split,
+        "split_part": part,
+        "rotations": config.rotations or config.split == "vinyals",
+        "train_ways": config.ways,
+        "train_shots": config.shots,
+        "train_queries": config.queries,
+        "test_ways": ways,
+        "test_shots": shots,
+        "test_queries": queries,
         "train_iterations": config.iterations,
         # A best.pt (or a time-limited run) may stop short of the planned iterations.
         "checkpoint_iteration": state["iteration"],
-        "episodes": episodes, "seed": seed, "train_seed": config.seed,
-        "bn_mode": mode, "accuracy_mean": f"{result.mean:.5f}", "ci95": f"{result.ci95:.5f}",
-        "eval_seconds": f"{result.seconds:.2f}", "checkpoint": str(checkpoint_path),
+        "episodes": episodes,
+        "seed": seed,
+        "train_seed": config.seed,
+        "bn_mode": mode,
+        "accuracy_mean": f"{result.mean:.5f}",
+        "ci95": f"{result.ci95:.5f}",
+        "eval_seconds": f"{result.seconds:.2f}",
+        "checkpoint": str(checkpoint_path),
         "version": __version__,
     }
     if csv_path is not None:

@@ -152,8 +152,9 @@ def keep_iterations(run_dir: Path, upto: int) -> None:
                 if complete:
                     rows.append(row)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=ITERATION_COLUMNS, lineterminator="\n",
-                            extrasaction="ignore")
+    writer = csv.DictWriter(
+        buffer, fieldnames=ITERATION_COLUMNS, lineterminator="\n", extrasaction="ignore"
+    )
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(path, buffer.getvalue())
@@ -165,9 +166,13 @@ def append_iterations(run_dir: Path, rows: list[dict]) -> None:
         return
     try:
         with (Path(run_dir) / ITERATIONS).open("a", newline="") as handle:
-            csv.DictWriter(handle, fieldnames=ITERATION_COLUMNS, lineterminator="\n").writerows(rows)
+            csv.DictWriter(handle, fieldnames=ITERATION_COLUMNS, lineterminator="\n").writerows(
+                rows
+            )
     except OSError as exc:
-        raise FewshotError(f"cannot write {Path(run_dir) / ITERATIONS}: {exc.strerror or exc}") from exc
+        raise FewshotError(
+            f"cannot write {Path(run_dir) / ITERATIONS}: {exc.strerror or exc}"
+        ) from exc
     rows.clear()
 
 
@@ -230,13 +235,17 @@ def train(
             if state["algorithm"] != config.algorithm:
                 raise FewshotError(f"{run_dir / LAST} does not hold a {config.algorithm} model")
             if state["iteration"] > resolved.iterations:
-                raise FewshotError(f"{run_dir} has done {state['iteration']} iterations already, "
-                                   f"more than --iterations {resolved.iterations}: give more to "
-                                   f"extend it")
+                raise FewshotError(
+                    f"{run_dir} has done {state['iteration']} iterations already, "
+                    f"more than --iterations {resolved.iterations}: give more to "
+                    f"extend it"
+                )
         elif not overwrite and run_files(run_dir):
-            raise FewshotError(f"{run_dir} already holds a training run "
-                               f"({', '.join(run_files(run_dir))}); continue it with --resume "
-                               f"{run_dir}, replace it with --overwrite, or choose another --out")
+            raise FewshotError(
+                f"{run_dir} already holds a training run "
+                f"({', '.join(run_files(run_dir))}); continue it with --resume "
+                f"{run_dir}, replace it with --overwrite, or choose another --out"
+            )
         resolved = resolved.resolved()
         if parallel is not None:
             check_split(registry.get(resolved.algorithm), resolved, parallel.world)
@@ -253,15 +262,25 @@ def train(
         device = parallel.device_for(device)
         progress = progress and main
     if data is None:
-        data = load_omniglot(local_root or config.data_root, download=download,
-                             progress=progress)
+        data = load_omniglot(local_root or config.data_root, download=download, progress=progress)
     split = make_split(data, config.split, config.split_seed, config.split_dir)
-    train_sampler = EpisodeSampler(meta_dataset(data, split, "train"), config.ways, config.shots,
-                                   config.queries, seed=config.seed, rotate=config.rotations,
-                                   part="train")
-    val_sampler = EpisodeSampler(meta_dataset(data, split, "val"), config.test_ways,
-                                 config.test_shots, config.test_queries,
-                                 seed=config.seed + VAL_SEED_OFFSET, part="val")
+    train_sampler = EpisodeSampler(
+        meta_dataset(data, split, "train"),
+        config.ways,
+        config.shots,
+        config.queries,
+        seed=config.seed,
+        rotate=config.rotations,
+        part="train",
+    )
+    val_sampler = EpisodeSampler(
+        meta_dataset(data, split, "val"),
+        config.test_ways,
+        config.test_shots,
+        config.test_queries,
+        seed=config.seed + VAL_SEED_OFFSET,
+        part="val",
+    )
 
     def prepare_directory() -> None:
         try:
@@ -283,7 +302,8 @@ def train(
     model = algorithm.build_model(config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(
-        optimizer, step_size=config.lr_halve_every or 10**12, gamma=0.5)
+        optimizer, step_size=config.lr_halve_every or 10**12, gamma=0.5
+    )
     start, best, elapsed, log = 0, -1.0, 0.0, []
     saved_at = state["iteration"] if state is not None else None  # this run's last.pt
     if state is not None:
@@ -299,9 +319,15 @@ def train(
         hook = parallel.attach(optimizer)
 
     def checkpoint(iteration: int) -> dict:
-        return {"algorithm": config.algorithm, "iteration": iteration, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "best_val": best, "elapsed": elapsed}
+        return {
+            "algorithm": config.algorithm,
+            "iteration": iteration,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "best_val": best,
+            "elapsed": elapsed,
+        }
 
     if main:
         keep_iterations(run_dir, start)
@@ -311,48 +337,74 @@ def train(
     # never misses an iteration that a checkpoint holds.
     pending: list[dict] = []
     done, out_of_time = start, False
-    bar = tqdm(total=config.iterations, initial=start, desc=f"training {config.algorithm}",
-               unit="it", disable=None if progress else True,  # None: on a terminal only
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=config.iterations,
+        initial=start,
+        desc=f"training {config.algorithm}",
+        unit="it",
+        disable=None if progress else True,  # None: on a terminal only
+        dynamic_ncols=True,
+    )
     with stop_on_signal() as signal_state:
         for iteration in range(start, config.iterations):
             lr = optimizer.param_groups[0]["lr"]
             if parallel is not None:
                 parallel.begin_step(model)
-            loss, accuracy = algorithm.train_step(model, optimizer, train_sampler, iteration,
-                                                  config, device, rank, world)
+            loss, accuracy = algorithm.train_step(
+                model, optimizer, train_sampler, iteration, config, device, rank, world
+            )
             scheduler.step()
             out_of_time = max_seconds is not None and time.perf_counter() - began >= max_seconds
             stop = signal_state["stop"]
             if parallel is not None:  # every rank must agree to stop at the same iteration
-                loss, accuracy, out_of_time, stop = parallel.end_step(model, loss, accuracy,
-                                                                      out_of_time, stop)
+                loss, accuracy, out_of_time, stop = parallel.end_step(
+                    model, loss, accuracy, out_of_time, stop
+                )
             if main:
-                pending.append({"iteration": iteration + 1, "train_loss": f"{loss:.5f}",
-                                "train_accuracy": f"{accuracy:.5f}", "lr": f"{lr:.6g}",
-                                "elapsed_seconds": f"{time.perf_counter() - began:.2f}"})
+                pending.append(
+                    {
+                        "iteration": iteration + 1,
+                        "train_loss": f"{loss:.5f}",
+                        "train_accuracy": f"{accuracy:.5f}",
+                        "lr": f"{lr:.6g}",
+                        "elapsed_seconds": f"{time.perf_counter() - began:.2f}",
+                    }
+                )
             broken = f"the loss is {loss}" if not math.isfinite(loss) else nonfinite_state(model)
             if broken:
                 if main:
                     append_iterations(run_dir, pending)  # the losses that led here are worth seeing
                 # Only this run's own last.pt (saved now, or before a resume) is worth naming.
-                saved = (f"the last good checkpoint is {run_dir / LAST} (iteration {saved_at})"
-                         if saved_at is not None else "no checkpoint was saved yet")
+                saved = (
+                    f"the last good checkpoint is {run_dir / LAST} (iteration {saved_at})"
+                    if saved_at is not None
+                    else "no checkpoint was saved yet"
+                )
                 rates = "--lr or --inner-lr" if "inner_lr" in algorithm.options else "--lr"
-                raise FewshotError(f"training diverged: {broken} at iteration {iteration + 1}; "
-                                   f"{saved}; try a lower learning rate ({rates})")
+                raise FewshotError(
+                    f"training diverged: {broken} at iteration {iteration + 1}; "
+                    f"{saved}; try a lower learning rate ({rates})"
+                )
             losses.append(loss)
             accuracies.append(accuracy)
             done = iteration + 1
             bar.update(1)
-            bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}",
-                            acc=f"{sum(accuracies[-20:]) / len(accuracies[-20:]):.3f}")
+            bar.set_postfix(
+                loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}",
+                acc=f"{sum(accuracies[-20:]) / len(accuracies[-20:]):.3f}",
+            )
             if main and (done % config.val_every == 0 or done == config.iterations or out_of_time):
                 val = evaluate(config, model, val_sampler, config.val_episodes, device=device)
                 elapsed = time.perf_counter() - began
-                log.append({"iteration": done, "train_loss": f"{sum(losses) / len(losses):.5f}",
-                            "train_accuracy": f"{sum(accuracies) / len(accuracies):.5f}",
-                            "val_accuracy": f"{val.mean:.5f}", "elapsed_seconds": f"{elapsed:.2f}"})
+                log.append(
+                    {
+                        "iteration": done,
+                        "train_loss": f"{sum(losses) / len(losses):.5f}",
+                        "train_accuracy": f"{sum(accuracies) / len(accuracies):.5f}",
+                        "val_accuracy": f"{val.mean:.5f}",
+                        "elapsed_seconds": f"{elapsed:.2f}",
+                    }
+                )
                 losses, accuracies = [], []
                 append_iterations(run_dir, pending)
                 if val.mean > best:
@@ -378,10 +430,16 @@ def train(
                     hook.remove()
                 raise TrainingInterrupted(
                     f"stopped after iteration {done}; {run_dir / LAST} saved, continue with --resume {run_dir}",
-                    signal_state["signum"])
+                    signal_state["signum"],
+                )
     bar.close()
     if hook is not None:
         hook.remove()
-    return TrainResult(run_dir, done if out_of_time else config.iterations, best,
-                       time.perf_counter() - began, config.iterations,
-                       out_of_time and done < config.iterations)
+    return TrainResult(
+        run_dir,
+        done if out_of_time else config.iterations,
+        best,
+        time.perf_counter() - began,
+        config.iterations,
+        out_of_time and done < config.iterations,
+    )

@@ -131,8 +131,9 @@ def run_jobs(jobs: Sequence[tuple[Callable, tuple]], workers: int, device: str =
                     continue
                 function, args = pending.pop(0)
                 receiver, sender = context.Pipe(duplex=False)
-                process = context.Process(target=_job, daemon=False,
-                                          args=(function, args, threads, devices[slot], sender))
+                process = context.Process(
+                    target=_job, daemon=False, args=(function, args, threads, devices[slot], sender)
+                )
                 process.start()
                 sender.close()
                 running[slot] = (process, receiver)
@@ -143,9 +144,14 @@ def run_jobs(jobs: Sequence[tuple[Callable, tuple]], workers: int, device: str =
                 if process.sentinel not in ready:
                     continue
                 process.join()
-                outcome = receiver.recv() if receiver.poll() else \
-                    ("interrupted" if signals["count"] else "failed",
-                     f"worker ended with exit code {process.exitcode}")
+                outcome = (
+                    receiver.recv()
+                    if receiver.poll()
+                    else (
+                        "interrupted" if signals["count"] else "failed",
+                        f"worker ended with exit code {process.exitcode}",
+                    )
+                )
                 receiver.close()
                 del running[slot]
                 if outcome[0] != "done":
@@ -162,5 +168,7 @@ def run_jobs(jobs: Sequence[tuple[Callable, tuple]], workers: int, device: str =
         left = len(pending)
         raise TrainingInterrupted(
             f"stopped {len(problems)} running training(s) after saving their last.pt"
-            + (f", {left} not started" if left else "") + "; rerun the same command to resume")
+            + (f", {left} not started" if left else "")
+            + "; rerun the same command to resume"
+        )
     sys.stdout.flush()
