@@ -18,65 +18,80 @@ from fewshot_cli.report.reproduce import comparison, format_comparison
 RESULTS = Path(__file__).resolve().parent
 
 SECTIONS = [
-    ("cpu", "`cpu` budget: the whole grid on 2 CPU cores (MAML at its paper's settings)",
-     "export FEWSHOT_DATA=../shared/data/omniglot OMP_NUM_THREADS=1\n"
-     "# two processes side by side, one thread each:\n"
-     "fewshot reproduce --budget cpu --out results/cpu --algorithms maml --cells 20w5s,20w1s --quiet\n"
-     "fewshot reproduce --budget cpu --out results/cpu --algorithms maml --cells 5w1s,5w5s --quiet && \\\n"
-     "  fewshot reproduce --budget cpu --out results/cpu --algorithms protonet --quiet && \\\n"
-     "  fewshot reproduce --budget cpu --out results/cpu --algorithms metasgd --algorithms anil --quiet",
-     "Issue 10's protocol. MAML: the paper's network and settings (strided Conv-4, BatchNorm "
-     "without running statistics, training queries = shots, second order, inner lr 0.4 / 0.1, "
-     "1 / 5 steps, 3 / 5 at test), `random` split with rotation augmentation, meta-batch 16 "
-     "and Adam 3e-3 (results/schedule), 4000 / 2000 / 1800 / 400 meta-iterations for "
-     "5w1s / 5w5s / 20w1s / 20w5s, the vmap engine at 1 shot and the l2l loop at 5 shots (the "
-     "faster one on CPU), 600 test episodes. ProtoNet: `vinyals` split, 60-way training, 1500 "
-     "episodes per shot count (one model per shot count serves both way counts), 1000 test "
-     "episodes. Meta-SGD and ANIL: `maml.VARIANT_BUDGETS` (200 meta-iterations of 8 tasks). "
-     "The two processes share results/cpu/eval.csv (appends are locked); development work "
-     "(tests, benchmarks) shared the machine at times. Console output: [cpu/logs/](cpu/logs/)."),
-    ("quick", "`quick` budget: the README's main job (`make quick` runs the same into runs/quick)",
-     "FEWSHOT_DATA=../shared/data/omniglot fewshot reproduce --budget quick --out results/quick",
-     "5-way 1-shot only, 100 test episodes each: MAML at its paper's settings (strided Conv-4, "
-     "1 query per class, second order) for 1100 meta-iterations of 16 tasks with the vmap "
-     "engine and Adam 3e-3; ProtoNet 200 episodes of 60-way training; Meta-SGD and ANIL 60 "
-     "meta-iterations of 8 tasks. Run alone on the idle 2-core machine (torch's default "
-     "threads): the whole command took 4 min 48 s (`time`: real 4m48.2s). With 1200 MAML "
-     "iterations and 250 ProtoNet episodes it took 5 min 21 s for MAML 90.20% ± 1.38 and "
-     "ProtoNet 96.44% ± 0.72 (same 100 episodes). MAML stays about 9 points short of its "
-     "paper here: at this length the schedule hardly matters (results/schedule)."),
-    ("15min", "15 minutes of training each, `lake` split, 5-way 1-shot",
-     "OMP_NUM_THREADS=1 fewshot train protonet --out runs/proto-15min --shots 1 "
-     "--iterations 100000 --time-limit 15 --val-every 250 --quiet\n"
-     "OMP_NUM_THREADS=1 fewshot train maml --first-order --out runs/maml-fo-15min "
-     "--iterations 100000 --time-limit 15 --val-every 50 --quiet\n"
-     "fewshot eval runs/proto-15min --csv runs/note15.csv --episodes 600 --quiet\n"
-     "fewshot eval runs/maml-fo-15min --csv runs/note15.csv --episodes 600 --quiet",
-     "Both trainings ran at the same time, one thread each, while other work (tests) shared "
-     "the 2 cores, so each got well under one idle core: ProtoNet (60-way) and first-order "
-     "MAML (paper 5-way defaults, meta-batch 32)."),
-    ("cpu-previous", "`cpu` budget, previous protocol (before issue 10): MAML with max-pool "
-     "Conv-4, running statistics and 15 queries",
-     "export FEWSHOT_DATA=../shared/data/omniglot OMP_NUM_THREADS=1\n"
-     "# first session\n"
-     "fewshot reproduce --budget cpu --out results/cpu --quiet                    # all cells, in order\n"
-     "fewshot reproduce --budget cpu --out results/cpu --algorithms protonet --quiet  # alongside\n"
-     "fewshot reproduce --budget cpu --out results/cpu --algorithms protonet --cells 20w1s --quiet\n"
-     "# the session ended mid-training; the next one resumed with\n"
-     "fewshot reproduce --budget cpu --out results/cpu --algorithms maml --quiet\n"
-     "fewshot reproduce --budget cpu --out results/cpu --algorithms protonet --quiet  # alongside",
-     "The commands ran side by side, one thread each (they share results/cpu/eval.csv, whose "
-     "appends are locked; the third tested the finished 1-shot ProtoNet at 20 ways while the "
-     "second trained the 5-shot one), and development work shared the machine, so each process "
-     "had at most one busy core. When the first session ended, `maml-20w5s` and "
-     "`protonet-60w5s` were part-trained; the second session's commands skipped the finished "
-     "cells and resumed both trainings from their `last.pt` (the iterations between the last "
-     "checkpoint and the interruption were redone). MAML: `random` split with rotation "
-     "augmentation, second order, meta-batch 8, Adam 3e-3, 200 meta-iterations per cell, 600 "
-     "test episodes. ProtoNet: `vinyals` split, 60-way training, 1500 episodes per shot count "
-     "(one model per shot count serves both way counts), 1000 test episodes. The console output "
-     "of every command is in [cpu-previous/logs/](cpu-previous/logs/). These runs were "
-     "made in results/cpu and moved here when the grid was rerun."),
+    (
+        "cpu",
+        "`cpu` budget: the whole grid on 2 CPU cores (MAML at its paper's settings)",
+        "export FEWSHOT_DATA=../shared/data/omniglot OMP_NUM_THREADS=1\n"
+        "# two processes side by side, one thread each:\n"
+        "fewshot reproduce --budget cpu --out results/cpu --algorithms maml --cells 20w5s --quiet\n"
+        "fewshot reproduce --budget cpu --out results/cpu --algorithms maml --cells 5w1s,5w5s --quiet && \\\n"
+        "  fewshot reproduce --budget cpu --out results/cpu --algorithms maml --cells 20w1s --quiet && \\\n"
+        "  fewshot reproduce --budget cpu --out results/cpu --algorithms protonet --quiet && \\\n"
+        "  fewshot reproduce --budget cpu --out results/cpu --algorithms metasgd --algorithms anil --quiet",
+        "Issue 10's protocol. MAML: the paper's network and settings (strided Conv-4, BatchNorm "
+        "without running statistics, training queries = shots, second order, inner lr 0.4 / 0.1, "
+        "1 / 5 steps, 3 / 5 at test), `random` split with rotation augmentation, meta-batch 16 "
+        "and Adam 3e-3 (results/schedule), 4000 / 2000 / 1800 / 400 meta-iterations for "
+        "5w1s / 5w5s / 20w1s / 20w5s, the vmap engine at 1 shot and the l2l loop at 5 shots (the "
+        "faster one on CPU), 600 test episodes. ProtoNet: `vinyals` split, 60-way training, 1500 "
+        "episodes per shot count (one model per shot count serves both way counts), 1000 test "
+        "episodes. Meta-SGD and ANIL: `maml.VARIANT_BUDGETS` (200 meta-iterations of 8 tasks). "
+        "The first process was started with `--cells 20w5s,20w1s`, stopped with Ctrl-C after 7 "
+        "iterations and restarted as above (it resumed from last.pt), so that 20w1s ran in the "
+        "other process. The two processes share results/cpu/eval.csv (appends are locked); development work "
+        "(tests, benchmarks) shared the machine at times. Console output: [cpu/logs/](cpu/logs/).",
+    ),
+    (
+        "quick",
+        "`quick` budget: the README's main job (`make quick` runs the same into runs/quick)",
+        "FEWSHOT_DATA=../shared/data/omniglot fewshot reproduce --budget quick --out results/quick",
+        "5-way 1-shot only, 100 test episodes each: MAML at its paper's settings (strided Conv-4, "
+        "1 query per class, second order) for 1100 meta-iterations of 16 tasks with the vmap "
+        "engine and Adam 3e-3; ProtoNet 200 episodes of 60-way training; Meta-SGD and ANIL 60 "
+        "meta-iterations of 8 tasks. Run alone on the idle 2-core machine (torch's default "
+        "threads): the whole command took 4 min 48 s (`time`: real 4m48.2s). With 1200 MAML "
+        "iterations and 250 ProtoNet episodes it took 5 min 21 s for MAML 90.20% ± 1.38 and "
+        "ProtoNet 96.44% ± 0.72 (same 100 episodes). MAML stays about 9 points short of its "
+        "paper here: at this length the schedule hardly matters (results/schedule).",
+    ),
+    (
+        "15min",
+        "15 minutes of training each, `lake` split, 5-way 1-shot",
+        "OMP_NUM_THREADS=1 fewshot train protonet --out runs/proto-15min --shots 1 "
+        "--iterations 100000 --time-limit 15 --val-every 250 --quiet\n"
+        "OMP_NUM_THREADS=1 fewshot train maml --first-order --out runs/maml-fo-15min "
+        "--iterations 100000 --time-limit 15 --val-every 50 --quiet\n"
+        "fewshot eval runs/proto-15min --csv runs/note15.csv --episodes 600 --quiet\n"
+        "fewshot eval runs/maml-fo-15min --csv runs/note15.csv --episodes 600 --quiet",
+        "Both trainings ran at the same time, one thread each, while other work (tests) shared "
+        "the 2 cores, so each got well under one idle core: ProtoNet (60-way) and first-order "
+        "MAML (paper 5-way defaults, meta-batch 32).",
+    ),
+    (
+        "cpu-previous",
+        "`cpu` budget, previous protocol (before issue 10): MAML with max-pool "
+        "Conv-4, running statistics and 15 queries",
+        "export FEWSHOT_DATA=../shared/data/omniglot OMP_NUM_THREADS=1\n"
+        "# first session\n"
+        "fewshot reproduce --budget cpu --out results/cpu --quiet                    # all cells, in order\n"
+        "fewshot reproduce --budget cpu --out results/cpu --algorithms protonet --quiet  # alongside\n"
+        "fewshot reproduce --budget cpu --out results/cpu --algorithms protonet --cells 20w1s --quiet\n"
+        "# the session ended mid-training; the next one resumed with\n"
+        "fewshot reproduce --budget cpu --out results/cpu --algorithms maml --quiet\n"
+        "fewshot reproduce --budget cpu --out results/cpu --algorithms protonet --quiet  # alongside",
+        "The commands ran side by side, one thread each (they share results/cpu/eval.csv, whose "
+        "appends are locked; the third tested the finished 1-shot ProtoNet at 20 ways while the "
+        "second trained the 5-shot one), and development work shared the machine, so each process "
+        "had at most one busy core. When the first session ended, `maml-20w5s` and "
+        "`protonet-60w5s` were part-trained; the second session's commands skipped the finished "
+        "cells and resumed both trainings from their `last.pt` (the iterations between the last "
+        "checkpoint and the interruption were redone). MAML: `random` split with rotation "
+        "augmentation, second order, meta-batch 8, Adam 3e-3, 200 meta-iterations per cell, 600 "
+        "test episodes. ProtoNet: `vinyals` split, 60-way training, 1500 episodes per shot count "
+        "(one model per shot count serves both way counts), 1000 test episodes. The console output "
+        "of every command is in [cpu-previous/logs/](cpu-previous/logs/). These runs were "
+        "made in results/cpu and moved here when the grid was rerun.",
+    ),
 ]
 
 
@@ -96,24 +111,28 @@ def training_times(last_rows: dict[Path, dict]) -> list[str]:
     for run_dir, last in last_rows.items():
         planned = json.loads((run_dir / "config.json").read_text())["iterations"]
         unfinished = "" if int(last["iteration"]) >= planned else f" of {planned} planned"
-        lines.append(f"- `{run_dir.name}`: {last['iteration']}{unfinished} iterations in "
-                     f"{float(last['elapsed_seconds']) / 60:.1f} min of training "
-                     f"(validation included), last validation accuracy "
-                     f"{100 * float(last['val_accuracy']):.2f}%")
+        lines.append(
+            f"- `{run_dir.name}`: {last['iteration']}{unfinished} iterations in "
+            f"{float(last['elapsed_seconds']) / 60:.1f} min of training "
+            f"(validation included), last validation accuracy "
+            f"{100 * float(last['val_accuracy']):.2f}%"
+        )
     return lines
 
 
 def testing_times(eval_rows: list[dict]) -> list[str]:
     """One line per evaluation row: the cell, its test episodes and the minutes they took."""
-    return [f"- `{row['run_id']}` tested {row['test_ways']}-way {row['test_shots']}-shot: "
-            f"{row['episodes']} episodes in {float(row['eval_seconds']) / 60:.1f} min"
-            for row in eval_rows]
+    return [
+        f"- `{row['run_id']}` tested {row['test_ways']}-way {row['test_shots']}-shot: "
+        f"{row['episodes']} episodes in {float(row['eval_seconds']) / 60:.1f} min"
+        for row in eval_rows
+    ]
 
 
 ESTIMATE_COMMANDS = {
     "2threads-idle": "FEWSHOT_DATA=../shared/data/omniglot python -m benchmarks.budget --budget cpu",
     "1thread-other-core-busy": "FEWSHOT_DATA=../shared/data/omniglot OMP_NUM_THREADS=1 "
-                               "python -m benchmarks.budget --budget cpu",
+    "python -m benchmarks.budget --budget cpu",
 }
 ESTIMATE_CONDITIONS = {
     "2threads-idle": "after the runs above had finished, on the otherwise idle machine",
@@ -126,9 +145,16 @@ def budget_estimates(folder: Path) -> list[str]:
     parts = []
     for path in sorted((folder / "logs").glob("budget-estimate-*.txt")):
         kind = path.stem.removeprefix("budget-estimate-")
-        parts += [f"Time of the budget for one `reproduce` process, from timed steps "
-                  f"({ESTIMATE_CONDITIONS[kind]}; [{path.name}]({folder.name}/logs/{path.name})):",
-                  "", "```", "$ " + ESTIMATE_COMMANDS[kind], path.read_text().rstrip(), "```", ""]
+        parts += [
+            f"Time of the budget for one `reproduce` process, from timed steps "
+            f"({ESTIMATE_CONDITIONS[kind]}; [{path.name}]({folder.name}/logs/{path.name})):",
+            "",
+            "```",
+            "$ " + ESTIMATE_COMMANDS[kind],
+            path.read_text().rstrip(),
+            "```",
+            "",
+        ]
     return parts
 
 
@@ -139,18 +165,24 @@ def section(name: str, title: str, command: str, how: str) -> str:
     if not csv_path.exists():
         return "\n".join(parts + ["No cell finished yet.", ""])
     parts += [format_comparison(comparison(csv_path), "markdown").rstrip(), ""]
-    parts += ["All rows grouped (`fewshot aggregate results/" + name + "/eval.csv "
-              "--format markdown`):", "",
-              aggregate_files([csv_path], fmt="markdown").rstrip(), ""]
+    parts += [
+        "All rows grouped (`fewshot aggregate results/" + name + "/eval.csv --format markdown`):",
+        "",
+        aggregate_files([csv_path], fmt="markdown").rstrip(),
+        "",
+    ]
     last_rows = last_log_rows(folder)
     eval_rows = list(csv.DictReader(csv_path.open()))
     parts += ["Training time:", "", *training_times(last_rows), ""]
     parts += ["Testing time:", "", *testing_times(eval_rows), ""]
     training = sum(float(row["elapsed_seconds"]) for row in last_rows.values()) / 60
     testing = sum(float(row["eval_seconds"]) for row in eval_rows) / 60
-    parts += [f"In all: {training:.0f} min of training and {testing:.0f} min of testing, "
-              f"{(training + testing) / 60:.1f} hours summed over runs (runs that went side "
-              "by side overlap in wall-clock time).", ""]
+    parts += [
+        f"In all: {training:.0f} min of training and {testing:.0f} min of testing, "
+        f"{(training + testing) / 60:.1f} hours summed over runs (runs that went side "
+        "by side overlap in wall-clock time).",
+        "",
+    ]
     parts += budget_estimates(folder)
     figures = [p.name for p in sorted(folder.glob("*.png"))]
     if figures:
@@ -159,12 +191,16 @@ def section(name: str, title: str, command: str, how: str) -> str:
 
 
 def main() -> None:
-    text = ["# Results", "",
-            "Real runs on this project's 2-core CPU machines (no GPU), torch 2.14.1. Accuracies are "
-            "test accuracies in % with the 95% confidence interval over the test episodes "
-            "(1.96 x std / sqrt(episodes)); published numbers are the papers' Table 1. Each "
-            "section says which budget produced its numbers and the exact command. This file is "
-            "written by `results/make_readme.py` from the CSVs and logs beside it.", ""]
+    text = [
+        "# Results",
+        "",
+        "Real runs on this project's 2-core CPU machines (no GPU), torch 2.14.1. Accuracies are "
+        "test accuracies in % with the 95% confidence interval over the test episodes "
+        "(1.96 x std / sqrt(episodes)); published numbers are the papers' Table 1. Each "
+        "section says which budget produced its numbers and the exact command. This file is "
+        "written by `results/make_readme.py` from the CSVs and logs beside it.",
+        "",
+    ]
     text += [section(*s) for s in SECTIONS]
     (RESULTS / "README.md").write_text("\n".join(text))
 
