@@ -31,9 +31,8 @@ def draw_glyph(strokes: list[tuple[int, int, int, int]], rng: random.Random) -> 
     return image.convert("1")
 
 
-def make_tiny_omniglot(
-    root: Path, layout: dict = TINY_LAYOUT, drawings: int = DRAWINGS, seed: int = 0
-) -> Path:
+def make_tiny_omniglot(root: Path, layout: dict = TINY_LAYOUT, drawings: int = DRAWINGS,
+                       seed: int = 0) -> Path:
     """Write a small Omniglot-shaped folder under ``root`` and return ``root``."""
     rng = random.Random(seed)
     image_id = 0

@@ -19,32 +19,11 @@ from fewshot_cli.report.aggregate import (
 from fewshot_cli.report.results import COLUMNS, append_row
 
 
-def row(
-    algorithm="protonet",
-    ways=5,
-    shots=1,
-    accuracy=0.9,
-    ci=0.01,
-    episodes=600,
-    seed=0,
-    order="",
-    split="lake",
-    bn_mode="running",
-    run_id="run",
-):
-    return {
-        "algorithm": algorithm,
-        "order": order,
-        "split": split,
-        "test_ways": ways,
-        "test_shots": shots,
-        "bn_mode": bn_mode,
-        "accuracy_mean": accuracy,
-        "ci95": ci,
-        "episodes": episodes,
-        "seed": seed,
-        "run_id": run_id,
-    }
+def row(algorithm="protonet", ways=5, shots=1, accuracy=0.9, ci=0.01, episodes=600, seed=0,
+        order="", split="lake", bn_mode="running", run_id="run"):
+    return {"algorithm": algorithm, "order": order, "split": split, "test_ways": ways,
+            "test_shots": shots, "bn_mode": bn_mode, "accuracy_mean": accuracy, "ci95": ci,
+            "episodes": episodes, "seed": seed, "run_id": run_id}
 
 
 def write_rows(path, rows):
@@ -55,15 +34,12 @@ def write_rows(path, rows):
 
 @pytest.fixture
 def results_csv(tmp_path):
-    return write_rows(
-        tmp_path / "eval.csv",
-        [
-            row(accuracy=0.90, ci=0.02, run_id="proto-a"),
-            row(accuracy=0.94, ci=0.01, run_id="proto-b"),
-            row(accuracy=0.80, ci=0.03, ways=20, run_id="proto-a"),
-            row("maml", accuracy=0.95, ci=0.015, episodes=100, order="second", bn_mode="batch"),
-        ],
-    )
+    return write_rows(tmp_path / "eval.csv", [
+        row(accuracy=0.90, ci=0.02, run_id="proto-a"),
+        row(accuracy=0.94, ci=0.01, run_id="proto-b"),
+        row(accuracy=0.80, ci=0.03, ways=20, run_id="proto-a"),
+        row("maml", accuracy=0.95, ci=0.015, episodes=100, order="second", bn_mode="batch"),
+    ])
 
 
 def find(table, **where):
@@ -80,7 +56,7 @@ def test_groups_runs_and_combines_their_ci(results_csv):
     two = find(table, algorithm="protonet", test_ways=5)
     assert two["runs"] == 2
     assert two["accuracy_mean"] == pytest.approx(0.92)
-    assert two["ci95"] == pytest.approx(math.sqrt(0.02**2 + 0.01**2) / 2)
+    assert two["ci95"] == pytest.approx(math.sqrt(0.02 ** 2 + 0.01 ** 2) / 2)
     assert two["episodes"] == 1200
     assert two["run_std"] == pytest.approx(pd.Series([0.90, 0.94]).std())
     one = find(table, algorithm="protonet", test_ways=20)
@@ -92,11 +68,7 @@ def test_groups_runs_and_combines_their_ci(results_csv):
 
 def test_rows_sort_numbers_as_numbers(tmp_path):
     path = write_rows(tmp_path / "e.csv", [row(ways=20), row(ways=5), row(ways=10)])
-    assert aggregate(read_results([path]), by=["test_ways"])["test_ways"].tolist() == [
-        "5",
-        "10",
-        "20",
-    ]
+    assert aggregate(read_results([path]), by=["test_ways"])["test_ways"].tolist() == ["5", "10", "20"]
 
 
 def test_group_by_chosen_columns_and_globs(tmp_path):
@@ -116,9 +88,7 @@ def test_same_file_through_two_patterns_counts_once(results_csv):
 
 def test_old_csv_with_missing_columns_still_aggregates(tmp_path):
     old = tmp_path / "old.csv"
-    old.write_text(
-        "algorithm,test_ways,test_shots,accuracy_mean\nprotonet,5,1,0.91\nprotonet,5,1,0.93\n"
-    )
+    old.write_text("algorithm,test_ways,test_shots,accuracy_mean\nprotonet,5,1,0.91\nprotonet,5,1,0.93\n")
     new = write_rows(tmp_path / "new.csv", [row(accuracy=0.95)])
     table = aggregate(read_results([old, new]))
     old_group = find(table, bn_mode="")  # missing columns are empty, not a crash
@@ -133,14 +103,11 @@ def test_unknown_group_column_is_an_error(results_csv):
         aggregate(read_results([results_csv]), by=["algoritm"])
 
 
-@pytest.mark.parametrize(
-    "content, message",
-    [
-        ("a,b\n1,2\n", "not an evaluation CSV"),
-        ("", "empty"),
-        ("algorithm,accuracy_mean\nprotonet,high\n", "accuracy_mean 'high'"),
-    ],
-)
+@pytest.mark.parametrize("content, message", [
+    ("a,b\n1,2\n", "not an evaluation CSV"),
+    ("", "empty"),
+    ("algorithm,accuracy_mean\nprotonet,high\n", "accuracy_mean 'high'"),
+])
 def test_bad_file_is_a_one_line_error_naming_it(tmp_path, capsys, content, message):
     bad = tmp_path / "bad.csv"
     bad.write_text(content)
@@ -177,57 +144,22 @@ def test_table_format_aligns_columns(results_csv, capsys):
 
 def test_markdown_format(results_csv, tmp_path, capsys):
     out = tmp_path / "table.md"
-    assert (
-        main(
-            [
-                "aggregate",
-                str(results_csv),
-                "--by",
-                "algorithm,test_ways",
-                "--format",
-                "markdown",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert main(["aggregate", str(results_csv), "--by", "algorithm,test_ways",
+                 "--format", "markdown", "--out", str(out)]) == 0
     lines = out.read_text().splitlines()
-    assert lines[0] == (
-        "| algorithm | test_ways | accuracy (%) | runs | episodes | run std (%) | seeds CI95 (%) |"
-    )
+    assert lines[0] == ("| algorithm | test_ways | accuracy (%) | runs | episodes | run std (%) "
+                        "| seeds CI95 (%) |")
     assert lines[1] == "| :-- | :-- | --: | --: | --: | --: | --: |"
     assert lines[2].startswith("| maml | 5 | 95.00 ± 1.50 | 1 | 100 |")
     assert len(lines) == 5
 
 
 def test_csv_format_is_tidy_and_reads_back(results_csv, capsys):
-    assert (
-        main(
-            [
-                "aggregate",
-                str(results_csv),
-                "--by",
-                "algorithm",
-                "--by",
-                "test_ways",
-                "--format",
-                "csv",
-            ]
-        )
-        == 0
-    )
+    assert main(["aggregate", str(results_csv), "--by", "algorithm", "--by", "test_ways",
+                 "--format", "csv"]) == 0
     table = pd.read_csv(io.StringIO(capsys.readouterr().out))
-    assert list(table.columns) == [
-        "algorithm",
-        "test_ways",
-        "accuracy_mean",
-        "ci95",
-        "runs",
-        "episodes",
-        "run_std",
-        "seeds_ci95",
-    ]
+    assert list(table.columns) == ["algorithm", "test_ways", "accuracy_mean", "ci95", "runs",
+                                   "episodes", "run_std", "seeds_ci95"]
     proto5 = table[(table.algorithm == "protonet") & (table.test_ways == 5)].iloc[0]
     assert proto5["accuracy_mean"] == pytest.approx(0.92) and proto5["runs"] == 2
     assert table["run_std"].isna().sum() == 2  # single runs have no spread: empty cells
@@ -243,10 +175,8 @@ def test_reads_rows_written_by_the_evaluation_header(tmp_path):
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
-        writer.writerow(
-            {c: "" for c in COLUMNS}
-            | {"algorithm": "maml", "accuracy_mean": "0.5", "ci95": "0.1", "episodes": "10"}
-        )
+        writer.writerow({c: "" for c in COLUMNS} | {"algorithm": "maml", "accuracy_mean": "0.5",
+                                                     "ci95": "0.1", "episodes": "10"})
     assert "50.00 ± 10.00" in aggregate_files([path])
 
 
@@ -260,28 +190,16 @@ def test_grouping_by_a_summary_column_is_refused(tmp_path):
 def seeded_row(seed, accuracy, episode_seed=0, ci=0.01, out="grid"):
     """A row as ``eval`` writes it for training seed ``seed`` of one cell."""
     name = "maml-5w1s" if seed == 0 else f"maml-5w1s-seed{seed}"
-    return row(
-        "maml",
-        order="second",
-        bn_mode="batch",
-        accuracy=accuracy,
-        ci=ci,
-        seed=episode_seed,
-        run_id=name,
-    ) | {"train_seed": seed, "checkpoint": f"{out}/runs/{name}/best.pt"}
+    return row("maml", order="second", bn_mode="batch", accuracy=accuracy, ci=ci, seed=episode_seed,
+               run_id=name) | {"train_seed": seed, "checkpoint": f"{out}/runs/{name}/best.pt"}
 
 
 def test_runs_are_trainings_and_their_spread_is_across_seeds(tmp_path):
-    path = write_rows(
-        tmp_path / "eval.csv",
-        [
-            seeded_row(0, 0.90),
-            seeded_row(1, 0.94),
-            seeded_row(2, 0.95),
-            # Seed 2 tested again on other episodes: still one training, its mean is 0.96.
-            seeded_row(2, 0.97, episode_seed=1),
-        ],
-    )
+    path = write_rows(tmp_path / "eval.csv", [
+        seeded_row(0, 0.90), seeded_row(1, 0.94), seeded_row(2, 0.95),
+        # Seed 2 tested again on other episodes: still one training, its mean is 0.96.
+        seeded_row(2, 0.97, episode_seed=1),
+    ])
     # The same evaluation merged from a second CSV counts once.
     copy = write_rows(tmp_path / "copy.csv", [seeded_row(1, 0.94)])
     group = aggregate(read_results([path, copy])).iloc[0]
@@ -292,8 +210,8 @@ def test_runs_are_trainings_and_their_spread_is_across_seeds(tmp_path):
     assert group["seeds_ci95"] == pytest.approx(4.3027 * means.std() / math.sqrt(3))
     assert group["episodes"] == 4 * 600
     # Seed 2's CI is that of its two evaluations' mean; the group's combines the three runs.
-    seed2 = math.sqrt(2 * 0.01**2) / 2
-    assert group["ci95"] == pytest.approx(math.sqrt(2 * 0.01**2 + seed2**2) / 3)
+    seed2 = math.sqrt(2 * 0.01 ** 2) / 2
+    assert group["ci95"] == pytest.approx(math.sqrt(2 * 0.01 ** 2 + seed2 ** 2) / 3)
     # The same directory name in another reproduction folder is another training.
     other = write_rows(tmp_path / "other.csv", [seeded_row(0, 0.80, out="elsewhere")])
     assert aggregate(read_results([path, other])).iloc[0]["runs"] == 4

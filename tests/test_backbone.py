@@ -17,9 +17,8 @@ def test_conv4_is_learn2learns_convbase(variant):
     ours = Conv4(variant).features
     after_ours = torch.rand(1)
     torch.manual_seed(3)
-    theirs = l2l.vision.models.ConvBase(
-        hidden=64, channels=1, layers=4, max_pool=variant == "conv4"
-    )
+    theirs = l2l.vision.models.ConvBase(hidden=64, channels=1, layers=4,
+                                        max_pool=variant == "conv4")
     assert torch.rand(1) == after_ours  # the same random draws, in the same order
     ours_state, theirs_state = ours.state_dict(), theirs.state_dict()
     assert list(ours_state) == list(theirs_state)

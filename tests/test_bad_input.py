@@ -30,39 +30,11 @@ from fewshot_cli.report.results import append_row
 from fewshot_cli.run.config import TrainConfig
 from fewshot_cli.run.training import train
 
-TINY = dict(
-    ways=5,
-    queries=2,
-    test_ways=3,
-    test_queries=2,
-    iterations=2,
-    val_every=1,
-    val_episodes=1,
-    device="cpu",
-)
-TRAIN = [
-    "train",
-    "protonet",
-    "--ways",
-    "5",
-    "--test-ways",
-    "3",
-    "--queries",
-    "2",
-    "--test-queries",
-    "2",
-    "--iterations",
-    "2",
-    "--val-every",
-    "1",
-    "--val-episodes",
-    "1",
-    "--device",
-    "cpu",
-    "--quiet",
-    "--out",
-    "{work}/new-{id}",
-]
+TINY = dict(ways=5, queries=2, test_ways=3, test_queries=2, iterations=2, val_every=1,
+            val_episodes=1, device="cpu")
+TRAIN = ["train", "protonet", "--ways", "5", "--test-ways", "3", "--queries", "2",
+         "--test-queries", "2", "--iterations", "2", "--val-every", "1", "--val-episodes", "1",
+         "--device", "cpu", "--quiet", "--out", "{work}/new-{id}"]
 EVAL = ["eval", "{proto}", "--episodes", "2", "--quiet"]
 PREDICT = ["--support", "{support}", "--query", "{query}"]
 REPRODUCE = ["reproduce", "--out", "{work}/new-{id}", "--device", "cpu", "--quiet"]
@@ -78,45 +50,24 @@ CASES = [
     # fewshot data
     case("data-missing-root", ["data", "--data-root", "{work}/nowhere"], "no Omniglot found"),
     case("data-empty-root", ["data", "--data-root", "{empty}"], "no Omniglot found"),
-    case(
-        "data-partial-root", ["data", "--data-root", "{partial}"], "images_evaluation/ is missing"
-    ),
+    case("data-partial-root", ["data", "--data-root", "{partial}"], "images_evaluation/ is missing"),
     case("data-corrupt-png", ["data", "--data-root", "{corrupt}"], "{bad_png}"),
-    case(
-        "data-split-unknown-character",
-        ["data", "--split", "vinyals", "--split-dir", "{bad_splits}"],
-        "Nope/character99",
-    ),
-    case(
-        "data-cache-under-file",
-        ["data", "--data-root", "{fresh}"],
-        "{file}",
-        env={"FEWSHOT_CACHE": "{file}/cache"},
-    ),
+    case("data-split-unknown-character",
+         ["data", "--split", "vinyals", "--split-dir", "{bad_splits}"], "Nope/character99"),
+    case("data-cache-under-file", ["data", "--data-root", "{fresh}"], "{file}",
+         env={"FEWSHOT_CACHE": "{file}/cache"}),
     # fewshot train
     case("train-missing-root", TRAIN + ["--data-root", "{work}/nowhere"], "no Omniglot found"),
     case("train-empty-root", TRAIN + ["--data-root", "{empty}"], "no Omniglot found"),
-    case(
-        "train-partial-root", TRAIN + ["--data-root", "{partial}"], "images_evaluation/ is missing"
-    ),
+    case("train-partial-root", TRAIN + ["--data-root", "{partial}"], "images_evaluation/ is missing"),
     case("train-corrupt-png", TRAIN + ["--data-root", "{corrupt}"], "{bad_png}"),
-    case(
-        "train-split-unknown-character",
-        TRAIN + ["--split", "vinyals", "--split-dir", "{bad_splits}"],
-        "Nope/character99",
-    ),
+    case("train-split-unknown-character",
+         TRAIN + ["--split", "vinyals", "--split-dir", "{bad_splits}"], "Nope/character99"),
     case("train-ways-over-classes", TRAIN + ["--ways", "50"], "ways (50) exceeds"),
     case("train-test-ways-over-val-classes", TRAIN + ["--test-ways", "10"], "ways (10) exceeds"),
-    case(
-        "train-shots-plus-queries",
-        TRAIN + ["--shots", "10", "--queries", "11"],
-        "shots + queries (10 + 11)",
-    ),
-    case(
-        "train-test-shots-plus-queries",
-        TRAIN + ["--test-queries", "20"],
-        "shots + queries (1 + 20)",
-    ),
+    case("train-shots-plus-queries", TRAIN + ["--shots", "10", "--queries", "11"],
+         "shots + queries (10 + 11)"),
+    case("train-test-shots-plus-queries", TRAIN + ["--test-queries", "20"], "shots + queries (1 + 20)"),
     case("train-zero-ways", TRAIN + ["--ways", "0"], "--ways"),
     case("train-negative-shots", TRAIN + ["--shots", "-1"], "--shots"),
     case("train-zero-queries", TRAIN + ["--queries", "0"], "--queries"),
@@ -129,87 +80,45 @@ CASES = [
     case("train-negative-lr", TRAIN + ["--lr", "-0.01"], "--lr"),
     case("train-nan-lr", TRAIN + ["--lr", "nan"], "--lr"),
     case("train-zero-time-limit", TRAIN + ["--time-limit", "0"], "--time-limit"),
-    case(
-        "train-maml-negative-inner-lr",
-        ["train", "maml", "--out", "{work}/new-{id}", "--inner-lr", "-0.4"],
-        "--inner-lr",
-    ),
-    case(
-        "train-maml-zero-meta-batch",
-        ["train", "maml", "--out", "{work}/new-{id}", "--meta-batch", "0"],
-        "--meta-batch",
-    ),
-    case(
-        "train-maml-zero-inner-steps",
-        ["train", "maml", "--out", "{work}/new-{id}", "--inner-steps", "0"],
-        "--inner-steps",
-    ),
-    *[
-        case(f"train-{name}-{problem}", ["train", name, "--out", "{work}/new-{id}", *args], flag)
-        for name in ("metasgd", "anil")
-        for problem, args, flag in (
-            ("negative-inner-lr", ["--inner-lr", "-0.4"], "--inner-lr"),
-            ("zero-meta-batch", ["--meta-batch", "0"], "--meta-batch"),
-            ("zero-inner-steps", ["--inner-steps", "0"], "--inner-steps"),
-            ("zero-test-inner-steps", ["--test-inner-steps", "0"], "--test-inner-steps"),
-        )
-    ],
-    case(
-        "train-resume-missing-run",
-        ["train", "protonet", "--resume", "{work}/nowhere"],
-        "config.json not found",
-    ),
+    case("train-maml-negative-inner-lr",
+         ["train", "maml", "--out", "{work}/new-{id}", "--inner-lr", "-0.4"], "--inner-lr"),
+    case("train-maml-zero-meta-batch",
+         ["train", "maml", "--out", "{work}/new-{id}", "--meta-batch", "0"], "--meta-batch"),
+    case("train-maml-zero-inner-steps",
+         ["train", "maml", "--out", "{work}/new-{id}", "--inner-steps", "0"], "--inner-steps"),
+    *[case(f"train-{name}-{problem}", ["train", name, "--out", "{work}/new-{id}", *args], flag)
+      for name in ("metasgd", "anil")
+      for problem, args, flag in (
+          ("negative-inner-lr", ["--inner-lr", "-0.4"], "--inner-lr"),
+          ("zero-meta-batch", ["--meta-batch", "0"], "--meta-batch"),
+          ("zero-inner-steps", ["--inner-steps", "0"], "--inner-steps"),
+          ("zero-test-inner-steps", ["--test-inner-steps", "0"], "--test-inner-steps"))],
+    case("train-resume-missing-run", ["train", "protonet", "--resume", "{work}/nowhere"],
+         "config.json not found"),
     case("train-resume-other-algorithm", ["train", "maml", "--resume", "{proto}"], "protonet run"),
     # MAML, Meta-SGD and ANIL share options and (MAML and ANIL) a network: the name decides.
     case("train-resume-maml-as-metasgd", ["train", "metasgd", "--resume", "{maml}"], "maml run"),
     case("train-resume-anil-as-maml", ["train", "maml", "--resume", "{anil}"], "anil run"),
     case("train-resume-protonet-as-anil", ["train", "anil", "--resume", "{proto}"], "protonet run"),
-    case(
-        "train-resume-truncated-checkpoint",
-        ["train", "protonet", "--resume", "{truncated_last}"],
-        "cannot load checkpoint",
-    ),
-    case(
-        "train-resume-without-checkpoint",
-        ["train", "protonet", "--resume", "{no_checkpoint}"],
-        "last.pt not found",
-    ),
-    case(
-        "train-resume-config-not-json",
-        ["train", "protonet", "--resume", "{config_not_json}"],
-        "not valid JSON",
-    ),
-    case(
-        "train-resume-config-not-object",
-        ["train", "protonet", "--resume", "{config_list}"],
-        "not a run configuration",
-    ),
+    case("train-resume-truncated-checkpoint", ["train", "protonet", "--resume", "{truncated_last}"],
+         "cannot load checkpoint"),
+    case("train-resume-without-checkpoint", ["train", "protonet", "--resume", "{no_checkpoint}"],
+         "last.pt not found"),
+    case("train-resume-config-not-json", ["train", "protonet", "--resume", "{config_not_json}"],
+         "not valid JSON"),
+    case("train-resume-config-not-object", ["train", "protonet", "--resume", "{config_list}"],
+         "not a run configuration"),
     # Options of another algorithm: refused the same way in train, eval and predict.
-    case(
-        "train-protonet-first-order",
-        TRAIN + ["--first-order"],
-        "--first-order applies to maml, metasgd, anil only, not to protonet",
-    ),
-    case(
-        "train-protonet-inner-lr",
-        TRAIN + ["--inner-lr", "0.5"],
-        "--inner-lr applies to maml, metasgd, anil only, not to protonet",
-    ),
-    case(
-        "train-protonet-meta-batch",
-        TRAIN + ["--meta-batch", "3"],
-        "--meta-batch applies to maml, metasgd, anil only, not to protonet",
-    ),
-    case(
-        "train-protonet-inner-steps",
-        TRAIN + ["--inner-steps", "2"],
-        "--inner-steps applies to maml, metasgd, anil only, not to protonet",
-    ),
-    case(
-        "train-protonet-test-inner-steps",
-        TRAIN + ["--test-inner-steps", "2"],
-        "--test-inner-steps applies to maml, metasgd, anil only, not to protonet",
-    ),
+    case("train-protonet-first-order", TRAIN + ["--first-order"],
+         "--first-order applies to maml, metasgd, anil only, not to protonet"),
+    case("train-protonet-inner-lr", TRAIN + ["--inner-lr", "0.5"],
+         "--inner-lr applies to maml, metasgd, anil only, not to protonet"),
+    case("train-protonet-meta-batch", TRAIN + ["--meta-batch", "3"],
+         "--meta-batch applies to maml, metasgd, anil only, not to protonet"),
+    case("train-protonet-inner-steps", TRAIN + ["--inner-steps", "2"],
+         "--inner-steps applies to maml, metasgd, anil only, not to protonet"),
+    case("train-protonet-test-inner-steps", TRAIN + ["--test-inner-steps", "2"],
+         "--test-inner-steps applies to maml, metasgd, anil only, not to protonet"),
     case("train-out-under-file", TRAIN[:-1] + ["{file}/run"], "{file}"),
     case("train-out-is-file", TRAIN[:-1] + ["{file}"], "is a file"),
     # fewshot eval
@@ -217,49 +126,27 @@ CASES = [
     case("eval-empty-root", EVAL + ["--data-root", "{empty}"], "no Omniglot found"),
     case("eval-partial-root", EVAL + ["--data-root", "{partial}"], "images_evaluation/ is missing"),
     case("eval-corrupt-png", EVAL + ["--data-root", "{corrupt}"], "{bad_png}"),
-    case(
-        "eval-split-unknown-character",
-        ["eval", "{vinyals_run}", "--episodes", "2", "--quiet"],
-        "Nope/character99",
-    ),
+    case("eval-split-unknown-character", ["eval", "{vinyals_run}", "--episodes", "2", "--quiet"],
+         "Nope/character99"),
     case("eval-ways-over-classes", EVAL + ["--ways", "12"], "ways (12) exceeds"),
     case("eval-ways-over-val-classes", EVAL + ["--part", "val", "--ways", "4"], "ways (4) exceeds"),
-    case(
-        "eval-shots-plus-queries",
-        EVAL + ["--shots", "5", "--queries", "16"],
-        "shots + queries (5 + 16)",
-    ),
+    case("eval-shots-plus-queries", EVAL + ["--shots", "5", "--queries", "16"],
+         "shots + queries (5 + 16)"),
     case("eval-zero-episodes", EVAL + ["--episodes", "0"], "--episodes"),
     case("eval-negative-ways", EVAL + ["--ways", "-3"], "--ways"),
     case("eval-zero-queries", EVAL + ["--queries", "0"], "--queries"),
-    case(
-        "eval-negative-inner-steps",
-        ["eval", "{maml}", "--episodes", "2", "--quiet", "--inner-steps", "-1"],
-        "--inner-steps",
-    ),
-    case(
-        "eval-metasgd-negative-inner-steps",
-        ["eval", "{metasgd}", "--episodes", "2", "--quiet", "--inner-steps", "-1"],
-        "--inner-steps",
-    ),
-    case(
-        "eval-anil-zero-inner-steps",
-        ["eval", "{anil}", "--episodes", "2", "--quiet", "--inner-steps", "0"],
-        "--inner-steps",
-    ),
-    case(
-        "eval-maml-checkpoint-under-anil-config", ["eval", "{maml_as_anil}"], "holds a maml model"
-    ),
-    case(
-        "eval-metasgd-checkpoint-under-maml-config",
-        ["eval", "{metasgd_as_maml}"],
-        "holds a metasgd model",
-    ),
-    case(
-        "eval-inner-steps-for-protonet",
-        EVAL + ["--inner-steps", "2"],
-        "--inner-steps applies to maml, metasgd, anil only, not to {proto}, a protonet run",
-    ),
+    case("eval-negative-inner-steps", ["eval", "{maml}", "--episodes", "2", "--quiet",
+                                       "--inner-steps", "-1"], "--inner-steps"),
+    case("eval-metasgd-negative-inner-steps", ["eval", "{metasgd}", "--episodes", "2", "--quiet",
+                                               "--inner-steps", "-1"], "--inner-steps"),
+    case("eval-anil-zero-inner-steps", ["eval", "{anil}", "--episodes", "2", "--quiet",
+                                        "--inner-steps", "0"], "--inner-steps"),
+    case("eval-maml-checkpoint-under-anil-config", ["eval", "{maml_as_anil}"],
+         "holds a maml model"),
+    case("eval-metasgd-checkpoint-under-maml-config", ["eval", "{metasgd_as_maml}"],
+         "holds a metasgd model"),
+    case("eval-inner-steps-for-protonet", EVAL + ["--inner-steps", "2"],
+         "--inner-steps applies to maml, metasgd, anil only, not to {proto}, a protonet run"),
     case("eval-missing-run", ["eval", "{work}/nowhere"], "does not exist"),
     case("eval-run-without-checkpoint", ["eval", "{no_checkpoint}"], "no checkpoint"),
     case("eval-truncated-checkpoint", ["eval", "{truncated_best}"], "cannot load checkpoint"),
@@ -272,189 +159,94 @@ CASES = [
     case("eval-csv-is-directory", EVAL + ["--csv", "{work}"], "is a directory"),
     # fewshot predict
     case("predict-missing-run", ["predict", "{work}/nowhere", *PREDICT], "does not exist"),
-    case(
-        "predict-truncated-checkpoint",
-        ["predict", "{truncated_best}", *PREDICT],
-        "cannot load checkpoint",
-    ),
-    case(
-        "predict-checkpoint-of-other-algorithm",
-        ["predict", "{mixed}", *PREDICT],
-        "holds a protonet model",
-    ),
-    case(
-        "predict-missing-support",
-        ["predict", "{proto}", "--support", "{work}/nowhere", "--query", "{query}"],
-        "does not exist",
-    ),
-    case(
-        "predict-one-class-support",
-        ["predict", "{proto}", "--support", "{one_class}", "--query", "{query}"],
-        "at least two class",
-    ),
-    case(
-        "predict-corrupt-query",
-        ["predict", "{proto}", "--support", "{support}", "--query", "{bad_png_path}"],
-        "{bad_png}",
-    ),
+    case("predict-truncated-checkpoint", ["predict", "{truncated_best}", *PREDICT],
+         "cannot load checkpoint"),
+    case("predict-checkpoint-of-other-algorithm", ["predict", "{mixed}", *PREDICT],
+         "holds a protonet model"),
+    case("predict-missing-support", ["predict", "{proto}", "--support", "{work}/nowhere",
+                                     "--query", "{query}"], "does not exist"),
+    case("predict-one-class-support", ["predict", "{proto}", "--support", "{one_class}",
+                                       "--query", "{query}"], "at least two class"),
+    case("predict-corrupt-query", ["predict", "{proto}", "--support", "{support}",
+                                   "--query", "{bad_png_path}"], "{bad_png}"),
     case("predict-zero-steps", ["predict", "{maml}", *PREDICT, "--steps", "0"], "--steps"),
-    case(
-        "predict-metasgd-zero-steps", ["predict", "{metasgd}", *PREDICT, "--steps", "0"], "--steps"
-    ),
+    case("predict-metasgd-zero-steps", ["predict", "{metasgd}", *PREDICT, "--steps", "0"], "--steps"),
     case("predict-anil-zero-steps", ["predict", "{anil}", *PREDICT, "--steps", "0"], "--steps"),
-    case(
-        "predict-maml-checkpoint-under-anil-config",
-        ["predict", "{maml_as_anil}", *PREDICT],
-        "holds a maml model",
-    ),
-    case(
-        "predict-steps-for-protonet",
-        ["predict", "{proto}", *PREDICT, "--steps", "2"],
-        "--steps applies to maml, metasgd, anil only, not to {proto}, a protonet run",
-    ),
-    case(
-        "predict-csv-under-file",
-        ["predict", "{proto}", *PREDICT, "--csv", "{file}/p.csv"],
-        "{file}",
-    ),
+    case("predict-maml-checkpoint-under-anil-config", ["predict", "{maml_as_anil}", *PREDICT],
+         "holds a maml model"),
+    case("predict-steps-for-protonet", ["predict", "{proto}", *PREDICT, "--steps", "2"],
+         "--steps applies to maml, metasgd, anil only, not to {proto}, a protonet run"),
+    case("predict-csv-under-file", ["predict", "{proto}", *PREDICT, "--csv", "{file}/p.csv"],
+         "{file}"),
     # fewshot aggregate
     case("aggregate-missing-csv", ["aggregate", "{work}/nowhere.csv"], "no file matches"),
     case("aggregate-csv-not-evaluation", ["aggregate", "{other_csv}"], "not an evaluation CSV"),
     case("aggregate-csv-binary", ["aggregate", "{binary_csv}"], "not an evaluation CSV"),
     case("aggregate-bad-accuracy", ["aggregate", "{bad_accuracy_csv}"], "not a number"),
     case("aggregate-unknown-column", ["aggregate", "{eval_csv}", "--by", "colour"], "colour"),
-    case(
-        "aggregate-out-under-file",
-        ["aggregate", "{eval_csv}", "--out", "{file}/table.txt"],
-        "{file}",
-    ),
+    case("aggregate-out-under-file", ["aggregate", "{eval_csv}", "--out", "{file}/table.txt"],
+         "{file}"),
     # fewshot reproduce (each fails before any training starts)
-    case(
-        "reproduce-missing-root", REPRODUCE + ["--data-root", "{work}/nowhere"], "no Omniglot found"
-    ),
+    case("reproduce-missing-root", REPRODUCE + ["--data-root", "{work}/nowhere"],
+         "no Omniglot found"),
     case("reproduce-empty-root", REPRODUCE + ["--data-root", "{empty}"], "no Omniglot found"),
-    case(
-        "reproduce-partial-root",
-        REPRODUCE + ["--data-root", "{partial}"],
-        "images_evaluation/ is missing",
-    ),
+    case("reproduce-partial-root", REPRODUCE + ["--data-root", "{partial}"],
+         "images_evaluation/ is missing"),
     case("reproduce-corrupt-png", REPRODUCE + ["--data-root", "{corrupt}"], "{bad_png}"),
-    case(
-        "reproduce-split-unknown-character",
-        REPRODUCE + ["--split", "vinyals", "--split-dir", "{bad_splits}"],
-        "Nope/character99",
-    ),
-    case(
-        "reproduce-ways-over-classes",
-        REPRODUCE + ["--split", "lake", "--algorithms", "protonet", "--cells", "20w1s"],
-        "exceeds",
-    ),
-    case(
-        "reproduce-anil-ways-over-classes",
-        REPRODUCE + ["--split", "lake", "--algorithms", "anil", "--cells", "20w1s"],
-        "exceeds",
-    ),
-    case(
-        "reproduce-metasgd-bad-cell",
-        REPRODUCE + ["--algorithms", "metasgd", "--cells", "5w0s"],
-        "bad cell",
-    ),
+    case("reproduce-split-unknown-character",
+         REPRODUCE + ["--split", "vinyals", "--split-dir", "{bad_splits}"], "Nope/character99"),
+    case("reproduce-ways-over-classes",
+         REPRODUCE + ["--split", "lake", "--algorithms", "protonet", "--cells", "20w1s"],
+         "exceeds"),
+    case("reproduce-anil-ways-over-classes",
+         REPRODUCE + ["--split", "lake", "--algorithms", "anil", "--cells", "20w1s"], "exceeds"),
+    case("reproduce-metasgd-bad-cell", REPRODUCE + ["--algorithms", "metasgd", "--cells", "5w0s"],
+         "bad cell"),
     case("reproduce-bad-cell", REPRODUCE + ["--cells", "0w1s"], "bad cell"),
     case("reproduce-out-under-file", ["reproduce", "--out", "{file}/results", "--quiet"], "{file}"),
-    case(
-        "reproduce-csv-not-evaluation",
-        ["reproduce", "--out", "{foreign_results}", "--quiet"],
-        "not an evaluation CSV",
-    ),
+    case("reproduce-csv-not-evaluation", ["reproduce", "--out", "{foreign_results}", "--quiet"],
+         "not an evaluation CSV"),
     # fewshot plot
-    case(
-        "plot-curves-missing-run",
-        ["plot", "curves", "{work}/nowhere", "--out", "{work}/c.png"],
-        "no log.csv",
-    ),
-    case(
-        "plot-curves-not-a-log",
-        ["plot", "curves", "{binary_log}", "--out", "{work}/c.png"],
-        "not a training log",
-    ),
-    case(
-        "plot-curves-out-under-file",
-        ["plot", "curves", "{proto}", "--out", "{file}/c.png"],
-        "{file}",
-    ),
-    case(
-        "plot-accuracy-csv-not-evaluation",
-        ["plot", "accuracy", "{other_csv}", "--out", "{work}/a.png"],
-        "not an evaluation CSV",
-    ),
-    case(
-        "plot-accuracy-csv-binary",
-        ["plot", "accuracy", "{binary_csv}", "--out", "{work}/a.png"],
-        "not an evaluation CSV",
-    ),
-    case(
-        "plot-accuracy-out-under-file",
-        ["plot", "accuracy", "{eval_csv}", "--out", "{file}/a.png"],
-        "{file}",
-    ),
+    case("plot-curves-missing-run", ["plot", "curves", "{work}/nowhere", "--out", "{work}/c.png"],
+         "no log.csv"),
+    case("plot-curves-not-a-log", ["plot", "curves", "{binary_log}", "--out", "{work}/c.png"],
+         "not a training log"),
+    case("plot-curves-out-under-file", ["plot", "curves", "{proto}", "--out", "{file}/c.png"],
+         "{file}"),
+    case("plot-accuracy-csv-not-evaluation",
+         ["plot", "accuracy", "{other_csv}", "--out", "{work}/a.png"], "not an evaluation CSV"),
+    case("plot-accuracy-csv-binary",
+         ["plot", "accuracy", "{binary_csv}", "--out", "{work}/a.png"], "not an evaluation CSV"),
+    case("plot-accuracy-out-under-file",
+         ["plot", "accuracy", "{eval_csv}", "--out", "{file}/a.png"], "{file}"),
     # issue 14: results you can trust
     case("train-out-existing-run", TRAIN[:-1] + ["{proto_copy}"], "already holds a training run"),
-    case(
-        "train-overwrite-with-resume",
-        ["train", "protonet", "--resume", "{proto_copy}", "--overwrite"],
-        "--overwrite",
-    ),
-    case(
-        "train-resume-fewer-iterations",
-        ["train", "protonet", "--resume", "{proto_copy}", "--iterations", "1"],
-        "done 2 iterations already",
-    ),
+    case("train-overwrite-with-resume", ["train", "protonet", "--resume", "{proto_copy}",
+                                         "--overwrite"], "--overwrite"),
+    case("train-resume-fewer-iterations", ["train", "protonet", "--resume", "{proto_copy}",
+                                           "--iterations", "1"], "done 2 iterations already"),
     case("eval-text-checkpoint", ["eval", "{text_best}"], "not a PyTorch checkpoint at all"),
-    case(
-        "plot-curves-unknown-format",
-        ["plot", "curves", "{proto}", "--out", "{work}/c.jpg"],
-        ".png, .pdf, .svg",
-    ),
-    case(
-        "plot-accuracy-unknown-format",
-        ["plot", "accuracy", "{eval_csv}", "--out", "{work}/a.gif"],
-        ".png, .pdf, .svg",
-    ),
-    case(
-        "plot-accuracy-header-only",
-        ["plot", "accuracy", "{header_csv}", "--out", "{work}/a.png"],
-        "no evaluation rows",
-    ),
-    case(
-        "plot-curves-no-validation-rows",
-        ["plot", "curves", "{fresh_log}", "--out", "{work}/c.png"],
-        "no run has a validation row yet",
-    ),
+    case("plot-curves-unknown-format", ["plot", "curves", "{proto}", "--out", "{work}/c.jpg"],
+         ".png, .pdf, .svg"),
+    case("plot-accuracy-unknown-format", ["plot", "accuracy", "{eval_csv}", "--out", "{work}/a.gif"],
+         ".png, .pdf, .svg"),
+    case("plot-accuracy-header-only", ["plot", "accuracy", "{header_csv}", "--out", "{work}/a.png"],
+         "no evaluation rows"),
+    case("plot-curves-no-validation-rows", ["plot", "curves", "{fresh_log}", "--out",
+                                            "{work}/c.png"], "no run has a validation row yet"),
     case("eval-one-episode", EVAL + ["--episodes", "1"], "--episodes must be at least 2"),
     case("train-no-algorithm", ["train"], "Missing argument"),
-    case(
-        "train-config-unknown-key",
-        TRAIN + ["--config", "{toml_unknown_key}"],
-        "'colour' is no option of fewshot train",
-    ),
+    case("train-config-unknown-key", TRAIN + ["--config", "{toml_unknown_key}"],
+         "'colour' is no option of fewshot train"),
     case("eval-config-not-toml", EVAL + ["--config", "{other_csv}"], "is not a TOML file"),
-    case(
-        "aggregate-config-missing",
-        ["aggregate", "{eval_csv}", "--config", "{work}/none.toml"],
-        "cannot read",
-    ),
+    case("aggregate-config-missing", ["aggregate", "{eval_csv}", "--config", "{work}/none.toml"],
+         "cannot read"),
     case("train-zero-threads", TRAIN + ["--threads", "0"], "--threads must be at least 1"),
     case("eval-negative-threads", EVAL + ["--threads", "-2"], "--threads must be at least 1"),
-    case(
-        "eval-maml-running-bn",
-        ["eval", "{maml}", "--episodes", "2", "--quiet", "--bn-mode", "running"],
-        "running statistics",
-    ),
-    case(
-        "predict-maml-running-bn",
-        ["predict", "{maml}", *PREDICT, "--bn-mode", "running"],
-        "running statistics",
-    ),
+    case("eval-maml-running-bn", ["eval", "{maml}", "--episodes", "2", "--quiet", "--bn-mode",
+                                  "running"], "running statistics"),
+    case("predict-maml-running-bn", ["predict", "{maml}", *PREDICT, "--bn-mode", "running"],
+         "running statistics"),
 ]
 
 
@@ -486,17 +278,14 @@ def paths(tiny_root, tiny_data, tmp_path_factory) -> dict[str, str]:
     (work / "empty").mkdir()
     shutil.copytree(tiny_root / "images_background", work / "partial" / "images_background")
     corrupt = Path(shutil.copytree(tiny_root, work / "corrupt"))
-    fresh = make_tiny_omniglot(
-        work / "fresh", {"images_background": {"A": 2}, "images_evaluation": {"B": 2}}, drawings=2
-    )
+    fresh = make_tiny_omniglot(work / "fresh", {"images_background": {"A": 2},
+                                                "images_evaluation": {"B": 2}}, drawings=2)
     bad_png = sorted(corrupt.glob("images_evaluation/*/*/*.png"))[5]
     truncate(bad_png)
     bad_splits = work / "splits"
     bad_splits.mkdir()
     for part in ("train", "val", "test", "trainval"):
-        (bad_splits / f"{part}.txt").write_text(
-            "Alpha/character01/rot000\nNope/character99/rot090\n"
-        )
+        (bad_splits / f"{part}.txt").write_text("Alpha/character01/rot000\nNope/character99/rot090\n")
 
     def vinyals(run: Path) -> None:
         config = json.loads((run / "config.json").read_text())
@@ -508,16 +297,13 @@ def paths(tiny_root, tiny_data, tmp_path_factory) -> dict[str, str]:
     (work / "other.csv").write_text("name,score\nalice,3\n")
     (work / "binary.csv").write_bytes(bytes(range(256)) * 8)
     (work / "bad-accuracy.csv").write_text("algorithm,accuracy_mean\nprotonet,high\n")
-    append_row(
-        work / "eval.csv",
-        {"algorithm": "protonet", "accuracy_mean": "0.9", "test_ways": "5", "test_shots": "1"},
-    )
+    append_row(work / "eval.csv", {"algorithm": "protonet", "accuracy_mean": "0.9",
+                                   "test_ways": "5", "test_shots": "1"})
     (work / "unknown-key.toml").write_text('colour = "blue"\n')
     (work / "header.csv").write_text("algorithm,accuracy_mean,test_ways,test_shots\n")
     (work / "fresh-log").mkdir()
     (work / "fresh-log" / "log.csv").write_text(
-        "iteration,train_loss,train_accuracy,val_accuracy,elapsed_seconds\n"
-    )
+        "iteration,train_loss,train_accuracy,val_accuracy,elapsed_seconds\n")
     (work / "foreign-results").mkdir()
     shutil.copy(work / "other.csv", work / "foreign-results" / "eval.csv")
     (work / "binary-log").mkdir()
@@ -526,91 +312,43 @@ def paths(tiny_root, tiny_data, tmp_path_factory) -> dict[str, str]:
     for label, character in (("a", "character01"), ("b", "character02")):
         shutil.copytree(tiny_root / "images_background" / "Alpha" / character, support / label)
     shutil.copytree(support / "a", one_class)
-    return {
-        key: str(value)
-        for key, value in {
-            "work": work,
-            "proto": proto,
-            "maml": maml,
-            "metasgd": metasgd,
-            "anil": anil,
-            "empty": work / "empty",
-            "partial": work / "partial",
-            "corrupt": corrupt,
-            "fresh": fresh,
-            "bad_png": bad_png.name,
-            "bad_splits": bad_splits,
-            "file": file,
-            "other_csv": work / "other.csv",
-            "binary_csv": work / "binary.csv",
-            "bad_accuracy_csv": work / "bad-accuracy.csv",
-            "eval_csv": work / "eval.csv",
-            "foreign_results": work / "foreign-results",
-            "binary_log": work / "binary-log",
-            "support": support,
-            "one_class": one_class.parent,
-            "query": sorted(tiny_root.glob("images_evaluation/*/*/*.png"))[0],
-            "bad_png_path": bad_png,
-            "truncated_last": copy_run(
-                proto, work / "truncated-last", lambda r: truncate(r / "last.pt")
-            ),
-            "truncated_best": copy_run(
-                proto, work / "truncated-best", lambda r: truncate(r / "best.pt")
-            ),
-            "no_checkpoint": copy_run(
-                proto,
-                work / "no-checkpoint",
-                lambda r: [(r / n).unlink() for n in ("best.pt", "last.pt")],
-            ),
-            # ProtoNet's checkpoints under MAML's config.json.
-            "mixed": copy_run(
-                proto,
-                work / "mixed",
-                lambda r: shutil.copy(maml / "config.json", r / "config.json"),
-            ),
-            # MAML's checkpoints (the very network ANIL uses) under ANIL's config.json, and back.
-            "maml_as_anil": copy_run(
-                maml,
-                work / "maml-as-anil",
-                lambda r: shutil.copy(anil / "config.json", r / "config.json"),
-            ),
-            "metasgd_as_maml": copy_run(
-                metasgd,
-                work / "metasgd-as-maml",
-                lambda r: shutil.copy(maml / "config.json", r / "config.json"),
-            ),
-            "config_not_json": copy_run(
-                proto,
-                work / "config-not-json",
-                lambda r: (r / "config.json").write_text("{algorithm: protonet"),
-            ),
-            "config_list": copy_run(
-                proto,
-                work / "config-list",
-                lambda r: (r / "config.json").write_text('["protonet"]'),
-            ),
-            "vinyals_run": copy_run(proto, work / "vinyals-run", vinyals),
-            "proto_copy": copy_run(proto, work / "proto-copy", lambda r: None),
-            "toml_unknown_key": work / "unknown-key.toml",
-            "header_csv": work / "header.csv",
-            "fresh_log": work / "fresh-log",
-            "text_best": copy_run(
-                proto,
-                work / "text-best",
-                lambda r: (r / "best.pt").write_text("not a checkpoint\n"),
-            ),
-        }.items()
-    }
+    return {key: str(value) for key, value in {
+        "work": work, "proto": proto, "maml": maml, "metasgd": metasgd, "anil": anil,
+        "empty": work / "empty",
+        "partial": work / "partial", "corrupt": corrupt, "fresh": fresh, "bad_png": bad_png.name,
+        "bad_splits": bad_splits, "file": file, "other_csv": work / "other.csv",
+        "binary_csv": work / "binary.csv", "bad_accuracy_csv": work / "bad-accuracy.csv",
+        "eval_csv": work / "eval.csv", "foreign_results": work / "foreign-results",
+        "binary_log": work / "binary-log", "support": support, "one_class": one_class.parent,
+        "query": sorted(tiny_root.glob("images_evaluation/*/*/*.png"))[0], "bad_png_path": bad_png,
+        "truncated_last": copy_run(proto, work / "truncated-last", lambda r: truncate(r / "last.pt")),
+        "truncated_best": copy_run(proto, work / "truncated-best", lambda r: truncate(r / "best.pt")),
+        "no_checkpoint": copy_run(proto, work / "no-checkpoint",
+                                  lambda r: [(r / n).unlink() for n in ("best.pt", "last.pt")]),
+        # ProtoNet's checkpoints under MAML's config.json.
+        "mixed": copy_run(proto, work / "mixed",
+                          lambda r: shutil.copy(maml / "config.json", r / "config.json")),
+        # MAML's checkpoints (the very network ANIL uses) under ANIL's config.json, and back.
+        "maml_as_anil": copy_run(maml, work / "maml-as-anil",
+                                 lambda r: shutil.copy(anil / "config.json", r / "config.json")),
+        "metasgd_as_maml": copy_run(metasgd, work / "metasgd-as-maml",
+                                    lambda r: shutil.copy(maml / "config.json", r / "config.json")),
+        "config_not_json": copy_run(proto, work / "config-not-json",
+                                    lambda r: (r / "config.json").write_text("{algorithm: protonet")),
+        "config_list": copy_run(proto, work / "config-list",
+                                lambda r: (r / "config.json").write_text('["protonet"]')),
+        "vinyals_run": copy_run(proto, work / "vinyals-run", vinyals),
+        "proto_copy": copy_run(proto, work / "proto-copy", lambda r: None),
+        "toml_unknown_key": work / "unknown-key.toml", "header_csv": work / "header.csv", "fresh_log": work / "fresh-log",
+        "text_best": copy_run(proto, work / "text-best",
+                              lambda r: (r / "best.pt").write_text("not a checkpoint\n")),
+    }.items()}
 
 
 def environment(tiny_root: Path, cache_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FEWSHOT_")}
-    env.update(
-        FEWSHOT_DATA=str(tiny_root),
-        FEWSHOT_CACHE=str(cache_dir),
-        OMP_NUM_THREADS="1",
-        PYTHONPATH=str(Path(__file__).resolve().parents[1]),
-    )
+    env.update(FEWSHOT_DATA=str(tiny_root), FEWSHOT_CACHE=str(cache_dir), OMP_NUM_THREADS="1",
+               PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     return env
 
 
@@ -656,14 +394,8 @@ print(json.dumps(codes))
 
 def run_forked(jobs: list[dict], env: dict, folder: Path) -> dict[str, int]:
     (folder / "jobs.json").write_text(json.dumps(jobs))
-    done = subprocess.run(
-        [sys.executable, "-c", RUNNER, str(folder / "jobs.json")],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = subprocess.run([sys.executable, "-c", RUNNER, str(folder / "jobs.json")], env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.splitlines()[-1])
 
@@ -671,14 +403,10 @@ def run_forked(jobs: list[dict], env: dict, folder: Path) -> dict[str, int]:
 def run_spawned(jobs: list[dict], env: dict) -> dict[str, int]:
     def one(job):
         with open(job["stdout"], "w") as out, open(job["stderr"], "w") as err:
-            return subprocess.run(
-                [sys.executable, "-m", "fewshot_cli", *job["args"]],
-                env={**env, **job.get("env", {})},
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                timeout=600,
-            ).returncode
+            return subprocess.run([sys.executable, "-m", "fewshot_cli", *job["args"]],
+                                  env={**env, **job.get("env", {})},
+                                  stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                  timeout=600).returncode
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         return dict(zip([job["id"] for job in jobs], pool.map(one, jobs)))
@@ -690,39 +418,22 @@ def outcomes(request, paths, tiny_root, cache_dir) -> dict[str, tuple[int, str, 
     folder = Path(paths["work"]) / "outputs"
     folder.mkdir()
     prefix = request.node.nodeid + "::test_bad_input_fails_with_one_line["
-    selected = {
-        item.nodeid[len(prefix) : -1]
-        for item in request.session.items
-        if item.nodeid.startswith(prefix)
-    }
+    selected = {item.nodeid[len(prefix):-1] for item in request.session.items
+                if item.nodeid.startswith(prefix)}
     jobs = []
     for param in CASES:
         if param.id in selected:
             args, _, env = param.values
-            jobs.append(
-                dict(
-                    id=param.id,
-                    args=[a.format(id=param.id, **paths) for a in args],
-                    env={k: v.format(**paths) for k, v in env.items()},
-                    stdout=str(folder / f"{param.id}.out"),
-                    stderr=str(folder / f"{param.id}.err"),
-                )
-            )
+            jobs.append(dict(id=param.id, args=[a.format(id=param.id, **paths) for a in args],
+                             env={k: v.format(**paths) for k, v in env.items()},
+                             stdout=str(folder / f"{param.id}.out"),
+                             stderr=str(folder / f"{param.id}.err")))
     env = environment(tiny_root, cache_dir)
     # The tensor cache of the tiny data exists already (tiny_data built it in cache_dir).
-    codes = (
-        run_spawned(jobs, env)
-        if os.environ.get("FEWSHOT_TEST_SPAWN") == "1"
-        else run_forked(jobs, env, folder)
-    )
-    return {
-        job["id"]: (
-            codes[job["id"]],
-            Path(job["stdout"]).read_text(),
-            Path(job["stderr"]).read_text(),
-        )
-        for job in jobs
-    }
+    codes = (run_spawned(jobs, env) if os.environ.get("FEWSHOT_TEST_SPAWN") == "1"
+             else run_forked(jobs, env, folder))
+    return {job["id"]: (codes[job["id"]], Path(job["stdout"]).read_text(),
+                        Path(job["stderr"]).read_text()) for job in jobs}
 
 
 @pytest.mark.parametrize("args, names, env", CASES)
@@ -741,16 +452,9 @@ def test_the_runner_sees_tracebacks_and_exit_codes(tmp_path, tiny_root, cache_di
     (tmp_path / "exiting.py").write_text("import sys\nprint('bye', file=sys.stderr)\nsys.exit(3)\n")
     env = environment(tiny_root, cache_dir)
     env["PYTHONPATH"] += os.pathsep + str(tmp_path)
-    jobs = [
-        dict(
-            id=module,
-            module=module,
-            args=args,
-            stdout=str(tmp_path / f"{module}.out"),
-            stderr=str(tmp_path / f"{module}.err"),
-        )
-        for module, args in (("fewshot_cli", ["--version"]), ("crashing", []), ("exiting", []))
-    ]
+    jobs = [dict(id=module, module=module, args=args, stdout=str(tmp_path / f"{module}.out"),
+                 stderr=str(tmp_path / f"{module}.err"))
+            for module, args in (("fewshot_cli", ["--version"]), ("crashing", []), ("exiting", []))]
     codes = run_forked(jobs, env, tmp_path)
     assert codes == {"fewshot_cli": 0, "crashing": 1, "exiting": 3}
     assert "fewshot" in (tmp_path / "fewshot_cli.out").read_text()

@@ -10,16 +10,9 @@ import fewshot_cli.cli
 # The constants live in the light ``choices`` module (so --help imports no torch); the modules
 # that use them re-export them (LIBRARY below).
 CONSTANTS = {
-    ("fewshot_cli.choices", "SPLITS"): [
-        ("data", "splits"),
-        ("train", "split"),
-        ("reproduce", "split"),
-    ],
+    ("fewshot_cli.choices", "SPLITS"): [("data", "splits"), ("train", "split"), ("reproduce", "split")],
     ("fewshot_cli.choices", "PARTS"): [("eval", "part")],
-    ("fewshot_cli.algorithms.registry", "NAMES"): [
-        ("train", "algorithm"),
-        ("reproduce", "algorithms"),
-    ],
+    ("fewshot_cli.algorithms.registry", "NAMES"): [("train", "algorithm"), ("reproduce", "algorithms")],
     ("fewshot_cli.choices", "BACKBONES"): [("train", "backbone")],
     ("fewshot_cli.choices", "ENGINES"): [("train", "engine")],
     ("fewshot_cli.choices", "BN_MODES"): [("eval", "bn_mode"), ("predict", "bn_mode")],
@@ -30,14 +23,10 @@ CONSTANTS = {
 }
 # The library module that uses each constant of ``choices``, under the same name.
 LIBRARY = {
-    "SPLITS": "fewshot_cli.data.splits",
-    "PARTS": "fewshot_cli.data.splits",
-    "BACKBONES": "fewshot_cli.algorithms.backbone",
-    "BN_MODES": "fewshot_cli.algorithms.base",
-    "INVERT_MODES": "fewshot_cli.predict",
-    "FORMATS": "fewshot_cli.report.aggregate",
-    "COMPARISON_FORMATS": "fewshot_cli.report.reproduce",
-    "ENGINES": "fewshot_cli.algorithms.maml_vmap",
+    "SPLITS": "fewshot_cli.data.splits", "PARTS": "fewshot_cli.data.splits",
+    "BACKBONES": "fewshot_cli.algorithms.backbone", "BN_MODES": "fewshot_cli.algorithms.base",
+    "INVERT_MODES": "fewshot_cli.predict", "FORMATS": "fewshot_cli.report.aggregate",
+    "COMPARISON_FORMATS": "fewshot_cli.report.reproduce", "ENGINES": "fewshot_cli.algorithms.maml_vmap",
 }
 
 

@@ -29,18 +29,8 @@ from fewshot_cli.run.distributed import chain_averages, check_split, needs_launc
 from fewshot_cli.run.training import TrainingInterrupted, train
 
 # Second order, 4 tasks per meta-batch: 2 per process.
-SETTINGS = dict(
-    ways=3,
-    queries=2,
-    test_ways=3,
-    test_queries=2,
-    iterations=12,
-    val_every=2,
-    val_episodes=1,
-    seed=3,
-    device="cpu",
-    meta_batch=4,
-)
+SETTINGS = dict(ways=3, queries=2, test_ways=3, test_queries=2, iterations=12, val_every=2,
+                val_episodes=1, seed=3, device="cpu", meta_batch=4)
 
 
 def test_batchnorm_statistics_merge_as_sequential_updates():
@@ -75,48 +65,29 @@ def test_refusals_come_before_any_process_starts(tmp_path, capsys):
         check_split(maml, TrainConfig("maml", meta_batch=32).resolved(), 3)
     with pytest.raises(FewshotError, match="protonet trains on 1 episode per iteration"):
         check_split(protonet, TrainConfig("protonet").resolved(), 2)
-    for args, message in (
-        (["maml", "--meta-batch", "5", "--nproc", "2"], "5 episodes per iteration"),
-        (["protonet", "--nproc", "2"], "nothing to split across 2 processes"),
-        (["maml", "--nproc", "0"], "--nproc must be at least 1"),
-    ):
+    for args, message in ((["maml", "--meta-batch", "5", "--nproc", "2"], "5 episodes per iteration"),
+                          (["protonet", "--nproc", "2"], "nothing to split across 2 processes"),
+                          (["maml", "--nproc", "0"], "--nproc must be at least 1")):
         assert main(["train", *args, "--out", str(tmp_path / "run")]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
     assert not (tmp_path / "run").exists()
     assert not needs_launch(None, None) and not needs_launch(1, None) and needs_launch(2, None)
-    assert without_nproc(["train", "maml", "--nproc", "2", "--nproc=2", "--out", "r"]) == [
-        "train",
-        "maml",
-        "--out",
-        "r",
-    ]
+    assert without_nproc(["train", "maml", "--nproc", "2", "--nproc=2", "--out", "r"]) == \
+        ["train", "maml", "--out", "r"]
 
 
 def environment(tiny_root: Path, cache_dir: Path) -> dict:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("FEWSHOT_", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_"))
-    }
-    env.update(
-        FEWSHOT_DATA=str(tiny_root),
-        FEWSHOT_CACHE=str(cache_dir),
-        OMP_NUM_THREADS="1",
-        PYTHONPATH=str(Path(__file__).resolve().parents[1]),
-    )
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("FEWSHOT_", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_"))}
+    env.update(FEWSHOT_DATA=str(tiny_root), FEWSHOT_CACHE=str(cache_dir), OMP_NUM_THREADS="1",
+               PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     return env
 
 
 def start(command: list[str], env: dict) -> subprocess.Popen:
-    return subprocess.Popen(
-        command,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 def fewshot(*args: str) -> list[str]:
@@ -124,16 +95,8 @@ def fewshot(*args: str) -> list[str]:
 
 
 def torchrun(*args: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node=2",
-        "-m",
-        "fewshot_cli",
-        *args,
-    ]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+            "-m", "fewshot_cli", *args]
 
 
 def assert_close_to_one_process(path: Path, reference: Path, atol: float = 1e-4) -> None:
@@ -157,24 +120,18 @@ def assert_close_to_one_process(path: Path, reference: Path, atol: float = 1e-4)
             assert torch.allclose(state[0][key], state[1][key], atol=atol, rtol=0), (name, key)
     for name in names:
         if "running_var" in name or "num_batches" in name:
-            assert torch.allclose(
-                ours["model"][name].double(), theirs["model"][name].double(), atol=atol, rtol=0
-            ), name
+            assert torch.allclose(ours["model"][name].double(), theirs["model"][name].double(),
+                                  atol=atol, rtol=0), name
     assert ours["iteration"] == theirs["iteration"]
 
 
-def test_two_processes_train_as_one_and_resume_after_sigterm(
-    tiny_root, cache_dir, tiny_data, tmp_path
-):
+def test_two_processes_train_as_one_and_resume_after_sigterm(tiny_root, cache_dir, tiny_data,
+                                                             tmp_path):
     env = environment(tiny_root, cache_dir)
     run = tmp_path / "parallel"
     # `train --nproc 2` launches torchrun; SIGTERM to it reaches both processes once.
-    process = start(
-        fewshot(
-            "train", "maml", "--out", str(run), "--nproc", "2", "--quiet", *cli_options(SETTINGS)
-        ),
-        env,
-    )
+    process = start(fewshot("train", "maml", "--out", str(run), "--nproc", "2", "--quiet",
+                            *cli_options(SETTINGS)), env)
     while not (run / "last.pt").exists() and process.poll() is None:
         time.sleep(0.01)
     process.send_signal(signal.SIGTERM)
@@ -187,13 +144,8 @@ def test_two_processes_train_as_one_and_resume_after_sigterm(
     # One process stopped at the same iteration holds the same weights.
     single = tmp_path / "single"
     with pytest.raises(TrainingInterrupted):
-        train(
-            TrainConfig("maml", **SETTINGS),
-            single,
-            data=tiny_data,
-            progress=False,
-            stop_after=stopped,
-        )
+        train(TrainConfig("maml", **SETTINGS), single, data=tiny_data, progress=False,
+              stop_after=stopped)
     assert_close_to_one_process(run / "last.pt", single / "last.pt")
 
     # Resumed by a bare torchrun, the 2 processes end where one process ends.
@@ -201,13 +153,8 @@ def test_two_processes_train_as_one_and_resume_after_sigterm(
     stdout, stderr = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, stderr
     assert stdout.count(f"done: {SETTINGS['iterations']} iterations") == 1, stdout  # rank 0 alone
-    train(
-        TrainConfig("maml", iterations=SETTINGS["iterations"]),
-        single,
-        resume=True,
-        data=tiny_data,
-        progress=False,
-    )
+    train(TrainConfig("maml", iterations=SETTINGS["iterations"]), single, resume=True,
+          data=tiny_data, progress=False)
     assert_close_to_one_process(run / "last.pt", single / "last.pt")
     # Rank 0 alone validated, as often as one process does, on the same models.
     logs = [pd.read_csv(path / "log.csv") for path in (run, single)]

@@ -18,28 +18,19 @@ from fewshot_cli.run.config import TrainConfig
 from fewshot_cli.run.evaluation import evaluate, evaluate_run
 from fewshot_cli.run.training import TrainingInterrupted, train
 
-TINY = dict(
-    ways=5, queries=2, test_ways=3, test_queries=3, val_every=2, val_episodes=4, meta_batch=3
-)
+TINY = dict(ways=5, queries=2, test_ways=3, test_queries=3, val_every=2, val_episodes=4,
+            meta_batch=3)
 
 
 def test_maml_defaults_are_its_papers_and_protonet_keeps_its_own():
     maml = TrainConfig("maml").resolved()
-    assert (maml.backbone, maml.queries, maml.bn_running_stats, maml.engine) == (
-        "conv4-strided",
-        1,
-        False,
-        "l2l",
-    )
+    assert (maml.backbone, maml.queries, maml.bn_running_stats, maml.engine) == \
+        ("conv4-strided", 1, False, "l2l")
     assert TrainConfig("maml", shots=5).resolved().queries == 5
     assert TrainConfig("maml", shots=5, queries=15).resolved().queries == 15
     proto = TrainConfig("protonet").resolved()
-    assert (proto.backbone, proto.queries, proto.bn_running_stats, proto.engine) == (
-        "conv4",
-        5,
-        True,
-        None,
-    )
+    assert (proto.backbone, proto.queries, proto.bn_running_stats, proto.engine) == \
+        ("conv4", 5, True, None)
     for name in ("maml", "protonet"):  # --backbone picks one network for both
         assert TrainConfig(name, backbone="conv4").resolved().backbone == "conv4"
         assert TrainConfig(name, backbone="conv4-strided").resolved().backbone == "conv4-strided"
@@ -49,28 +40,19 @@ def test_maml_defaults_are_its_papers_and_protonet_keeps_its_own():
 
 def test_a_config_json_without_the_new_fields_loads_as_before(tiny_data, tmp_path):
     """A MAML run of the previous version: max-pool Conv-4 with running statistics, 15 queries."""
-    old = {
-        k: v
-        for k, v in TrainConfig(
-            "maml", iterations=2, backbone="conv4", **{**TINY, "queries": 15}
-        ).__dict__.items()
-        if k not in ("bn_running_stats", "engine")
-    }
+    old = {k: v for k, v in TrainConfig("maml", iterations=2, backbone="conv4",
+                                        **{**TINY, "queries": 15}).__dict__.items()
+           if k not in ("bn_running_stats", "engine")}
     old["lr_halve_every"], old["test_ways"] = 0, 3
     (tmp_path / "config.json").write_text(json.dumps(old))
     config = TrainConfig.from_dict(old).resolved()
-    assert (config.backbone, config.bn_running_stats, config.engine, config.queries) == (
-        "conv4",
-        True,
-        "l2l",
-        15,
-    )
+    assert (config.backbone, config.bn_running_stats, config.engine, config.queries) == \
+        ("conv4", True, "l2l", 15)
     torch.manual_seed(0)
     model = registry.get("maml").build_model(config)
     assert tracks_running_stats(model)
-    save_checkpoint(
-        tmp_path / "last.pt", {"algorithm": "maml", "iteration": 2, "model": model.state_dict()}
-    )
+    save_checkpoint(tmp_path / "last.pt", {"algorithm": "maml", "iteration": 2,
+                                           "model": model.state_dict()})
     loaded_config, loaded, _, _ = load_run(tmp_path)
     assert tracks_running_stats(loaded)
     # Its running statistics exist but came from adapted clones (issue 14): batch mode only.
@@ -80,43 +62,24 @@ def test_a_config_json_without_the_new_fields_loads_as_before(tiny_data, tmp_pat
     assert (row["bn_mode"], row["backbone"], row["engine"]) == ("batch", "conv4", "l2l")
 
 
-def test_running_bn_mode_is_refused_for_a_model_without_running_statistics(
-    tiny_data, tiny_root, tmp_path, monkeypatch, capsys
-):
+def test_running_bn_mode_is_refused_for_a_model_without_running_statistics(tiny_data, tiny_root,
+                                                                           tmp_path, monkeypatch,
+                                                                           capsys):
     run = tmp_path / "maml"
     train(TrainConfig("maml", iterations=2, **TINY), run, data=tiny_data, progress=False)
     monkeypatch.setenv("FEWSHOT_DATA", str(tiny_root))
     capsys.readouterr()
     assert main(["eval", str(run), "--episodes", "2", "--bn-mode", "running", "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert (
-        err.startswith(
-            "error: --bn-mode running does not apply: this model keeps no BatchNorm "
-            "running statistics"
-        )
-        and err.count("\n") == 1
-    )
+    assert err.startswith("error: --bn-mode running does not apply: this model keeps no BatchNorm "
+                          "running statistics") and err.count("\n") == 1
     assert main(["eval", str(run), "--episodes", "2", "--quiet"]) == 0  # auto: batch
 
 
 def test_engine_is_refused_for_protonet(tiny_root, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FEWSHOT_DATA", str(tiny_root))
-    assert (
-        main(
-            [
-                "train",
-                "protonet",
-                "--out",
-                str(tmp_path / "p"),
-                "--engine",
-                "vmap",
-                "--iterations",
-                "1",
-                "--quiet",
-            ]
-        )
-        == 2
-    )
+    assert main(["train", "protonet", "--out", str(tmp_path / "p"), "--engine", "vmap",
+                 "--iterations", "1", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err == "error: --engine applies to maml only, not to protonet\n"
     assert not (tmp_path / "p").exists()
@@ -125,39 +88,12 @@ def test_engine_is_refused_for_protonet(tiny_root, tmp_path, monkeypatch, capsys
 def test_engine_is_in_config_json_and_every_csv_row(tiny_root, tmp_path, monkeypatch):
     monkeypatch.setenv("FEWSHOT_DATA", str(tiny_root))
     run, out = tmp_path / "m", tmp_path / "eval.csv"
-    assert (
-        main(
-            [
-                "train",
-                "maml",
-                "--out",
-                str(run),
-                "--engine",
-                "vmap",
-                "--ways",
-                "5",
-                "--meta-batch",
-                "2",
-                "--iterations",
-                "2",
-                "--val-every",
-                "2",
-                "--val-episodes",
-                "2",
-                "--test-ways",
-                "3",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert main(["train", "maml", "--out", str(run), "--engine", "vmap", "--ways", "5",
+                 "--meta-batch", "2", "--iterations", "2", "--val-every", "2", "--val-episodes",
+                 "2", "--test-ways", "3", "--quiet"]) == 0
     stored = json.loads((run / "config.json").read_text())
-    assert (
-        stored["engine"],
-        stored["backbone"],
-        stored["bn_running_stats"],
-        stored["queries"],
-    ) == ("vmap", "conv4-strided", False, 1)
+    assert (stored["engine"], stored["backbone"], stored["bn_running_stats"], stored["queries"]) == \
+        ("vmap", "conv4-strided", False, 1)
     assert main(["eval", str(run), "--csv", str(out), "--episodes", "3", "--quiet"]) == 0
     row = out.read_text().splitlines()
     header, values = row[0].split(","), row[1].split(",")
@@ -177,13 +113,8 @@ def test_resume_is_exact_with_vmap(tiny_data, tmp_path):
     straight = small_run(tiny_data, tmp_path / "a", "vmap", 4)
     small_run(tiny_data, tmp_path / "b", "vmap", 4, stop_after=1)
     assert load_checkpoint(tmp_path / "b" / "last.pt")["iteration"] == 1
-    train(
-        TrainConfig("maml", iterations=4),
-        tmp_path / "b",
-        resume=True,
-        data=tiny_data,
-        progress=False,
-    )
+    train(TrainConfig("maml", iterations=4), tmp_path / "b", resume=True, data=tiny_data,
+          progress=False)
     resumed = load_checkpoint(tmp_path / "b" / "last.pt")["model"]
     for name, value in straight.items():
         assert torch.equal(value, resumed[name]), name
@@ -212,9 +143,7 @@ def test_evaluation_gives_the_same_accuracies_with_either_engine(tiny_data):
     config = TrainConfig("maml", iterations=1, **TINY).resolved()
     torch.manual_seed(3)
     model = registry.get("maml").build_model(config)
-    sampler = EpisodeSampler(
-        meta_dataset(tiny_data, make_split(tiny_data), "test"), 3, 1, 3, seed=1
-    )
+    sampler = EpisodeSampler(meta_dataset(tiny_data, make_split(tiny_data), "test"), 3, 1, 3, seed=1)
     loop = evaluate(config, model, sampler, 40, steps=2)
     batched = evaluate(dataclasses.replace(config, engine="vmap"), model, sampler, 40, steps=2)
     assert len(batched.accuracies) == 40
@@ -228,22 +157,11 @@ def test_vmap_refuses_a_config_with_running_statistics():
 
 @pytest.mark.integration
 def test_short_vmap_training_learns_omniglot(real_data, tmp_path):
-    config = TrainConfig(
-        "maml",
-        engine="vmap",
-        split="random",
-        rotations=True,
-        meta_batch=8,
-        lr=3e-3,
-        iterations=60,
-        val_every=60,
-        val_episodes=20,
-    )
+    config = TrainConfig("maml", engine="vmap", split="random", rotations=True, meta_batch=8,
+                         lr=3e-3, iterations=60, val_every=60, val_episodes=20)
     train(config, tmp_path / "maml", data=real_data, progress=False)
     result, row = evaluate_run(tmp_path / "maml", episodes=200, data=real_data)
-    print(
-        f"MAML (vmap) 5-way 1-shot after 60 meta-iterations: {result.mean:.2%} ± {result.ci95:.2%}"
-    )
+    print(f"MAML (vmap) 5-way 1-shot after 60 meta-iterations: {result.mean:.2%} ± {result.ci95:.2%}")
     assert row["engine"] == "vmap" and result.mean > 0.55  # chance: 0.20
 
 

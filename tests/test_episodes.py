@@ -33,9 +33,8 @@ def test_episode_shapes_and_labels(tiny_data, lake, ways, shots, queries):
         assert e.support.dtype == torch.float32 and 0 <= e.support.min() and e.support.max() <= 1
 
 
-def test_support_and_query_share_no_image_and_labels_match_characters(
-    tiny_data, lake, character_of_image
-):
+def test_support_and_query_share_no_image_and_labels_match_characters(tiny_data, lake,
+                                                                      character_of_image):
     sampler = EpisodeSampler(meta_dataset(tiny_data, lake, "test"), 5, 4, 6, seed=0)
     for i in range(10):
         e = sampler[i]
@@ -44,10 +43,8 @@ def test_support_and_query_share_no_image_and_labels_match_characters(
         assert not set(support) & set(query)
         assert len(set(support + query)) == len(support) + len(query)
         # One label, one character, in both sets.
-        pairs = {
-            (int(y), character_of_image[x])
-            for x, y in zip(support + query, torch.cat([e.support_labels, e.query_labels]))
-        }
+        pairs = {(int(y), character_of_image[x]) for x, y in zip(support + query,
+                                                                 torch.cat([e.support_labels, e.query_labels]))}
         assert len(pairs) == 5 and len({c for _, c in pairs}) == 5
 
 
@@ -112,15 +109,8 @@ def test_vinyals_rotated_classes_are_turned_images(tiny_data, tmp_path):
     from test_splits import vinyals_lines, write_vinyals
 
     names = tiny_data.characters
-    write_vinyals(
-        tmp_path,
-        {
-            "train": vinyals_lines(names[:20]),
-            "val": vinyals_lines(names[20:24]),
-            "test": vinyals_lines(names[24:]),
-            "trainval": vinyals_lines(names[:24]),
-        },
-    )
+    write_vinyals(tmp_path, {"train": vinyals_lines(names[:20]), "val": vinyals_lines(names[20:24]),
+                             "test": vinyals_lines(names[24:]), "trainval": vinyals_lines(names[:24])})
     split = make_split(tiny_data, "vinyals", split_dir=tmp_path)
     dataset = meta_dataset(tiny_data, split, "test").dataset
     first = (tiny_data.labels == 24).nonzero()[0, 0]
@@ -131,9 +121,7 @@ def test_vinyals_rotated_classes_are_turned_images(tiny_data, tmp_path):
 
 def test_too_many_ways(tiny_data, lake):
     dataset = meta_dataset(tiny_data, lake, "test")
-    with pytest.raises(
-        FewshotError, match=r"ways \(12\) exceeds the 11 classes of split part 'test'"
-    ):
+    with pytest.raises(FewshotError, match=r"ways \(12\) exceeds the 11 classes of split part 'test'"):
         EpisodeSampler(dataset, 12, 1, 1, part="test")
 
 

@@ -14,28 +14,11 @@ from fewshot_cli.run.training import train
 
 
 def row(**changes):
-    base = {
-        "algorithm": "maml",
-        "order": "second",
-        "backbone": "conv4",
-        "split": "random",
-        "split_part": "test",
-        "rotations": "True",
-        "train_ways": 5,
-        "train_shots": 1,
-        "train_iterations": 200,
-        "test_ways": 5,
-        "test_shots": 1,
-        "test_queries": 15,
-        "inner_steps_test": 3,
-        "bn_mode": "batch",
-        "accuracy_mean": 0.9,
-        "ci95": 0.01,
-        "episodes": 600,
-        "seed": 0,
-        "checkpoint": "runs/a/best.pt",
-        "checkpoint_iteration": 200,
-    }
+    base = {"algorithm": "maml", "order": "second", "backbone": "conv4", "split": "random",
+            "split_part": "test", "rotations": "True", "train_ways": 5, "train_shots": 1,
+            "train_iterations": 200, "test_ways": 5, "test_shots": 1, "test_queries": 15,
+            "inner_steps_test": 3, "bn_mode": "batch", "accuracy_mean": 0.9, "ci95": 0.01,
+            "episodes": 600, "seed": 0, "checkpoint": "runs/a/best.pt", "checkpoint_iteration": 200}
     return {**base, **changes}
 
 
@@ -46,22 +29,11 @@ def table_of(tmp_path, rows, **options):
     return aggregate(read_results([path]), **options)
 
 
-@pytest.mark.parametrize(
-    "change",
-    [
-        {"split_part": "val"},
-        {"backbone": "conv4-strided"},
-        {"train_iterations": 60000},
-        {"train_ways": 20},
-        {"train_shots": 5},
-        {"test_queries": 5},
-        {"bn_mode": "running"},
-        {"split": "lake"},
-        {"rotations": "False"},
-        {"inner_steps_test": 10},
-        {"engine": "vmap"},
-    ],
-)
+@pytest.mark.parametrize("change", [
+    {"split_part": "val"}, {"backbone": "conv4-strided"}, {"train_iterations": 60000},
+    {"train_ways": 20}, {"train_shots": 5}, {"test_queries": 5}, {"bn_mode": "running"},
+    {"split": "lake"}, {"rotations": "False"}, {"inner_steps_test": 10}, {"engine": "vmap"},
+])
 def test_rows_of_another_protocol_are_never_averaged(tmp_path, change):
     other = row(checkpoint="runs/b/best.pt", accuracy_mean=0.5, **change)
     table = table_of(tmp_path, [row(), other])
@@ -99,40 +71,14 @@ def test_default_table_shows_what_differs_and_notes_what_is_shared(tmp_path):
     assert chosen[0].split()[:2] == ["algorithm", "backbone"] and not chosen[-1].startswith("Every")
 
 
-def test_eval_twice_and_a_validation_row_end_to_end(
-    tiny_root, tiny_data, tmp_path, monkeypatch, capsys
-):
+def test_eval_twice_and_a_validation_row_end_to_end(tiny_root, tiny_data, tmp_path, monkeypatch,
+                                                    capsys):
     monkeypatch.setenv("FEWSHOT_DATA", str(tiny_root))
     run, out = tmp_path / "run", tmp_path / "x.csv"
-    train(
-        TrainConfig(
-            "protonet",
-            ways=5,
-            queries=2,
-            test_ways=3,
-            test_queries=2,
-            iterations=2,
-            val_every=2,
-            val_episodes=2,
-            device="cpu",
-        ),
-        run,
-        data=tiny_data,
-        progress=False,
-    )
-    common = [
-        "eval",
-        str(run),
-        "--csv",
-        str(out),
-        "--episodes",
-        "4",
-        "--ways",
-        "3",
-        "--queries",
-        "2",
-        "--quiet",
-    ]
+    train(TrainConfig("protonet", ways=5, queries=2, test_ways=3, test_queries=2, iterations=2,
+                      val_every=2, val_episodes=2, device="cpu"), run, data=tiny_data, progress=False)
+    common = ["eval", str(run), "--csv", str(out), "--episodes", "4", "--ways", "3",
+              "--queries", "2", "--quiet"]
     for extra in ([], [], ["--part", "val"]):
         assert main(common + extra) == 0
     capsys.readouterr()
@@ -148,15 +94,11 @@ def test_accuracy_plot_has_one_labelled_bar_per_protocol(tmp_path):
     from fewshot_cli.report.plots import accuracy_bars
 
     # The 5-way 1-shot MAML: lake, running BatchNorm, and two seeds of random.
-    table = table_of(
-        tmp_path,
-        [
-            row(split="lake", rotations="False", accuracy_mean=0.665, checkpoint="l"),
-            row(bn_mode="running", accuracy_mean=0.201, checkpoint="r"),
-            row(accuracy_mean=0.898, checkpoint="s0"),
-            row(accuracy_mean=0.900, checkpoint="s1"),
-        ],
-    )
+    table = table_of(tmp_path, [
+        row(split="lake", rotations="False", accuracy_mean=0.665, checkpoint="l"),
+        row(bn_mode="running", accuracy_mean=0.201, checkpoint="r"),
+        row(accuracy_mean=0.898, checkpoint="s0"), row(accuracy_mean=0.900, checkpoint="s1"),
+    ])
     cells, bars, shared = accuracy_bars(table)
     assert cells == [("5", "1")]
     ours = {label: height for _, label, height, _, _, hatch in bars if not hatch}

@@ -24,30 +24,10 @@ from fewshot_cli.run.training import TrainingInterrupted, train
 
 # Small episodes; enough iterations after the first checkpoint that SIGTERM lands mid-run.
 SETTINGS = {
-    "protonet": dict(
-        ways=5,
-        queries=2,
-        test_ways=3,
-        test_queries=2,
-        iterations=60,
-        val_every=5,
-        val_episodes=1,
-        seed=3,
-        device="cpu",
-    ),
-    "maml": dict(
-        ways=3,
-        queries=2,
-        test_ways=3,
-        test_queries=2,
-        iterations=24,
-        val_every=3,
-        val_episodes=1,
-        seed=3,
-        device="cpu",
-        meta_batch=2,
-        first_order=True,
-    ),
+    "protonet": dict(ways=5, queries=2, test_ways=3, test_queries=2, iterations=60, val_every=5,
+                     val_episodes=1, seed=3, device="cpu"),
+    "maml": dict(ways=3, queries=2, test_ways=3, test_queries=2, iterations=24, val_every=3,
+                 val_episodes=1, seed=3, device="cpu", meta_batch=2, first_order=True),
 }
 
 
@@ -65,9 +45,7 @@ def flatten(value, prefix: str = "") -> dict:
         value = dict(enumerate(value))
     if not isinstance(value, dict):
         return {prefix: value}
-    return {
-        k: v for key, item in value.items() for k, v in flatten(item, f"{prefix}/{key}").items()
-    }
+    return {k: v for key, item in value.items() for k, v in flatten(item, f"{prefix}/{key}").items()}
 
 
 def assert_same_checkpoint(path: Path, reference: Path) -> None:
@@ -108,53 +86,30 @@ def test_stop_after_then_resume_gives_the_same_weights(algorithm, reference, tin
     settings = SETTINGS[algorithm]
     stop = settings["val_every"] * 2 + 1  # between two checkpoints, so resume starts off-grid
     with pytest.raises(TrainingInterrupted, match="--resume"):
-        train(
-            TrainConfig(algorithm, **settings),
-            tmp_path,
-            data=tiny_data,
-            progress=False,
-            stop_after=stop,
-        )
+        train(TrainConfig(algorithm, **settings), tmp_path, data=tiny_data, progress=False,
+              stop_after=stop)
     assert load_checkpoint(tmp_path / "last.pt")["iteration"] == stop
-    result = train(
-        TrainConfig(algorithm, iterations=settings["iterations"]),
-        tmp_path,
-        resume=True,
-        data=tiny_data,
-        progress=False,
-    )
+    result = train(TrainConfig(algorithm, iterations=settings["iterations"]), tmp_path,
+                   resume=True, data=tiny_data, progress=False)
     assert result.iterations == settings["iterations"]
     assert_same_checkpoint(tmp_path / "last.pt", reference[algorithm])
 
 
 def fewshot(args: list[str], tiny_root: Path, cache_dir: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FEWSHOT_")}
-    env.update(
-        FEWSHOT_DATA=str(tiny_root),
-        FEWSHOT_CACHE=str(cache_dir),
-        OMP_NUM_THREADS="1",
-        PYTHONPATH=str(Path(__file__).resolve().parents[1]),
-    )
-    return subprocess.Popen(
-        [sys.executable, "-m", "fewshot_cli", *args],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    env.update(FEWSHOT_DATA=str(tiny_root), FEWSHOT_CACHE=str(cache_dir), OMP_NUM_THREADS="1",
+               PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    return subprocess.Popen([sys.executable, "-m", "fewshot_cli", *args], env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 @pytest.mark.parametrize("algorithm", ["protonet", "maml"])
-def test_sigterm_saves_and_resume_gives_the_same_weights(
-    algorithm, reference, tiny_root, cache_dir, tmp_path
-):
+def test_sigterm_saves_and_resume_gives_the_same_weights(algorithm, reference, tiny_root,
+                                                         cache_dir, tmp_path):
     settings, run = SETTINGS[algorithm], tmp_path / "run"
-    process = fewshot(
-        ["train", algorithm, "--out", str(run), "--quiet", *cli_options(settings)],
-        tiny_root,
-        cache_dir,
-    )
+    process = fewshot(["train", algorithm, "--out", str(run), "--quiet", *cli_options(settings)],
+                      tiny_root, cache_dir)
     # The first checkpoint shows training is under way (and the signal handler installed).
     while not (run / "last.pt").exists() and process.poll() is None:
         time.sleep(0.01)

@@ -15,9 +15,7 @@ from fewshot_cli.run.config import TrainConfig
 
 @pytest.fixture(scope="module")
 def episodes(tiny_data):
-    sampler = EpisodeSampler(
-        meta_dataset(tiny_data, make_split(tiny_data), "train"), 5, 1, 5, seed=0
-    )
+    sampler = EpisodeSampler(meta_dataset(tiny_data, make_split(tiny_data), "train"), 5, 1, 5, seed=0)
     return [sampler[i] for i in range(4)]
 
 
@@ -27,9 +25,8 @@ def fresh_model(ways=5):
 
 
 def config(first_order=False, steps=1):
-    return TrainConfig(
-        "maml", ways=5, queries=5, inner_lr=0.4, inner_steps=steps, first_order=first_order
-    ).resolved()
+    return TrainConfig("maml", ways=5, queries=5, inner_lr=0.4, inner_steps=steps,
+                       first_order=first_order).resolved()
 
 
 def task_loss(model, episode, cfg):
@@ -129,9 +126,5 @@ def test_test_copy_at_other_ways_lives_on_the_device():
 
 
 def test_paper_defaults():
-    assert maml.paper_defaults(5) == dict(
-        inner_lr=0.4, inner_steps=1, test_inner_steps=3, meta_batch=32
-    )
-    assert (
-        maml.paper_defaults(20)["inner_lr"] == 0.1 and maml.paper_defaults(20)["meta_batch"] == 16
-    )
+    assert maml.paper_defaults(5) == dict(inner_lr=0.4, inner_steps=1, test_inner_steps=3, meta_batch=32)
+    assert maml.paper_defaults(20)["inner_lr"] == 0.1 and maml.paper_defaults(20)["meta_batch"] == 16

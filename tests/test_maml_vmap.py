@@ -38,22 +38,15 @@ def random_tasks(tasks, ways, shots, queries, seed=0, dtype=torch.float64):
         return torch.arange(ways).repeat_interleave(per_class).expand(tasks, -1).clone()
 
     return maml_vmap.TaskBatch(
-        torch.rand(tasks, ways * shots, 1, 28, 28, generator=generator, dtype=dtype),
-        labels(shots),
-        torch.rand(tasks, ways * queries, 1, 28, 28, generator=generator, dtype=dtype),
-        labels(queries),
-    )
+        torch.rand(tasks, ways * shots, 1, 28, 28, generator=generator, dtype=dtype), labels(shots),
+        torch.rand(tasks, ways * queries, 1, 28, 28, generator=generator, dtype=dtype), labels(queries))
 
 
 def episodes_of(batch):
     """The seam's ``Episode``s of a ``TaskBatch``."""
     ways = int(batch.support_labels.max()) + 1
-    return [
-        Episode(
-            batch.support[i], batch.support_labels[i], batch.query[i], batch.query_labels[i], ways
-        )
-        for i in range(len(batch))
-    ]
+    return [Episode(batch.support[i], batch.support_labels[i], batch.query[i],
+                    batch.query_labels[i], ways) for i in range(len(batch))]
 
 
 def paper_model(ways, backbone="conv4-strided", seed=0, dtype=torch.float64):
@@ -66,21 +59,11 @@ def both_meta_steps(model, batch, steps, inner_lr, first_order, device="cpu"):
     l2l_model, vmap_model = copy.deepcopy(model).to(device), copy.deepcopy(model).to(device)
     batch = batch.to(device)
     config = SimpleNamespace(inner_steps=steps, inner_lr=inner_lr, first_order=first_order)
-    l2l_out = step_on_episodes(
-        maml.ALGORITHM,
-        l2l_model,
-        torch.optim.SGD(l2l_model.parameters(), lr=1.0),
-        episodes_of(batch),
-        config,
-    )
-    vmap_out = maml_vmap.meta_step(
-        vmap_model,
-        torch.optim.SGD(vmap_model.parameters(), lr=1.0),
-        batch,
-        steps,
-        inner_lr,
-        first_order,
-    )
+    l2l_out = step_on_episodes(maml.ALGORITHM, l2l_model,
+                               torch.optim.SGD(l2l_model.parameters(), lr=1.0),
+                               episodes_of(batch), config)
+    vmap_out = maml_vmap.meta_step(vmap_model, torch.optim.SGD(vmap_model.parameters(), lr=1.0),
+                                   batch, steps, inner_lr, first_order)
     return (l2l_model, l2l_out), (vmap_model, vmap_out)
 
 
@@ -88,18 +71,13 @@ def assert_same_meta_step(l2l_side, vmap_side, rtol=1e-9):
     (l2l_model, (l2l_loss, l2l_acc)), (vmap_model, (vmap_loss, vmap_acc)) = l2l_side, vmap_side
     assert vmap_loss == pytest.approx(l2l_loss, rel=1e-9)
     assert vmap_acc == pytest.approx(l2l_acc, abs=1e-6)  # l2l's accuracies are float32
-    l2l_params, vmap_params = (
-        dict(l2l_model.named_parameters()),
-        dict(vmap_model.named_parameters()),
-    )
+    l2l_params, vmap_params = dict(l2l_model.named_parameters()), dict(vmap_model.named_parameters())
     assert l2l_params.keys() == vmap_params.keys()
     scale = max(p.grad.abs().max().item() for p in l2l_params.values())
     assert scale > 1e-4, "meta-gradient vanished: the comparison would be empty"
     for name, p in l2l_params.items():
         q = vmap_params[name]
-        assert (q.grad.double().cpu() - p.grad.double().cpu()).abs().max().item() <= rtol * scale, (
-            name
-        )
+        assert (q.grad.double().cpu() - p.grad.double().cpu()).abs().max().item() <= rtol * scale, name
         assert (q.double().cpu() - p.double().cpu()).abs().max().item() <= rtol * scale, name
         if name.endswith("conv.bias"):
             # BatchNorm subtracts the batch mean right after: the loss cannot depend on these.
@@ -107,9 +85,7 @@ def assert_same_meta_step(l2l_side, vmap_side, rtol=1e-9):
 
 
 @pytest.mark.parametrize("backbone", ["conv4", "conv4-strided"])
-@pytest.mark.parametrize(
-    "ways,steps,inner_lr", [(5, 1, 0.4), (5, 5, 0.4), (20, 1, 0.1), (20, 5, 0.1)]
-)
+@pytest.mark.parametrize("ways,steps,inner_lr", [(5, 1, 0.4), (5, 5, 0.4), (20, 1, 0.1), (20, 5, 0.1)])
 @pytest.mark.parametrize("first_order", [False, True], ids=["second", "first"])
 def test_meta_gradient_matches_l2l(backbone, ways, steps, inner_lr, first_order):
     model = paper_model(ways, backbone)
@@ -130,9 +106,7 @@ def test_second_order_differs_from_first_order():
 
 
 def test_meta_loss_takes_episodes_and_leaves_the_model_alone(tiny_data):
-    sampler = EpisodeSampler(
-        meta_dataset(tiny_data, make_split(tiny_data), "train"), 5, 1, 1, seed=0
-    )
+    sampler = EpisodeSampler(meta_dataset(tiny_data, make_split(tiny_data), "train"), 5, 1, 1, seed=0)
     episodes = [sampler[i] for i in range(3)]
     model = paper_model(5, dtype=torch.float32)
     before = copy.deepcopy(model.state_dict())
@@ -223,9 +197,7 @@ def test_stack_episodes_refuses_mixed_shapes():
 
 
 def test_short_vmap_training_lowers_the_loss(tiny_data):
-    sampler = EpisodeSampler(
-        meta_dataset(tiny_data, make_split(tiny_data), "train"), 5, 1, 1, seed=0
-    )
+    sampler = EpisodeSampler(meta_dataset(tiny_data, make_split(tiny_data), "train"), 5, 1, 1, seed=0)
     held_out = maml_vmap.stack_episodes([sampler[i] for i in range(1000, 1016)])
     model = paper_model(5, dtype=torch.float32)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)

@@ -14,15 +14,12 @@ class Payload:
         return exec, ("raise SystemExit('payload ran')",)
 
 
-@pytest.mark.parametrize(
-    "content, message",
-    [
-        (b"hello, this is a text file\n", "not a PyTorch checkpoint at all (it is a text file)"),
-        (b"(dp0\nS'text that looks like a protocol-0 pickle'\n", "not a PyTorch checkpoint at all"),
-        (b"", "not a PyTorch checkpoint at all (the file is empty)"),
-        (bytes(range(256)) * 4, "not a PyTorch checkpoint at all (its content is neither"),
-    ],
-)
+@pytest.mark.parametrize("content, message", [
+    (b"hello, this is a text file\n", "not a PyTorch checkpoint at all (it is a text file)"),
+    (b"(dp0\nS'text that looks like a protocol-0 pickle'\n", "not a PyTorch checkpoint at all"),
+    (b"", "not a PyTorch checkpoint at all (the file is empty)"),
+    (bytes(range(256)) * 4, "not a PyTorch checkpoint at all (its content is neither"),
+])
 def test_a_file_that_is_no_checkpoint_is_not_called_unsafe(tmp_path, content, message):
     path = tmp_path / "best.pt"
     path.write_bytes(content)
@@ -55,21 +52,12 @@ def runs(tiny_data, tmp_path_factory):
     from fewshot_cli.run.training import train
 
     root = tmp_path_factory.mktemp("messages")
-    common = dict(
-        ways=5, queries=2, test_ways=3, test_queries=2, val_every=2, val_episodes=2, device="cpu"
-    )
-    train(
-        TrainConfig("protonet", iterations=4, **common),
-        root / "proto",
-        data=tiny_data,
-        progress=False,
-    )
-    train(
-        TrainConfig("maml", iterations=2, meta_batch=2, first_order=True, **common),
-        root / "maml",
-        data=tiny_data,
-        progress=False,
-    )
+    common = dict(ways=5, queries=2, test_ways=3, test_queries=2, val_every=2, val_episodes=2,
+                  device="cpu")
+    train(TrainConfig("protonet", iterations=4, **common), root / "proto", data=tiny_data,
+          progress=False)
+    train(TrainConfig("maml", iterations=2, meta_batch=2, first_order=True, **common),
+          root / "maml", data=tiny_data, progress=False)
     return root
 
 
@@ -80,10 +68,8 @@ def test_eval_names_the_checkpoint_and_its_iteration(runs, tiny_root, monkeypatc
     best = load_checkpoint(runs / "proto" / "best.pt")["iteration"]
     assert main(["eval", str(runs / "proto"), "--episodes", "2", "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert (
-        f"note: evaluating {runs / 'proto' / 'best.pt'} (best validation accuracy, iteration "
-        f"{best} of 4)"
-    ) in out
+    assert (f"note: evaluating {runs / 'proto' / 'best.pt'} (best validation accuracy, iteration "
+            f"{best} of 4)") in out
     assert main(["eval", str(runs / "proto" / "last.pt"), "--episodes", "2", "--quiet"]) == 0
     assert "(latest checkpoint, iteration 4 of 4)" in capsys.readouterr().out
 
@@ -108,9 +94,7 @@ def test_eval_and_predict_csv_help_name_append_and_replace(capsys):
 
     assert main(["eval", "--help"]) == 0
     eval_help = " ".join(capsys.readouterr().out.split())
-    assert (
-        "Append the result as one row" in eval_help and "predict --csv, which replaces" in eval_help
-    )
+    assert "Append the result as one row" in eval_help and "predict --csv, which replaces" in eval_help
     assert main(["predict", "--help"]) == 0
     predict_help = " ".join(capsys.readouterr().out.split())
     assert "replacing the file if it exists" in predict_help
@@ -127,16 +111,8 @@ def test_predict_says_when_it_replaced_a_csv(runs, tiny_root, tmp_path, capsys):
         shutil.copytree(tiny_root / "images_background" / "Alpha" / character, support / label)
     query = next((support / "a").iterdir())
     out = tmp_path / "p.csv"
-    args = [
-        "predict",
-        str(runs / "proto"),
-        "--support",
-        str(support),
-        "--query",
-        str(query),
-        "--csv",
-        str(out),
-    ]
+    args = ["predict", str(runs / "proto"), "--support", str(support), "--query", str(query),
+            "--csv", str(out)]
     assert main(args) == 0
     assert "replaced" not in capsys.readouterr().out
     assert main(args) == 0
@@ -154,9 +130,8 @@ def write_log(run_dir, rows):
     return run_dir
 
 
-@pytest.mark.parametrize(
-    "suffix, signature", [(".png", b"\x89PNG"), (".pdf", b"%PDF"), (".SVG", b"<?xml")]
-)
+@pytest.mark.parametrize("suffix, signature", [(".png", b"\x89PNG"), (".pdf", b"%PDF"),
+                                               (".SVG", b"<?xml")])
 def test_figures_have_the_format_of_their_extension(tmp_path, capsys, suffix, signature):
     from fewshot_cli.cli import main
 
@@ -233,12 +208,9 @@ def test_every_option_explains_itself():
             else:
                 yield f"{path} {name}", command
 
-    missing = [
-        f"{path} {option.opts[0]}"
-        for path, command in commands(cli, "fewshot")
-        for option in command.params
-        if isinstance(option, click.Option) and not option.help
-    ]
+    missing = [f"{path} {option.opts[0]}" for path, command in commands(cli, "fewshot")
+               for option in command.params
+               if isinstance(option, click.Option) and not option.help]
     assert missing == []
 
 
@@ -248,22 +220,7 @@ def test_training_from_python_records_where_the_data_is(tiny_data, tmp_path):
     from fewshot_cli.run.config import TrainConfig
     from fewshot_cli.run.training import train
 
-    train(
-        TrainConfig(
-            "protonet",
-            ways=5,
-            queries=2,
-            test_ways=3,
-            test_queries=2,
-            iterations=1,
-            val_every=1,
-            val_episodes=2,
-            device="cpu",
-        ),
-        tmp_path / "run",
-        data=tiny_data,
-        progress=False,
-    )
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["data_root"] == str(
-        tiny_data.root
-    )
+    train(TrainConfig("protonet", ways=5, queries=2, test_ways=3, test_queries=2, iterations=1,
+                      val_every=1, val_episodes=2, device="cpu"), tmp_path / "run",
+          data=tiny_data, progress=False)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data_root"] == str(tiny_data.root)

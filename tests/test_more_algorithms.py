@@ -31,9 +31,7 @@ NEW = ("metasgd", "anil")
 
 @pytest.fixture(scope="module")
 def episodes(tiny_data):
-    sampler = EpisodeSampler(
-        meta_dataset(tiny_data, make_split(tiny_data), "train"), 5, 1, 5, seed=0
-    )
+    sampler = EpisodeSampler(meta_dataset(tiny_data, make_split(tiny_data), "train"), 5, 1, 5, seed=0)
     return [sampler[i] for i in range(2)]
 
 
@@ -49,7 +47,6 @@ def fresh(name: str, config: TrainConfig) -> torch.nn.Module:
 
 
 # --------------------------------------------------------------------------- Meta-SGD
-
 
 def test_metasgd_adapts_with_its_own_rate_for_every_weight(episodes):
     config = resolved("metasgd", first_order=True)
@@ -76,19 +73,8 @@ def test_metasgd_adapts_with_its_own_rate_for_every_weight(episodes):
 
 
 def test_metasgd_rates_are_in_the_checkpoint_and_loaded_back(tiny_data, tmp_path):
-    config = TrainConfig(
-        "metasgd",
-        ways=5,
-        queries=2,
-        test_ways=3,
-        test_queries=2,
-        iterations=3,
-        val_every=3,
-        val_episodes=1,
-        meta_batch=2,
-        device="cpu",
-        inner_lr=0.3,
-    )
+    config = TrainConfig("metasgd", ways=5, queries=2, test_ways=3, test_queries=2, iterations=3,
+                         val_every=3, val_episodes=1, meta_batch=2, device="cpu", inner_lr=0.3)
     train(config, tmp_path, data=tiny_data, progress=False)
     state = load_checkpoint(tmp_path / "last.pt")["model"]
     rates = {k: v for k, v in state.items() if k.startswith("lrs.")}
@@ -116,7 +102,6 @@ def test_metasgd_new_head_gets_the_mean_learned_rate_of_a_class():
 
 # --------------------------------------------------------------------------- ANIL
 
-
 def test_anil_adapts_the_head_on_features_computed_once(episodes):
     config = resolved("anil", inner_lr=0.4, inner_steps=1)
     model = fresh("anil", config)
@@ -125,9 +110,8 @@ def test_anil_adapts_the_head_on_features_computed_once(episodes):
     episode = episodes[1]
     logits = anil.ALGORITHM.query_logits(model, episode, config, training=True)
     assert len(passes) == 1
-    anil_grads = torch.autograd.grad(
-        F.cross_entropy(logits, episode.query_labels), list(model.parameters())
-    )
+    anil_grads = torch.autograd.grad(F.cross_entropy(logits, episode.query_labels),
+                                     list(model.parameters()))
 
     # By hand: one second-order step of the head's weights on the support features.
     n = len(episode.support)
@@ -137,9 +121,8 @@ def test_anil_adapts_the_head_on_features_computed_once(episodes):
     gw, gb = torch.autograd.grad(loss, (w, b), create_graph=True)
     expected = features[n:] @ (w - 0.4 * gw).t() + (b - 0.4 * gb)
     assert torch.allclose(logits, expected, atol=1e-5)
-    grads = torch.autograd.grad(
-        F.cross_entropy(expected, episode.query_labels), list(model.parameters())
-    )
+    grads = torch.autograd.grad(F.cross_entropy(expected, episode.query_labels),
+                                list(model.parameters()))
     for (name, _), ours, theirs in zip(model.named_parameters(), anil_grads, grads):
         assert torch.allclose(ours, theirs, atol=1e-6), name
 
@@ -171,18 +154,8 @@ def test_anil_classifies_under_no_grad_as_with_grad(episodes):
 
 # --------------------------------------------------------------------------- resume
 
-RESUME = dict(
-    ways=3,
-    queries=2,
-    test_ways=3,
-    test_queries=2,
-    iterations=9,
-    val_every=3,
-    val_episodes=1,
-    seed=3,
-    device="cpu",
-    meta_batch=2,
-)
+RESUME = dict(ways=3, queries=2, test_ways=3, test_queries=2, iterations=9, val_every=3,
+              val_episodes=1, seed=3, device="cpu", meta_batch=2)
 
 
 @pytest.fixture(scope="module")
@@ -195,30 +168,23 @@ def single_thread():
 
 
 @pytest.mark.parametrize("name", NEW)
-def test_stop_after_then_resume_gives_the_same_checkpoint(name, tiny_data, tmp_path, single_thread):
+def test_stop_after_then_resume_gives_the_same_checkpoint(name, tiny_data, tmp_path,
+                                                          single_thread):
     train(TrainConfig(name, **RESUME), tmp_path / "reference", data=tiny_data, progress=False)
     run = tmp_path / "run"
     with pytest.raises(TrainingInterrupted, match="--resume"):
         train(TrainConfig(name, **RESUME), run, data=tiny_data, progress=False, stop_after=4)
     assert load_checkpoint(run / "last.pt")["iteration"] == 4  # off the checkpoint grid
-    train(
-        TrainConfig(name, iterations=RESUME["iterations"]),
-        run,
-        resume=True,
-        data=tiny_data,
-        progress=False,
-    )
+    train(TrainConfig(name, iterations=RESUME["iterations"]), run, resume=True, data=tiny_data,
+          progress=False)
     assert_same_checkpoint(run / "last.pt", tmp_path / "reference" / "last.pt")
     if name == "metasgd":  # the rates moved, and the resumed run continued from the saved ones
-        rates = [
-            v for k, v in load_checkpoint(run / "last.pt")["model"].items() if k.startswith("lrs.")
-        ]
+        rates = [v for k, v in load_checkpoint(run / "last.pt")["model"].items() if k.startswith("lrs.")]
         start = TrainConfig(name, **RESUME).resolved().inner_lr
         assert any(not torch.allclose(r, torch.full_like(r, start)) for r in rates)
 
 
 # --------------------------------------------------------------------------- every command
-
 
 @pytest.fixture
 def image_tree(tiny_root, tmp_path):
@@ -235,82 +201,25 @@ def image_tree(tiny_root, tmp_path):
 
 
 @pytest.mark.parametrize("name", NEW)
-def test_train_eval_predict_aggregate_plot_from_the_command_line(
-    name, image_tree, tiny_root, cache_dir, monkeypatch, capsys
-):
+def test_train_eval_predict_aggregate_plot_from_the_command_line(name, image_tree, tiny_root,
+                                                                 cache_dir, monkeypatch, capsys):
     monkeypatch.setenv("FEWSHOT_DATA", str(tiny_root))
     monkeypatch.setenv("FEWSHOT_CACHE", str(cache_dir))
     run, csv_path = image_tree / "run", image_tree / "eval.csv"
-    assert (
-        main(
-            [
-                "train",
-                name,
-                "--out",
-                str(run),
-                "--ways",
-                "5",
-                "--queries",
-                "2",
-                "--iterations",
-                "2",
-                "--val-every",
-                "2",
-                "--val-episodes",
-                "2",
-                "--test-ways",
-                "3",
-                "--test-queries",
-                "2",
-                "--meta-batch",
-                "2",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert main(["train", name, "--out", str(run), "--ways", "5", "--queries", "2",
+                 "--iterations", "2", "--val-every", "2", "--val-episodes", "2", "--test-ways",
+                 "3", "--test-queries", "2", "--meta-batch", "2", "--quiet"]) == 0
     assert main(["eval", str(run), "--csv", str(csv_path), "--episodes", "3", "--quiet"]) == 0
     # Other ways than trained: the head (and Meta-SGD's head rates) are refitted.
-    assert (
-        main(
-            [
-                "eval",
-                str(run),
-                "--csv",
-                str(csv_path),
-                "--ways",
-                "4",
-                "--queries",
-                "3",
-                "--episodes",
-                "2",
-                "--inner-steps",
-                "2",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert main(["eval", str(run), "--csv", str(csv_path), "--ways", "4", "--queries", "3",
+                 "--episodes", "2", "--inner-steps", "2", "--quiet"]) == 0
     rows = pd.read_csv(csv_path)
     assert list(rows["algorithm"]) == [name, name] and list(rows["test_ways"]) == [3, 4]
     assert list(rows["inner_steps_test"]) == [TrainConfig(name).resolved().test_inner_steps, 2]
     assert set(rows["order"]) == {"second"} and set(rows["bn_mode"]) == {"batch"}
     predictions = image_tree / "predictions.csv"
-    assert (
-        main(
-            [
-                "predict",
-                str(run),
-                "--support",
-                str(image_tree / "support"),
-                "--query",
-                str(image_tree / "query"),
-                "--csv",
-                str(predictions),
-            ]
-        )
-        == 0
-    )
+    assert main(["predict", str(run), "--support", str(image_tree / "support"), "--query",
+                 str(image_tree / "query"), "--csv", str(predictions)]) == 0
     assert len(pd.read_csv(predictions)) == 6
     capsys.readouterr()
     assert main(["aggregate", str(csv_path)]) == 0
@@ -324,28 +233,13 @@ def test_train_eval_predict_aggregate_plot_from_the_command_line(
 @pytest.mark.parametrize("name", NEW)
 def test_eval_and_predict_agree_on_the_same_images(name, tiny_data, tmp_path):
     run = tmp_path / "run"
-    train(
-        TrainConfig(
-            name,
-            ways=5,
-            queries=2,
-            test_ways=3,
-            test_queries=2,
-            iterations=2,
-            val_every=2,
-            val_episodes=1,
-            meta_batch=2,
-            device="cpu",
-        ),
-        run,
-        data=tiny_data,
-        progress=False,
-    )
+    train(TrainConfig(name, ways=5, queries=2, test_ways=3, test_queries=2, iterations=2,
+                      val_every=2, val_episodes=1, meta_batch=2, device="cpu"),
+          run, data=tiny_data, progress=False)
     config, model, _ = load_trained(run)
     config = config.resolved()
-    episode = EpisodeSampler(
-        meta_dataset(tiny_data, make_split(tiny_data), "test"), 3, 2, 4, seed=1
-    )[0]
+    episode = EpisodeSampler(meta_dataset(tiny_data, make_split(tiny_data), "test"), 3, 2, 4,
+                             seed=1)[0]
     algorithm = registry.get(name)
     tested = prepared_copy(algorithm, model, episode.ways, "batch", "cpu")
     logits = episode_logits(algorithm, tested, episode, config)
@@ -357,28 +251,15 @@ def test_eval_and_predict_agree_on_the_same_images(name, tiny_data, tmp_path):
         save_tensor_png(image, tmp_path / "query" / f"q{i:03d}.png")
     frame = predict(run, tmp_path / "support", tmp_path / "query", invert="no")
     assert list(frame["label"]) == [f"class{c}" for c in logits.argmax(1).tolist()]
-    assert np.allclose(
-        frame[probability_columns(frame)].to_numpy(), torch.softmax(logits, 1).numpy(), atol=1e-6
-    )
+    assert np.allclose(frame[probability_columns(frame)].to_numpy(),
+                       torch.softmax(logits, 1).numpy(), atol=1e-6)
 
 
 def test_reproduce_runs_their_cells(tiny_data, tmp_path):
-    budget = Budget(
-        "tiny",
-        ("3w1s",),
-        {name: BudgetSettings(2, 3, {"meta_batch": 2}) for name in NEW},
-        val_every=2,
-        val_episodes=2,
-    )
-    table = reproduce(
-        tmp_path,
-        budget,
-        split="lake",
-        data=tiny_data,
-        device="cpu",
-        progress=False,
-        echo=lambda line: None,
-    )
+    budget = Budget("tiny", ("3w1s",), {name: BudgetSettings(2, 3, {"meta_batch": 2})
+                                         for name in NEW}, val_every=2, val_episodes=2)
+    table = reproduce(tmp_path, budget, split="lake", data=tiny_data, device="cpu",
+                      progress=False, echo=lambda line: None)
     rows = pd.read_csv(tmp_path / "eval.csv")
     assert list(rows["algorithm"]) == list(NEW) and set(rows["episodes"]) == {3}
     assert sorted(table["algorithm"]) == sorted(NEW) and table["published"].isna().all()
@@ -389,16 +270,14 @@ def test_reproduce_runs_their_cells(tiny_data, tmp_path):
 
 # --------------------------------------------------------------------------- learning
 
-
 # A short second-order training (100 meta-iterations of 8 tasks) on the real data, as MAML's
 # learning test: more than twice the 20% of chance at 5-way 1-shot (measured: Meta-SGD 63.6%,
 # ANIL 55.9%; ANIL adapts only the head, so it starts slower).
 @pytest.mark.integration
 @pytest.mark.parametrize("name", NEW)
 def test_learns_omniglot(name, real_data, tmp_path):
-    config = TrainConfig(
-        name, ways=5, shots=1, meta_batch=8, lr=3e-3, iterations=100, val_every=50, val_episodes=20
-    )
+    config = TrainConfig(name, ways=5, shots=1, meta_batch=8, lr=3e-3, iterations=100,
+                         val_every=50, val_episodes=20)
     train(config, tmp_path / name, data=real_data, progress=False)
     result, _ = evaluate_run(tmp_path / name, episodes=200, data=real_data)
     print(f"{name} 5-way 1-shot after 100 meta-iterations: {result.mean:.2%} ± {result.ci95:.2%}")

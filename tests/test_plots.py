@@ -54,25 +54,12 @@ def test_curves_of_a_folder_without_log_is_an_error(tmp_path, capsys):
 
 def test_accuracy_bars_beside_published(tmp_path, capsys):
     csv_path = tmp_path / "eval.csv"
-    for algorithm, ways, shots, accuracy in [
-        ("maml", 5, 1, 0.96),
-        ("maml", 5, 1, 0.97),
-        ("protonet", 5, 1, 0.98),
-        ("protonet", 20, 5, 0.97),
-        ("protonet", 3, 1, 0.99),
-    ]:
-        append_row(
-            csv_path,
-            {
-                "algorithm": algorithm,
-                "order": "first" if algorithm == "maml" else "",
-                "test_ways": ways,
-                "test_shots": shots,
-                "accuracy_mean": accuracy,
-                "ci95": 0.01,
-                "episodes": 100,
-            },
-        )
+    for algorithm, ways, shots, accuracy in [("maml", 5, 1, 0.96), ("maml", 5, 1, 0.97),
+                                             ("protonet", 5, 1, 0.98), ("protonet", 20, 5, 0.97),
+                                             ("protonet", 3, 1, 0.99)]:
+        append_row(csv_path, {"algorithm": algorithm, "order": "first" if algorithm == "maml" else "",
+                              "test_ways": ways, "test_shots": shots, "accuracy_mean": accuracy,
+                              "ci95": 0.01, "episodes": 100})
     out = tmp_path / "accuracy.png"
     assert main(["plot", "accuracy", str(csv_path), "--out", str(out)]) == 0
     assert str(out) in capsys.readouterr().out

@@ -66,33 +66,15 @@ def check_rows_line_up(frame: pd.DataFrame, classes: list[str]) -> None:
 
 # --------------------------------------------------------------------------- fixtures (tiny)
 
-
 @pytest.fixture(scope="module")
 def tiny_runs(tiny_data, tmp_path_factory):
     """A ProtoNet and a first-order MAML (5-way head) run, trained for a few iterations."""
     root = tmp_path_factory.mktemp("predict-runs")
     common = dict(shots=1, queries=2, test_ways=3, test_queries=2, device="cpu")
-    train(
-        TrainConfig("protonet", ways=5, iterations=3, val_every=3, val_episodes=2, **common),
-        root / "proto",
-        data=tiny_data,
-        progress=False,
-    )
-    train(
-        TrainConfig(
-            "maml",
-            ways=5,
-            first_order=True,
-            iterations=2,
-            meta_batch=2,
-            val_every=2,
-            val_episodes=2,
-            **common,
-        ),
-        root / "maml",
-        data=tiny_data,
-        progress=False,
-    )
+    train(TrainConfig("protonet", ways=5, iterations=3, val_every=3, val_episodes=2, **common),
+          root / "proto", data=tiny_data, progress=False)
+    train(TrainConfig("maml", ways=5, first_order=True, iterations=2, meta_batch=2, val_every=2,
+                      val_episodes=2, **common), root / "maml", data=tiny_data, progress=False)
     return {"protonet": root / "proto", "maml": root / "maml"}
 
 
@@ -110,7 +92,6 @@ def tiny_tree(tiny_root, tmp_path):
 
 
 # --------------------------------------------------------------------------- conversion
-
 
 def test_omniglot_png_converts_exactly_as_in_training(tiny_root):
     png = tiny_pngs(tiny_root, "Omega/character02")[3]
@@ -139,9 +120,8 @@ def test_forced_inversion_overrides_the_border(tiny_root):
         convert_image(png, invert="maybe")
 
 
-@pytest.mark.parametrize(
-    "background, ink, light", [(255, 0, True), (230, 40, True), (0, 255, False), (30, 200, False)]
-)
+@pytest.mark.parametrize("background, ink, light", [(255, 0, True), (230, 40, True),
+                                                     (0, 255, False), (30, 200, False)])
 def test_inversion_is_decided_by_the_border(background, ink, light):
     assert has_light_border(glyph(background=background, ink=ink)) is light
 
@@ -153,17 +133,14 @@ def test_a_light_glyph_filling_the_middle_does_not_fool_the_border():
     assert not has_light_border(image)
 
 
-@pytest.mark.parametrize(
-    "name, mode, size, background, ink",
-    [
-        ("rgb.jpg", "RGB", (64, 48), 250, 10),
-        ("gray.bmp", "L", (200, 200), 0, 255),
-        ("palette.gif", "P", (105, 105), 255, 0),
-        ("small.png", "L", (20, 24), 255, 0),
-        ("cmyk.tiff", "CMYK", (90, 70), 255, 0),
-        ("wide.webp", "RGB", (300, 120), 20, 235),
-    ],
-)
+@pytest.mark.parametrize("name, mode, size, background, ink", [
+    ("rgb.jpg", "RGB", (64, 48), 250, 10),
+    ("gray.bmp", "L", (200, 200), 0, 255),
+    ("palette.gif", "P", (105, 105), 255, 0),
+    ("small.png", "L", (20, 24), 255, 0),
+    ("cmyk.tiff", "CMYK", (90, 70), 255, 0),
+    ("wide.webp", "RGB", (300, 120), 20, 235),
+])
 def test_common_formats_sizes_and_colours(tmp_path, name, mode, size, background, ink):
     path = tmp_path / name
     glyph(size, background, ink, mode).save(path)
@@ -199,11 +176,8 @@ def test_find_images_is_recursive_and_skips_other_files(tmp_path):
     (tmp_path / ".hidden").mkdir()
     for name in ("x.PNG", "a/y.jpeg", "a/b/z.bmp", ".hidden/h.png", "notes.txt", ".w.png"):
         (tmp_path / name).write_bytes(b"")
-    assert find_images(tmp_path) == [
-        tmp_path / "a/b/z.bmp",
-        tmp_path / "a/y.jpeg",
-        tmp_path / "x.PNG",
-    ]
+    assert find_images(tmp_path) == [tmp_path / "a/b/z.bmp", tmp_path / "a/y.jpeg",
+                                     tmp_path / "x.PNG"]
 
 
 def test_unreadable_images_are_skipped_with_a_warning_or_stop_when_strict(tiny_root, tmp_path):
@@ -230,8 +204,8 @@ def test_support_set_labels_follow_sorted_folder_names(tiny_tree):
 
 # --------------------------------------------------------------------------- prediction (tiny)
 
-
-def test_protonet_query_identical_to_a_lone_example_gets_its_class(tiny_runs, tiny_root, tmp_path):
+def test_protonet_query_identical_to_a_lone_example_gets_its_class(tiny_runs, tiny_root,
+                                                                     tmp_path):
     """With one example per class, a query equal to an example sits on its prototype."""
     classes = []
     for i, name in enumerate(TINY_CLASSES):
@@ -269,18 +243,15 @@ def test_maml_adapts_a_copy_with_as_many_outputs_as_classes(tiny_runs, tiny_tree
 
 
 # MAML's models keep no running statistics: --bn-mode running is refused for them (test_bn_mode).
-@pytest.mark.parametrize(
-    "algorithm, bn_mode", [("protonet", "batch"), ("protonet", "running"), ("maml", "batch")]
-)
-def test_eval_and_predict_agree_on_the_same_images(
-    tiny_runs, tiny_data, tmp_path, algorithm, bn_mode
-):
+@pytest.mark.parametrize("algorithm, bn_mode", [("protonet", "batch"), ("protonet", "running"),
+                                                ("maml", "batch")])
+def test_eval_and_predict_agree_on_the_same_images(tiny_runs, tiny_data, tmp_path, algorithm,
+                                                   bn_mode):
     """An eval episode written out as image folders gets the same predictions from predict."""
     config, model, _ = load_trained(tiny_runs[algorithm])
     config = config.resolved()
-    sampler = EpisodeSampler(
-        meta_dataset(tiny_data, make_split(tiny_data), "test"), 3, 2, 4, seed=1
-    )
+    sampler = EpisodeSampler(meta_dataset(tiny_data, make_split(tiny_data), "test"), 3, 2, 4,
+                             seed=1)
     if bn_mode == "running" and not config.bn_running_stats:  # refused, see above
         with pytest.raises(FewshotError, match="needs running statistics"):
             evaluate(config, model, sampler, episodes=2, bn_mode=bn_mode)
@@ -297,15 +268,11 @@ def test_eval_and_predict_agree_on_the_same_images(
         (folder / "query").mkdir()
         for i, image in enumerate(episode.query):
             save_tensor_png(image, folder / "query" / f"q{i:03d}.png")
-        frame = predict(
-            tiny_runs[algorithm], folder / "support", folder / "query", invert="no", bn_mode=bn_mode
-        )
+        frame = predict(tiny_runs[algorithm], folder / "support", folder / "query",
+                        invert="no", bn_mode=bn_mode)
         assert list(frame["label"]) == [f"class{c}" for c in logits.argmax(1).tolist()]
-        assert np.allclose(
-            frame[probability_columns(frame)].to_numpy(),
-            torch.softmax(logits, 1).numpy(),
-            atol=1e-6,
-        )
+        assert np.allclose(frame[probability_columns(frame)].to_numpy(),
+                           torch.softmax(logits, 1).numpy(), atol=1e-6)
         correct = [label == f"class{c}" for label, c in zip(frame["label"], episode.query_labels)]
         assert result.accuracies[index] == pytest.approx(sum(correct) / len(correct))
 
@@ -316,10 +283,8 @@ def save_tensor_png(image: torch.Tensor, path: Path) -> None:
 
 
 def test_maml_steps_change_the_adaptation(tiny_runs, tiny_tree):
-    frames = [
-        predict(tiny_runs["maml"], tiny_tree / "support", tiny_tree / "query", steps=s)
-        for s in (1, 5)
-    ]
+    frames = [predict(tiny_runs["maml"], tiny_tree / "support", tiny_tree / "query", steps=s)
+              for s in (1, 5)]
     for frame in frames:
         check_rows_line_up(frame, sorted(p.name for p in (tiny_tree / "support").iterdir()))
     columns = probability_columns(frames[0])
@@ -329,18 +294,8 @@ def test_maml_steps_change_the_adaptation(tiny_runs, tiny_tree):
 def test_cli_prints_the_table_and_writes_the_csv(tiny_runs, tiny_tree, capsys):
     (tiny_tree / "query" / "notes.txt").write_text("not an image")
     out = tiny_tree / "results" / "predictions.csv"
-    code = main(
-        [
-            "predict",
-            str(tiny_runs["protonet"]),
-            "--support",
-            str(tiny_tree / "support"),
-            "--query",
-            str(tiny_tree / "query"),
-            "--csv",
-            str(out),
-        ]
-    )
+    code = main(["predict", str(tiny_runs["protonet"]), "--support", str(tiny_tree / "support"),
+                 "--query", str(tiny_tree / "query"), "--csv", str(out)])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     frame = pd.read_csv(out)
@@ -348,9 +303,8 @@ def test_cli_prints_the_table_and_writes_the_csv(tiny_runs, tiny_tree, capsys):
     check_rows_line_up(frame, sorted(p.name for p in (tiny_tree / "support").iterdir()))
     expected = predict(tiny_runs["protonet"], tiny_tree / "support", tiny_tree / "query")
     assert list(frame["label"]) == list(expected["label"])
-    assert np.allclose(
-        frame[probability_columns(frame)], expected[probability_columns(expected)], atol=1e-5
-    )
+    assert np.allclose(frame[probability_columns(frame)], expected[probability_columns(expected)],
+                       atol=1e-5)
     lines = captured.out.splitlines()
     assert lines[0].split() == list(frame.columns)
     for path, label, line in zip(frame["path"], frame["label"], lines[1:]):
@@ -369,14 +323,8 @@ def test_a_single_query_file_of_any_name(tiny_runs, tiny_tree, tmp_path):
 
 def test_cli_skips_an_unreadable_query_with_a_warning(tiny_runs, tiny_tree, capsys):
     (tiny_tree / "query" / "broken.png").write_bytes(b"\x89PNG garbage")
-    args = [
-        "predict",
-        str(tiny_runs["protonet"]),
-        "--support",
-        str(tiny_tree / "support"),
-        "--query",
-        str(tiny_tree / "query"),
-    ]
+    args = ["predict", str(tiny_runs["protonet"]), "--support", str(tiny_tree / "support"),
+            "--query", str(tiny_tree / "query")]
     assert main(args) == 0
     captured = capsys.readouterr()
     assert captured.err.startswith("warning: cannot read image")
@@ -420,88 +368,49 @@ def _broken_query_file(tree):
     (tree / "one.jpg").write_bytes(b"nope")
 
 
-@pytest.mark.parametrize(
-    "prepare, support, query, extra, expected",
-    [
-        (None, "missing", "query", [], "support folder .*missing does not exist"),
-        (None, "query/Chi-character01/", "query", [], "needs at least two class sub-folders"),
-        (_only_one_class, "support", "query", [], "found only 'Omega-character01'"),
-        (_empty_support, "support", "query", [], r"found none\)"),
-        (_empty_class, "support", "query", [], "class folder .*empty has no readable image"),
-        (
-            _class_of_broken_images,
-            "support",
-            "query",
-            [],
-            "class folder .*zz-broken has no readable image",
-        ),
-        (None, "support", "nowhere", [], "query path .*nowhere does not exist"),
-        (_empty_query, "support", "query", [], "no images found in query folder"),
-        (_broken_query_file, "support", "one.jpg", [], "cannot read image .*one.jpg"),
-        (
-            None,
-            "support",
-            "query",
-            ["--steps", "3"],
-            "--steps applies to maml, metasgd, anil only, not to .*proto, a protonet run",
-        ),
-        (None, "support", "query", ["--invert", "maybe"], "invalid value for '--invert'"),
-        (None, "support", "query", ["--bn-mode", "sometimes"], "invalid value for '--bn-mode'"),
-    ],
-)
-def test_bad_input_is_one_line_and_exit_2(
-    tiny_runs, tiny_tree, capsys, prepare, support, query, extra, expected
-):
+@pytest.mark.parametrize("prepare, support, query, extra, expected", [
+    (None, "missing", "query", [], "support folder .*missing does not exist"),
+    (None, "query/Chi-character01/", "query", [], "needs at least two class sub-folders"),
+    (_only_one_class, "support", "query", [], "found only 'Omega-character01'"),
+    (_empty_support, "support", "query", [], r"found none\)"),
+    (_empty_class, "support", "query", [], "class folder .*empty has no readable image"),
+    (_class_of_broken_images, "support", "query", [],
+     "class folder .*zz-broken has no readable image"),
+    (None, "support", "nowhere", [], "query path .*nowhere does not exist"),
+    (_empty_query, "support", "query", [], "no images found in query folder"),
+    (_broken_query_file, "support", "one.jpg", [], "cannot read image .*one.jpg"),
+    (None, "support", "query", ["--steps", "3"], "--steps applies to maml, metasgd, anil only, not to .*proto, a protonet run"),
+    (None, "support", "query", ["--invert", "maybe"], "invalid value for '--invert'"),
+    (None, "support", "query", ["--bn-mode", "sometimes"], "invalid value for '--bn-mode'"),
+])
+def test_bad_input_is_one_line_and_exit_2(tiny_runs, tiny_tree, capsys, prepare, support, query,
+                                          extra, expected):
     if prepare:
         prepare(tiny_tree)
-    code = main(
-        [
-            "predict",
-            str(tiny_runs["protonet"]),
-            "--support",
-            str(tiny_tree / support),
-            "--query",
-            str(tiny_tree / query),
-            *extra,
-        ]
-    )
+    code = main(["predict", str(tiny_runs["protonet"]), "--support", str(tiny_tree / support),
+                 "--query", str(tiny_tree / query), *extra])
     captured = capsys.readouterr()
     assert code == 2
     assert captured.out == ""
     *warnings, error = captured.err.strip().splitlines()
     assert error.startswith("error: ") and re.search(expected, error, flags=re.IGNORECASE), error
     # Only an unreadable support image is worth a warning before the error.
-    assert [
-        w for w in warnings if "zz-broken/a.png" not in w or not w.startswith("warning: ")
-    ] == []
+    assert [w for w in warnings if "zz-broken/a.png" not in w or not w.startswith("warning: ")] == []
 
 
-@pytest.mark.parametrize(
-    "run, extra, expected",
-    [
-        ("maml", ["--steps", "0"], "--steps must be at least 1"),
-        ("nowhere", [], "run directory or checkpoint .*nowhere does not exist"),
-        ("protonet", ["--csv", "{tree}/support"], "is a directory"),
-        ("protonet", ["--csv", "{a_file}/predictions.csv"], "cannot write .* is not a directory"),
-    ],
-)
-def test_bad_run_or_options_are_one_line_and_exit_2(
-    tiny_runs, tiny_tree, capsys, run, extra, expected
-):
+@pytest.mark.parametrize("run, extra, expected", [
+    ("maml", ["--steps", "0"], "--steps must be at least 1"),
+    ("nowhere", [], "run directory or checkpoint .*nowhere does not exist"),
+    ("protonet", ["--csv", "{tree}/support"], "is a directory"),
+    ("protonet", ["--csv", "{a_file}/predictions.csv"], "cannot write .* is not a directory"),
+])
+def test_bad_run_or_options_are_one_line_and_exit_2(tiny_runs, tiny_tree, capsys, run, extra,
+                                                    expected):
     path = tiny_runs.get(run, tiny_tree / run)
     a_file = next((tiny_tree / "support").rglob("*.png"))
     extra = [e.format(tree=tiny_tree, a_file=a_file) for e in extra]
-    code = main(
-        [
-            "predict",
-            str(path),
-            "--support",
-            str(tiny_tree / "support"),
-            "--query",
-            str(tiny_tree / "query"),
-            *extra,
-        ]
-    )
+    code = main(["predict", str(path), "--support", str(tiny_tree / "support"),
+                 "--query", str(tiny_tree / "query"), *extra])
     captured = capsys.readouterr()
     assert code == 2 and captured.out == ""
     assert len(captured.err.strip().splitlines()) == 1
@@ -528,23 +437,20 @@ def real_tree(real_root, tmp_path_factory):
         label = f"{alphabet.name}-{character.name}"
         pngs = sorted(character.glob("*.png"))
         (root / "support" / label).mkdir(parents=True)
-        for png in pngs[: REAL_SHOTS - 1]:
+        for png in pngs[:REAL_SHOTS - 1]:
             shutil.copy(png, root / "support" / label / png.name)
         with Image.open(pngs[REAL_SHOTS - 1]) as image:
             Image.eval(image.convert("L"), lambda v: 255 - v).convert("RGB").save(
-                root / "support" / label / "negative.jpg", quality=95
-            )
+                root / "support" / label / "negative.jpg", quality=95)
         for folder in ("png", "synthetic"):
             (root / "query" / folder / label).mkdir(parents=True)
-        for i, png in enumerate(pngs[REAL_SHOTS : REAL_SHOTS + REAL_QUERIES]):
+        for i, png in enumerate(pngs[REAL_SHOTS:REAL_SHOTS + REAL_QUERIES]):
             shutil.copy(png, root / "query" / "png" / label / png.name)
             with Image.open(png) as image:
                 gray = image.convert("L")
                 synthetic = root / "query" / "synthetic" / label
                 gray.convert("RGB").resize((160, 160)).save(synthetic / f"{i}-rgb.jpg", quality=90)
-                Image.eval(gray, lambda v: 255 - v).resize((77, 77)).save(
-                    synthetic / f"{i}-neg.png"
-                )
+                Image.eval(gray, lambda v: 255 - v).resize((77, 77)).save(synthetic / f"{i}-neg.png")
                 gray.resize((56, 56)).convert("P").save(synthetic / f"{i}-small.gif")
     return root
 
@@ -553,35 +459,12 @@ def real_tree(real_root, tmp_path_factory):
 def real_runs(real_data, tmp_path_factory):
     """ProtoNet (60 episodes of 20 ways) and first-order MAML (20 meta-batches of 4) runs."""
     root = tmp_path_factory.mktemp("real-runs")
-    train(
-        TrainConfig(
-            "protonet",
-            ways=20,
-            shots=1,
-            queries=5,
-            iterations=60,
-            val_every=60,
-            val_episodes=20,
-            device="cpu",
-        ),
-        root / "proto",
-        data=real_data,
-        progress=False,
-    )
-    train(
-        TrainConfig(
-            "maml",
-            first_order=True,
-            iterations=20,
-            meta_batch=4,
-            val_every=20,
-            val_episodes=10,
-            device="cpu",
-        ),
-        root / "maml",
-        data=real_data,
-        progress=False,
-    )
+    train(TrainConfig("protonet", ways=20, shots=1, queries=5, iterations=60, val_every=60,
+                      val_episodes=20, device="cpu"), root / "proto", data=real_data,
+          progress=False)
+    train(TrainConfig("maml", first_order=True, iterations=20, meta_batch=4, val_every=20,
+                      val_episodes=10, device="cpu"), root / "maml", data=real_data,
+          progress=False)
     return {"protonet": root / "proto", "maml": root / "maml"}
 
 
@@ -598,19 +481,13 @@ def test_protonet_classifies_held_out_characters(real_runs, real_tree):
     assert len(frame) == 5 * REAL_QUERIES * 4
     plain = frame[frame["path"].str.contains("/png/")]
     synthetic = frame[frame["path"].str.contains("/synthetic/")]
-    print(
-        f"\nProtoNet 5-way {REAL_SHOTS}-shot on held-out characters: "
-        f"{accuracy(plain):.0%} (PNG), {accuracy(synthetic):.0%} (converted copies)"
-    )
+    print(f"\nProtoNet 5-way {REAL_SHOTS}-shot on held-out characters: "
+          f"{accuracy(plain):.0%} (PNG), {accuracy(synthetic):.0%} (converted copies)")
     assert accuracy(plain) >= 0.6  # chance is 20%
     assert accuracy(synthetic) >= 0.6
     # The light-on-dark copies only work because they are *not* inverted again.
-    forced = predict(
-        real_runs["protonet"],
-        real_tree / "support",
-        real_tree / "query" / "synthetic",
-        invert="yes",
-    )
+    forced = predict(real_runs["protonet"], real_tree / "support",
+                     real_tree / "query" / "synthetic", invert="yes")
     negatives = forced[forced["path"].str.endswith("-neg.png")]
     auto_negatives = synthetic[synthetic["path"].str.endswith("-neg.png")]
     assert accuracy(auto_negatives) > accuracy(negatives)
@@ -619,18 +496,9 @@ def test_protonet_classifies_held_out_characters(real_runs, real_tree):
 @pytest.mark.integration
 def test_protonet_cli_csv_on_held_out_characters(real_runs, real_tree, tmp_path, capsys):
     out = tmp_path / "predictions.csv"
-    code = main(
-        [
-            "predict",
-            str(real_runs["protonet"] / "best.pt"),
-            "--support",
-            str(real_tree / "support"),
-            "--query",
-            str(real_tree / "query" / "png"),
-            "--csv",
-            str(out),
-        ]
-    )
+    code = main(["predict", str(real_runs["protonet"] / "best.pt"),
+                 "--support", str(real_tree / "support"),
+                 "--query", str(real_tree / "query" / "png"), "--csv", str(out)])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     frame = pd.read_csv(out)

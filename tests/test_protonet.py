@@ -17,9 +17,8 @@ from fewshot_cli.algorithms.protonet import (
 def test_prototypes_are_class_means():
     embeddings = torch.tensor([[0.0, 0.0], [2.0, 4.0], [1.0, 1.0], [3.0, 3.0], [5.0, -1.0]])
     labels = torch.tensor([0, 0, 1, 1, 2])
-    assert torch.equal(
-        prototypes(embeddings, labels, 3), torch.tensor([[1.0, 2.0], [2.0, 2.0], [5.0, -1.0]])
-    )
+    assert torch.equal(prototypes(embeddings, labels, 3),
+                       torch.tensor([[1.0, 2.0], [2.0, 2.0], [5.0, -1.0]]))
 
 
 def test_loss_equals_direct_computation():
@@ -28,17 +27,11 @@ def test_loss_equals_direct_computation():
     query = torch.tensor([[1.0, 1.0], [0.0, 2.0]])
     query_labels = torch.tensor([0, 1])
     # Prototypes (1, 0) and (0, 4); squared distances written out by hand.
-    d = [
-        [(1 - 1) ** 2 + (1 - 0) ** 2, (1 - 0) ** 2 + (1 - 4) ** 2],
-        [(0 - 1) ** 2 + (2 - 0) ** 2, (0 - 0) ** 2 + (2 - 4) ** 2],
-    ]
+    d = [[(1 - 1) ** 2 + (1 - 0) ** 2, (1 - 0) ** 2 + (1 - 4) ** 2],
+         [(0 - 1) ** 2 + (2 - 0) ** 2, (0 - 0) ** 2 + (2 - 4) ** 2]]
     # Cross-entropy of logits -d: minus the true class's logit (+d) plus the log-sum-exp.
-    expected = (
-        d[0][0]
-        + math.log(math.exp(-d[0][0]) + math.exp(-d[0][1]))
-        + d[1][1]
-        + math.log(math.exp(-d[1][0]) + math.exp(-d[1][1]))
-    ) / 2
+    expected = (d[0][0] + math.log(math.exp(-d[0][0]) + math.exp(-d[0][1]))
+                + d[1][1] + math.log(math.exp(-d[1][0]) + math.exp(-d[1][1]))) / 2
     loss, accuracy = prototypical_loss(support, support_labels, query, query_labels, 2)
     assert math.isclose(loss.item(), expected, rel_tol=1e-6)
     assert accuracy.item() == 1.0

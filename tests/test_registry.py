@@ -28,9 +28,7 @@ def test_every_algorithm_fills_in_the_interface(name):
     for ways in (5, 20, 60):
         assert set(algorithm.defaults(ways, 1)) <= CONFIG_FIELDS
     assert set(algorithm.csv_columns) <= set(COLUMNS)
-    assert set(algorithm.group_by) <= set(algorithm.csv_columns) and set(algorithm.group_by) <= set(
-        DEFAULT_BY
-    )
+    assert set(algorithm.group_by) <= set(algorithm.csv_columns) and set(algorithm.group_by) <= set(DEFAULT_BY)
     assert set(algorithm.budgets) == set(BUDGETS)
     for budget in BUDGETS.values():
         settings = budget.algorithms[name]
@@ -52,17 +50,12 @@ def test_cli_choices_come_from_the_registry():
 
 
 def test_unknown_name_is_a_one_line_error():
-    with pytest.raises(
-        FewshotError,
-        match="unknown algorithm 'matching' \\(choose from maml, protonet, metasgd, anil\\)",
-    ):
+    with pytest.raises(FewshotError, match="unknown algorithm 'matching' \\(choose from maml, protonet, metasgd, anil\\)"):
         registry.get("matching")
 
 
 def test_options_of_another_algorithm_are_refused_from_python_too():
-    with pytest.raises(
-        FewshotError, match="--first-order applies to maml, metasgd, anil only, not to protonet"
-    ):
+    with pytest.raises(FewshotError, match="--first-order applies to maml, metasgd, anil only, not to protonet"):
         TrainConfig("protonet", first_order=True).resolved()
     with pytest.raises(FewshotError, match="--meta-batch applies to maml, metasgd, anil only"):
         TrainConfig("protonet", meta_batch=4).resolved()
@@ -72,28 +65,18 @@ def test_options_of_another_algorithm_are_refused_from_python_too():
 def name_literals(path: Path) -> list[int]:
     """Lines of ``path`` where a registered name appears as a string in code (not a docstring)."""
     tree = ast.parse(path.read_text())
-    docstrings = {
-        id(node.body[0].value)
-        for node in ast.walk(tree)
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef))
-        and node.body
-        and isinstance(node.body[0], ast.Expr)
-        and isinstance(node.body[0].value, ast.Constant)
-    }
-    return [
-        node.lineno
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Constant)
-        and node.value in registry.NAMES
-        and id(node) not in docstrings
-    ]
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr)
+                  and isinstance(node.body[0].value, ast.Constant)}
+    return [node.lineno for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and node.value in registry.NAMES
+            and id(node) not in docstrings]
 
 
 def test_no_code_outside_the_algorithms_names_an_algorithm():
-    outside = [
-        path for path in PACKAGE.rglob("*.py") if path.relative_to(PACKAGE).parts[0] != "algorithms"
-    ]
-    found = {
-        str(path.relative_to(PACKAGE)): lines for path in outside if (lines := name_literals(path))
-    }
+    outside = [path for path in PACKAGE.rglob("*.py")
+               if path.relative_to(PACKAGE).parts[0] != "algorithms"]
+    found = {str(path.relative_to(PACKAGE)): lines for path in outside
+             if (lines := name_literals(path))}
     assert not found, f"algorithm names in code outside algorithms/: {found}"

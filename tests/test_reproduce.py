@@ -24,16 +24,10 @@ from fewshot_cli.report.reproduce import (
 from fewshot_cli.report.results import append_row
 
 # Seconds on the tiny data. Its lake split validates on a 3-character alphabet, hence 3 ways.
-TINY = Budget(
-    "tiny",
-    ("3w1s",),
-    {
-        "maml": BudgetSettings(2, 4, {"meta_batch": 2, "first_order": True}),
-        "protonet": BudgetSettings(3, 5, {"ways": 5}),
-    },
-    val_every=2,
-    val_episodes=2,
-)
+TINY = Budget("tiny", ("3w1s",), {
+    "maml": BudgetSettings(2, 4, {"meta_batch": 2, "first_order": True}),
+    "protonet": BudgetSettings(3, 5, {"ways": 5}),
+}, val_every=2, val_episodes=2)
 
 
 def with_maml_iterations(iterations):
@@ -42,17 +36,10 @@ def with_maml_iterations(iterations):
 
 
 def run(out, data, lines=None, **options):
-    options = {
-        "budget": TINY,
-        "split": "lake",
-        "data": data,
-        "device": "cpu",
-        "progress": False,
-        **options,
-    }
-    return reproduce(
-        out, echo=(lines.append if lines is not None else lambda line: None), **options
-    )
+    options = {"budget": TINY, "split": "lake", "data": data, "device": "cpu",
+               "progress": False, **options}
+    return reproduce(out, echo=(lines.append if lines is not None else lambda line: None),
+                     **options)
 
 
 def read_rows(out):
@@ -132,31 +119,11 @@ def test_run_dir_of_another_budget_is_refused(tmp_path, tiny_data):
 def test_comparison_beside_published_numbers(tmp_path):
     csv_path = tmp_path / "eval.csv"
     for accuracy in (0.95, 0.97):
-        append_row(
-            csv_path,
-            {
-                "algorithm": "maml",
-                "order": "first",
-                "split": "random",
-                "test_ways": 5,
-                "test_shots": 1,
-                "accuracy_mean": accuracy,
-                "ci95": 0.01,
-                "episodes": 600,
-            },
-        )
-    append_row(
-        csv_path,
-        {
-            "algorithm": "protonet",
-            "split": "vinyals",
-            "test_ways": 20,
-            "test_shots": 5,
-            "accuracy_mean": 0.99,
-            "ci95": 0.002,
-            "episodes": 1000,
-        },
-    )
+        append_row(csv_path, {"algorithm": "maml", "order": "first", "split": "random",
+                              "test_ways": 5, "test_shots": 1, "accuracy_mean": accuracy,
+                              "ci95": 0.01, "episodes": 600})
+    append_row(csv_path, {"algorithm": "protonet", "split": "vinyals", "test_ways": 20,
+                          "test_shots": 5, "accuracy_mean": 0.99, "ci95": 0.002, "episodes": 1000})
     table = comparison(csv_path)
     maml = table.set_index("algorithm").loc["maml"]
     assert maml["runs"] == 2 and maml["published"] == PUBLISHED[("maml", 5, 1)]
@@ -180,28 +147,17 @@ def test_cells_and_budgets():
     with pytest.raises(FewshotError, match="unknown algorithm"):
         plan_cells(BUDGETS["cpu"], ["matching"])
     with pytest.raises(FewshotError, match="budget 'tiny' has no settings for protonet"):
-        plan_cells(
-            dataclasses.replace(TINY, algorithms={"maml": TINY.algorithms["maml"]}), ["protonet"]
-        )
+        plan_cells(dataclasses.replace(TINY, algorithms={"maml": TINY.algorithms["maml"]}),
+                   ["protonet"])
 
 
 def test_budgets_keep_their_settings():
     # Issue 10: MAML's quick and cpu budgets use the vmap engine; paper keeps its lengths.
     cpu, quick, paper = BUDGETS["cpu"], BUDGETS["quick"], BUDGETS["paper"]
-    assert (
-        cpu.algorithms["maml"].options["engine"]
-        == quick.algorithms["maml"].options["engine"]
-        == "vmap"
-    )
+    assert cpu.algorithms["maml"].options["engine"] == quick.algorithms["maml"].options["engine"] == "vmap"
     assert cpu.algorithms["protonet"] == BudgetSettings(1500, 1000, {"ways": 60})
-    assert (quick.algorithms["maml"].iterations, quick.algorithms["protonet"].options) == (
-        1100,
-        {"ways": 60},
-    )
-    assert (paper.algorithms["maml"].iterations, paper.algorithms["protonet"].iterations) == (
-        60000,
-        20000,
-    )
+    assert (quick.algorithms["maml"].iterations, quick.algorithms["protonet"].options) == (1100, {"ways": 60})
+    assert (paper.algorithms["maml"].iterations, paper.algorithms["protonet"].iterations) == (60000, 20000)
     # Per-cell iterations reach each cell's training.
     maml_cpu = cpu.algorithms["maml"]
     for cell in plan_cells(cpu, ["maml"]):
@@ -209,10 +165,7 @@ def test_budgets_keep_their_settings():
         assert config.iterations == maml_cpu.iterations_for(cell.ways, cell.shots)
         engine = maml_cpu.options_for(cell.ways, cell.shots)["engine"]
         assert config.resolved().engine == engine and config.resolved().queries == cell.shots
-    assert (
-        maml_cpu.options_for(5, 1)["engine"] == "vmap"
-        and maml_cpu.options_for(5, 5)["engine"] == "l2l"
-    )
+    assert maml_cpu.options_for(5, 1)["engine"] == "vmap" and maml_cpu.options_for(5, 5)["engine"] == "l2l"
     name, config = training_for(plan_cells(cpu, ["protonet"], ["20w5s"])[0], cpu, "vinyals", 5)
     assert name == "protonet-60w5s" and (config.ways, config.test_ways) == (60, 5)
     name, config = training_for(plan_cells(cpu, ["maml"], ["20w5s"])[0], cpu, "random", 5)

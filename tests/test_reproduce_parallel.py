@@ -29,20 +29,13 @@ from fewshot_cli.run.checkpoint import load_checkpoint
 from fewshot_cli.run.training import TrainingInterrupted
 
 # Seconds on the tiny data (its lake split validates on a 3-character alphabet, hence 3 ways).
-TINY = Budget(
-    "tiny",
-    ("3w1s",),
-    {
-        "maml": BudgetSettings(2, 4, {"meta_batch": 2, "first_order": True}),
-        "protonet": BudgetSettings(3, 5, {"ways": 5}),
-    },
-    val_every=2,
-    val_episodes=2,
-)
+TINY = Budget("tiny", ("3w1s",), {
+    "maml": BudgetSettings(2, 4, {"meta_batch": 2, "first_order": True}),
+    "protonet": BudgetSettings(3, 5, {"ways": 5}),
+}, val_every=2, val_episodes=2)
 # Long enough for a signal to land mid-training.
-LONG = dataclasses.replace(
-    TINY, algorithms={"maml": BudgetSettings(20, 4, {"meta_batch": 2, "first_order": True})}
-)
+LONG = dataclasses.replace(TINY, algorithms={
+    "maml": BudgetSettings(20, 4, {"meta_batch": 2, "first_order": True})})
 
 
 @pytest.fixture(scope="module")
@@ -71,18 +64,10 @@ def reference(tmp_path_factory, tiny_data, one_thread):
 def test_each_seed_trains_its_own_run_and_the_table_spans_seeds(reference):
     out, table, lines = reference
     assert sorted(p.name for p in (out / "runs").iterdir()) == [
-        "maml-3w1s",
-        "maml-3w1s-seed1",
-        "protonet-5w1s",
-        "protonet-5w1s-seed1",
-    ]
+        "maml-3w1s", "maml-3w1s-seed1", "protonet-5w1s", "protonet-5w1s-seed1"]
     rows = pd.read_csv(out / "eval.csv")
     assert sorted(zip(rows["algorithm"], rows["train_seed"])) == [
-        ("maml", 0),
-        ("maml", 1),
-        ("protonet", 0),
-        ("protonet", 1),
-    ]
+        ("maml", 0), ("maml", 1), ("protonet", 0), ("protonet", 1)]
     assert any(line.startswith("[3/4] maml 3-way 1-shot seed 1: training") for line in lines)
     for algorithm, group in rows.groupby("algorithm"):
         line = table.set_index("algorithm").loc[algorithm]
@@ -96,16 +81,14 @@ def test_each_seed_trains_its_own_run_and_the_table_spans_seeds(reference):
     assert "across the runs' training seeds" in text
 
 
-def test_printed_plan_then_report_gives_the_same_table(
-    reference, tmp_path, tiny_root, cache_dir, monkeypatch, capsys
-):
+def test_printed_plan_then_report_gives_the_same_table(reference, tmp_path, tiny_root,
+                                                       cache_dir, monkeypatch, capsys):
     monkeypatch.setitem(reproduce_module.BUDGETS, "quick", dataclasses.replace(TINY, name="quick"))
     monkeypatch.setenv("FEWSHOT_CACHE", str(cache_dir))
     out = tmp_path / "grid"
     options = ["--budget", "quick", "--out", str(out), "--split", "lake", "--device", "cpu"]
-    assert (
-        main(["reproduce", *options, "--seeds", "2", "--data-root", str(tiny_root), "--plan"]) == 0
-    )
+    assert main(["reproduce", *options, "--seeds", "2", "--data-root", str(tiny_root),
+                 "--plan"]) == 0
     printed = capsys.readouterr()
     commands = printed.out.splitlines()
     assert len(commands) == 4 and "--report" in printed.err
@@ -116,18 +99,13 @@ def test_printed_plan_then_report_gives_the_same_table(
     capsys.readouterr()
     assert not (out / "eval.csv").exists()
     assert sorted(p.name for p in (out / "csv").glob("*.csv")) == [
-        "maml-3w1s-seed1.csv",
-        "maml-3w1s.csv",
-        "protonet-5w1s-seed1.csv",
-        "protonet-5w1s.csv",
-    ]
+        "maml-3w1s-seed1.csv", "maml-3w1s.csv", "protonet-5w1s-seed1.csv", "protonet-5w1s.csv"]
     assert main(["reproduce", *options, "--seeds", "2", "--report"]) == 0
     report = capsys.readouterr().out
     assert report.endswith("\n" + format_comparison(reference[1]))
     pd.testing.assert_frame_equal(
         reproduce(out, TINY, split="lake", seeds=2, report=True, echo=lambda line: None),
-        reference[1],
-    )
+        reference[1])
     # A command run again finds its rows and does nothing.
     assert main(shlex.split(commands[0])[1:]) == 0
     assert "skipped" in capsys.readouterr().out
@@ -140,16 +118,15 @@ def test_report_lists_what_is_missing(reference, tmp_path, capsys):
     table = reproduce(out, TINY, split="lake", seeds=3, report=True, echo=lines.append)
     assert [line for line in lines if "no result yet" in line] == [
         "[5/6] maml 3-way 1-shot seed 2: no result yet (runs/maml-3w1s-seed2)",
-        "[6/6] protonet 3-way 1-shot seed 2: no result yet (runs/protonet-5w1s-seed2)",
-    ]
+        "[6/6] protonet 3-way 1-shot seed 2: no result yet (runs/protonet-5w1s-seed2)"]
     pd.testing.assert_frame_equal(table, reference[1])
     assert main(["reproduce", "--out", str(tmp_path), "--report"]) == 2
     assert "no results in" in capsys.readouterr().err
 
 
-def test_jobs_stop_on_ctrl_c_then_resume_to_the_same_table(
-    tmp_path, tiny_root, cache_dir, monkeypatch, one_thread, tiny_data, capfd
-):
+def test_jobs_stop_on_ctrl_c_then_resume_to_the_same_table(tmp_path, tiny_root, cache_dir,
+                                                           monkeypatch, one_thread, tiny_data,
+                                                           capfd):
     monkeypatch.setenv("FEWSHOT_CACHE", str(cache_dir))
     monkeypatch.setattr(workers, "available_cores", lambda: 2)  # 1 thread per worker
     expected, _ = run(tmp_path / "in-order", LONG, data=tiny_data)
@@ -177,12 +154,10 @@ def test_jobs_stop_on_ctrl_c_then_resume_to_the_same_table(
 
 
 def test_bad_combinations_are_one_line_errors(tmp_path, capsys):
-    for args, message in (
-        (["--plan", "--report"], "give one of --plan"),
-        (["--seeds", "2", "--seed", "1"], "not both"),
-        (["--seeds", "0"], "--seeds must be at least 1"),
-        (["--jobs", "0"], "--jobs must be at least 1"),
-    ):
+    for args, message in ((["--plan", "--report"], "give one of --plan"),
+                          (["--seeds", "2", "--seed", "1"], "not both"),
+                          (["--seeds", "0"], "--seeds must be at least 1"),
+                          (["--jobs", "0"], "--jobs must be at least 1")):
         assert main(["reproduce", "--out", str(tmp_path), *args]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and err.count("\n") == 1, err

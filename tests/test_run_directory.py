@@ -11,27 +11,19 @@ from fewshot_cli.run.checkpoint import load_checkpoint
 from fewshot_cli.run.config import TrainConfig
 from fewshot_cli.run.training import TrainingInterrupted, train
 
-TINY = dict(
-    ways=5, queries=2, test_ways=3, test_queries=2, val_every=2, val_episodes=2, device="cpu"
-)
+TINY = dict(ways=5, queries=2, test_ways=3, test_queries=2, val_every=2, val_episodes=2,
+            device="cpu")
 
 
 def tiny_train(run, data, iterations=4, **options):
-    return train(
-        TrainConfig("protonet", iterations=iterations, **TINY),
-        run,
-        data=data,
-        progress=False,
-        **options,
-    )
+    return train(TrainConfig("protonet", iterations=iterations, **TINY), run, data=data,
+                 progress=False, **options)
 
 
 def test_out_on_an_existing_run_is_refused_and_keeps_it(tiny_data, tmp_path):
     run = tmp_path / "run"
     tiny_train(run, tiny_data, iterations=4)
-    before = {
-        name: (run / name).read_bytes() for name in ("config.json", "last.pt", "best.pt", "log.csv")
-    }
+    before = {name: (run / name).read_bytes() for name in ("config.json", "last.pt", "best.pt", "log.csv")}
     with pytest.raises(FewshotError, match="already holds a training run.*--resume.*--overwrite"):
         tiny_train(run, tiny_data, iterations=2)
     assert {name: (run / name).read_bytes() for name in before} == before
@@ -58,31 +50,14 @@ def test_a_directory_with_only_a_config_is_a_new_run(tiny_data, tmp_path):
     assert tiny_train(run, tiny_data, iterations=2).iterations == 2
 
 
-def test_cli_refuses_an_existing_run_and_overwrite_with_resume(
-    tiny_root, tiny_data, tmp_path, monkeypatch, capsys
-):
+def test_cli_refuses_an_existing_run_and_overwrite_with_resume(tiny_root, tiny_data, tmp_path,
+                                                                monkeypatch, capsys):
     monkeypatch.setenv("FEWSHOT_DATA", str(tiny_root))
     run = tmp_path / "run"
     tiny_train(run, tiny_data, iterations=2)
-    args = [
-        "train",
-        "protonet",
-        "--ways",
-        "5",
-        "--queries",
-        "2",
-        "--test-ways",
-        "3",
-        "--test-queries",
-        "2",
-        "--iterations",
-        "2",
-        "--val-every",
-        "2",
-        "--val-episodes",
-        "2",
-        "--quiet",
-    ]
+    args = ["train", "protonet", "--ways", "5", "--queries", "2", "--test-ways", "3",
+            "--test-queries", "2", "--iterations", "2", "--val-every", "2", "--val-episodes", "2",
+            "--quiet"]
     assert main(args + ["--out", str(run)]) == 2
     assert "already holds a training run" in capsys.readouterr().err
     assert main(args + ["--resume", str(run), "--overwrite"]) == 2
@@ -95,9 +70,7 @@ def test_resume_with_fewer_iterations_than_done_is_refused(tiny_data, tmp_path):
     tiny_train(run, tiny_data, iterations=4)
     last = (run / "last.pt").read_bytes()
     with pytest.raises(FewshotError, match="done 4 iterations already, more than --iterations 2"):
-        train(
-            TrainConfig("protonet", iterations=2), run, resume=True, data=tiny_data, progress=False
-        )
+        train(TrainConfig("protonet", iterations=2), run, resume=True, data=tiny_data, progress=False)
     assert (run / "last.pt").read_bytes() == last
     assert json.loads((run / "config.json").read_text())["iterations"] == 4
 
@@ -105,23 +78,8 @@ def test_resume_with_fewer_iterations_than_done_is_refused(tiny_data, tmp_path):
 def test_a_time_limit_stop_says_so_and_how_to_continue(tiny_root, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FEWSHOT_DATA", str(tiny_root))
     run = tmp_path / "run"
-    args = [
-        "train",
-        "protonet",
-        "--ways",
-        "5",
-        "--queries",
-        "2",
-        "--test-ways",
-        "3",
-        "--test-queries",
-        "2",
-        "--val-every",
-        "2",
-        "--val-episodes",
-        "2",
-        "--quiet",
-    ]
+    args = ["train", "protonet", "--ways", "5", "--queries", "2", "--test-ways", "3",
+            "--test-queries", "2", "--val-every", "2", "--val-episodes", "2", "--quiet"]
     assert main(args + ["--out", str(run), "--iterations", "1000", "--time-limit", "1e-9"]) == 0
     out = capsys.readouterr().out
     assert "done:" not in out
@@ -139,9 +97,7 @@ def test_divergence_names_only_this_runs_checkpoint(tiny_data, tmp_path):
     assert "last.pt" not in str(error.value)
 
 
-def test_divergence_after_a_checkpoint_names_it_with_its_iteration(
-    tiny_data, tmp_path, monkeypatch
-):
+def test_divergence_after_a_checkpoint_names_it_with_its_iteration(tiny_data, tmp_path, monkeypatch):
     from fewshot_cli.algorithms.base import Algorithm
 
     real_step, calls = Algorithm.train_step, []
@@ -167,9 +123,8 @@ def read_iterations(run):
 
 
 def comparable(rows):
-    return [
-        (r["iteration"], float(r["train_loss"]), float(r["train_accuracy"]), r["lr"]) for r in rows
-    ]
+    return [(r["iteration"], float(r["train_loss"]), float(r["train_accuracy"]), r["lr"])
+            for r in rows]
 
 
 def test_every_iteration_is_logged_and_survives_interrupts_and_resume(tiny_data, tmp_path):
@@ -182,13 +137,8 @@ def test_every_iteration_is_logged_and_survives_interrupts_and_resume(tiny_data,
         tiny_train(whole, tiny_data, iterations=7)
         reference = read_iterations(whole)
         assert [r["iteration"] for r in reference] == [str(i) for i in range(1, 8)]
-        assert set(reference[0]) == {
-            "iteration",
-            "train_loss",
-            "train_accuracy",
-            "lr",
-            "elapsed_seconds",
-        }
+        assert set(reference[0]) == {"iteration", "train_loss", "train_accuracy", "lr",
+                                     "elapsed_seconds"}
 
         run = tmp_path / "run"
         with pytest.raises(TrainingInterrupted):
@@ -197,9 +147,8 @@ def test_every_iteration_is_logged_and_survives_interrupts_and_resume(tiny_data,
         # A kill after the next rows were written but before last.pt: rows beyond it, one cut short.
         with (run / "iterations.csv").open("a") as handle:
             handle.write("4,9.99999,0.00000,0.001,1.00\n5,9.9")
-        train(
-            TrainConfig("protonet", iterations=7), run, resume=True, data=tiny_data, progress=False
-        )
+        train(TrainConfig("protonet", iterations=7), run, resume=True, data=tiny_data,
+              progress=False)
     finally:
         torch.set_num_threads(threads)
     assert comparable(read_iterations(run)) == comparable(reference)

@@ -41,25 +41,16 @@ def train_tiny(algorithm: str, run_dir: Path, data, **options) -> Path:
 
 def environment(tiny_root: Path, cache_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FEWSHOT_")}
-    env.update(
-        FEWSHOT_DATA=str(tiny_root),
-        FEWSHOT_CACHE=str(cache_dir),
-        OMP_NUM_THREADS="1",
-        PYTHONPATH=str(Path(__file__).resolve().parents[1]),
-    )
+    env.update(FEWSHOT_DATA=str(tiny_root), FEWSHOT_CACHE=str(cache_dir), OMP_NUM_THREADS="1",
+               PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     return env
 
 
 def fewshot(*args: str, env: dict) -> subprocess.Popen:
     """Start ``python -m fewshot_cli ARGS`` in a fresh interpreter."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "fewshot_cli", *args],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return subprocess.Popen([sys.executable, "-m", "fewshot_cli", *args], env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 @pytest.fixture(scope="module")
@@ -103,10 +94,8 @@ def test_the_payload_is_live(tmp_path):
 def test_malicious_checkpoints_are_refused(proto_run, tiny_root, cache_dir, tmp_path):
     env = environment(tiny_root, cache_dir)
     started = []
-    for how, command in (
-        ("torch.save", ["eval", "{run}", "--episodes", "2", "--quiet"]),
-        ("pickle", ["train", "protonet", "--resume", "{run}", "--quiet"]),
-    ):
+    for how, command in (("torch.save", ["eval", "{run}", "--episodes", "2", "--quiet"]),
+                         ("pickle", ["train", "protonet", "--resume", "{run}", "--quiet"])):
         run = Path(shutil.copytree(proto_run, tmp_path / how))
         marker = tmp_path / f"ran-{how}"
         plant(run, how, marker)
@@ -174,14 +163,8 @@ def leftovers(folder: Path) -> list[str]:
 
 
 def write_checkpoint(path: Path, version: int) -> None:
-    save_checkpoint(
-        path,
-        {
-            "algorithm": "protonet",
-            "iteration": version,
-            "model": {"w": torch.full((64, 64), float(version))},
-        },
-    )
+    save_checkpoint(path, {"algorithm": "protonet", "iteration": version,
+                           "model": {"w": torch.full((64, 64), float(version))}})
 
 
 def write_config(path: Path, version: int) -> None:
@@ -196,15 +179,9 @@ def write_csv_row(path: Path, version: int) -> None:
     append_row(path, {"algorithm": "protonet", "accuracy_mean": version})
 
 
-@pytest.mark.parametrize(
-    "name, write",
-    [
-        ("last.pt", write_checkpoint),
-        ("config.json", write_config),
-        ("log.csv", write_log_rows),
-        ("eval.csv", write_csv_row),
-    ],
-)
+@pytest.mark.parametrize("name, write", [
+    ("last.pt", write_checkpoint), ("config.json", write_config), ("log.csv", write_log_rows),
+    ("eval.csv", write_csv_row)])
 def test_a_write_cut_short_leaves_the_previous_file(name, write, tmp_path, request):
     path = tmp_path / name
     write(path, 1)
@@ -224,11 +201,8 @@ def test_a_write_cut_short_leaves_the_previous_file(name, write, tmp_path, reque
 
 
 def test_a_cache_write_cut_short_leaves_the_previous_cache(tmp_path, request):
-    root = make_tiny_omniglot(
-        tmp_path / "data",
-        {"images_background": {"A": 2}, "images_evaluation": {"B": 2}},
-        drawings=2,
-    )
+    root = make_tiny_omniglot(tmp_path / "data", {"images_background": {"A": 2},
+                                                  "images_evaluation": {"B": 2}}, drawings=2)
     cache = tmp_path / "cache"
     first = load_omniglot(root, cache_dir=cache)
     (cached,) = cache.iterdir()
@@ -250,21 +224,8 @@ def test_a_cache_write_cut_short_leaves_the_previous_cache(tmp_path, request):
 def test_concurrent_evaluations_lose_no_row(proto_run, tiny_root, cache_dir, tmp_path):
     out = tmp_path / "eval.csv"
     env = environment(tiny_root, cache_dir)
-    processes = [
-        fewshot(
-            "eval",
-            str(proto_run),
-            "--csv",
-            str(out),
-            "--episodes",
-            "3",
-            "--seed",
-            str(seed),
-            "--quiet",
-            env=env,
-        )
-        for seed in range(8)
-    ]
+    processes = [fewshot("eval", str(proto_run), "--csv", str(out), "--episodes", "3",
+                         "--seed", str(seed), "--quiet", env=env) for seed in range(8)]
     for process in processes:
         stdout, stderr = process.communicate(timeout=300)
         assert process.returncode == 0, stderr
@@ -283,9 +244,8 @@ def test_an_append_waits_for_the_lock(tmp_path):
     append_row(out, {"algorithm": "maml", "accuracy_mean": "0.5"})
     with open(tmp_path / "eval.csv.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process in the middle of its append
-        writer = threading.Thread(
-            target=append_row, args=(out, {"algorithm": "protonet", "accuracy_mean": "0.9"})
-        )
+        writer = threading.Thread(target=append_row,
+                                  args=(out, {"algorithm": "protonet", "accuracy_mean": "0.9"}))
         writer.start()
         writer.join(0.5)
         blocked = writer.is_alive()
@@ -300,33 +260,15 @@ def test_an_append_waits_for_the_lock(tmp_path):
 
 
 def cli_train(algorithm: str, run: Path, *options: str) -> list[str]:
-    args = [
-        "train",
-        algorithm,
-        "--out",
-        str(run),
-        "--ways",
-        "5",
-        "--test-ways",
-        "3",
-        "--queries",
-        "2",
-        "--test-queries",
-        "2",
-        "--val-episodes",
-        "1",
-        "--device",
-        "cpu",
-        "--quiet",
-        *options,
-    ]
+    args = ["train", algorithm, "--out", str(run), "--ways", "5", "--test-ways", "3",
+            "--queries", "2", "--test-queries", "2", "--val-episodes", "1", "--device", "cpu",
+            "--quiet", *options]
     return args + (["--meta-batch", "2", "--first-order"] if algorithm == "maml" else [])
 
 
 @pytest.mark.parametrize("algorithm", ["protonet", "maml"])
 def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(
-    algorithm, tiny_root, cache_dir, tmp_path, monkeypatch, capsys
-):
+        algorithm, tiny_root, cache_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FEWSHOT_DATA", str(tiny_root))
     monkeypatch.setenv("FEWSHOT_CACHE", str(cache_dir))
     run, bad_iteration, val_every, at_failure = tmp_path / "run", 5, 2, {}
@@ -358,15 +300,10 @@ def finite(state: dict) -> bool:
 
 # A huge step overflows BatchNorm's running variance (ProtoNet, MAML's network of earlier
 # versions); MAML's paper network keeps no running statistics, so its weights must overflow.
-@pytest.mark.parametrize(
-    "algorithm,extra,lr",
-    [
-        ("protonet", {}, 1e12),
-        ("maml", {**MAML_TINY, "bn_running_stats": True, "backbone": "conv4"}, 1e12),
-        ("maml", MAML_TINY, 1e30),
-    ],
-    ids=["protonet", "maml-running-stats", "maml"],
-)
+@pytest.mark.parametrize("algorithm,extra,lr", [
+    ("protonet", {}, 1e12),
+    ("maml", {**MAML_TINY, "bn_running_stats": True, "backbone": "conv4"}, 1e12),
+    ("maml", MAML_TINY, 1e30)], ids=["protonet", "maml-running-stats", "maml"])
 def test_a_huge_learning_rate_never_saves_broken_weights(algorithm, extra, lr, tiny_data, tmp_path):
     run = tmp_path / "run"
     config = TrainConfig(algorithm, **TINY, **extra, iterations=8, val_every=1, lr=lr)
@@ -390,9 +327,7 @@ def test_append_with_a_new_column_rewrites_the_header(tmp_path):
     path = tmp_path / "eval.csv"
     append_row(path, {"algorithm": "maml", "accuracy_mean": "0.9"})
     path.write_text("algorithm,accuracy_mean\nmaml,0.9\n")  # an older file without new columns
-    append_row(
-        path, {"algorithm": "protonet", "accuracy_mean": "0.95", "checkpoint_iteration": "7"}
-    )
+    append_row(path, {"algorithm": "protonet", "accuracy_mean": "0.95", "checkpoint_iteration": "7"})
     frame = pd.read_csv(path)
     assert list(frame.columns) == ["algorithm", "accuracy_mean", "checkpoint_iteration"]
     assert frame["checkpoint_iteration"].isna().tolist() == [True, False]

@@ -26,9 +26,7 @@ def test_lake_split_by_whole_alphabets(tiny_data):
 def test_lake_validation_alphabets_follow_the_seed(tiny_data):
     chosen = {frozenset(make_split(tiny_data, "lake", seed=s).characters("val")) for s in range(8)}
     assert len(chosen) > 1
-    assert (
-        make_split(tiny_data, "lake", seed=3).parts == make_split(tiny_data, "lake", seed=3).parts
-    )
+    assert make_split(tiny_data, "lake", seed=3).parts == make_split(tiny_data, "lake", seed=3).parts
 
 
 def test_random_split_proportions_and_seed(tiny_data):
@@ -52,11 +50,8 @@ def vinyals_lines(characters):
 
 def test_vinyals_split_from_files_with_rotations(tiny_data, tmp_path):
     names = tiny_data.characters
-    parts = {
-        "train": vinyals_lines(names[:20]),
-        "val": vinyals_lines(names[20:24]),
-        "test": vinyals_lines(names[24:]),
-    }
+    parts = {"train": vinyals_lines(names[:20]), "val": vinyals_lines(names[20:24]),
+             "test": vinyals_lines(names[24:])}
     parts["trainval"] = parts["train"] + parts["val"]
     write_vinyals(tmp_path, parts)
     split = make_split(tiny_data, "vinyals", split_dir=tmp_path)
@@ -69,9 +64,7 @@ def test_vinyals_unknown_character_is_named(tiny_data, tmp_path):
     parts = {p: vinyals_lines(tiny_data.characters[:2]) for p in ("train", "val", "trainval")}
     parts["test"] = ["Klingon/character01/rot000"]
     write_vinyals(tmp_path, parts)
-    with pytest.raises(
-        FewshotError, match="test.txt:1: 'Klingon/character01/rot000' names no character"
-    ):
+    with pytest.raises(FewshotError, match="test.txt:1: 'Klingon/character01/rot000' names no character"):
         make_split(tiny_data, "vinyals", split_dir=tmp_path)
 
 
@@ -82,15 +75,8 @@ def test_vinyals_missing_files(tiny_data, tmp_path):
 
 def test_vinyals_overlapping_parts_refused(tiny_data, tmp_path):
     names = tiny_data.characters
-    write_vinyals(
-        tmp_path,
-        {
-            "train": vinyals_lines(names[:10]),
-            "val": vinyals_lines(names[9:12]),
-            "test": vinyals_lines(names[12:]),
-            "trainval": vinyals_lines(names[:12]),
-        },
-    )
+    write_vinyals(tmp_path, {"train": vinyals_lines(names[:10]), "val": vinyals_lines(names[9:12]),
+                             "test": vinyals_lines(names[12:]), "trainval": vinyals_lines(names[:12])})
     with pytest.raises(FewshotError, match="both train and val"):
         make_split(tiny_data, "vinyals", split_dir=tmp_path)
 

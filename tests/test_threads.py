@@ -18,22 +18,9 @@ def restore_threads():
 @pytest.fixture(scope="module")
 def run(tiny_data, tmp_path_factory):
     run = tmp_path_factory.mktemp("threads") / "run"
-    train(
-        TrainConfig(
-            "protonet",
-            ways=5,
-            queries=2,
-            test_ways=3,
-            test_queries=2,
-            iterations=1,
-            val_every=1,
-            val_episodes=2,
-            device="cpu",
-        ),
-        run,
-        data=tiny_data,
-        progress=False,
-    )
+    train(TrainConfig("protonet", ways=5, queries=2, test_ways=3, test_queries=2, iterations=1,
+                      val_every=1, val_episodes=2, device="cpu"), run, data=tiny_data,
+          progress=False)
     return run
 
 

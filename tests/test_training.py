@@ -29,38 +29,18 @@ def proto_run(tiny_data, tmp_path_factory):
 @pytest.fixture(scope="module")
 def maml_run(tiny_data, tmp_path_factory):
     run = tmp_path_factory.mktemp("maml")
-    train(
-        TrainConfig("maml", iterations=4, meta_batch=2, first_order=True, **TINY),
-        run,
-        data=tiny_data,
-        progress=False,
-    )
+    train(TrainConfig("maml", iterations=4, meta_batch=2, first_order=True, **TINY), run,
+          data=tiny_data, progress=False)
     return run
 
 
 def test_config_defaults_follow_the_papers():
     proto = TrainConfig("protonet").resolved()
-    assert (proto.ways, proto.queries, proto.test_ways, proto.lr, proto.lr_halve_every) == (
-        60,
-        5,
-        5,
-        1e-3,
-        2000,
-    )
+    assert (proto.ways, proto.queries, proto.test_ways, proto.lr, proto.lr_halve_every) == (60, 5, 5, 1e-3, 2000)
     maml5 = TrainConfig("maml").resolved()
-    assert (maml5.inner_lr, maml5.inner_steps, maml5.test_inner_steps, maml5.meta_batch) == (
-        0.4,
-        1,
-        3,
-        32,
-    )
+    assert (maml5.inner_lr, maml5.inner_steps, maml5.test_inner_steps, maml5.meta_batch) == (0.4, 1, 3, 32)
     maml20 = TrainConfig("maml", ways=20).resolved()
-    assert (maml20.inner_lr, maml20.inner_steps, maml20.meta_batch, maml20.test_ways) == (
-        0.1,
-        5,
-        16,
-        20,
-    )
+    assert (maml20.inner_lr, maml20.inner_steps, maml20.meta_batch, maml20.test_ways) == (0.1, 5, 16, 20)
     assert TrainConfig("maml", inner_lr=0.2).resolved().inner_lr == 0.2
 
 
@@ -71,16 +51,8 @@ def test_run_directory_contents(run_fixture, request):
     config = json.loads((run / "config.json").read_text())
     assert config["algorithm"] in ("protonet", "maml") and config["ways"] == 5
     rows = list(csv.DictReader((run / "log.csv").open()))
-    assert [r["iteration"] for r in rows] == (
-        ["3", "6"] if config["algorithm"] == "protonet" else ["3", "4"]
-    )
-    assert set(rows[0]) == {
-        "iteration",
-        "train_loss",
-        "train_accuracy",
-        "val_accuracy",
-        "elapsed_seconds",
-    }
+    assert [r["iteration"] for r in rows] == (["3", "6"] if config["algorithm"] == "protonet" else ["3", "4"])
+    assert set(rows[0]) == {"iteration", "train_loss", "train_accuracy", "val_accuracy", "elapsed_seconds"}
     assert load_checkpoint(run / "last.pt")["iteration"] == int(rows[-1]["iteration"])
     best = max(float(r["val_accuracy"]) for r in rows)
     assert load_checkpoint(run / "best.pt")["best_val"] == pytest.approx(best, abs=1e-5)
@@ -103,52 +75,19 @@ def test_same_seed_same_result_and_bn_modes_differ(proto_run, tiny_data):
     assert row["bn_mode"] == "batch" and batch.accuracies != a.accuracies
 
 
-def test_eval_appends_rows_with_every_column(
-    proto_run, maml_run, tiny_root, tmp_path, monkeypatch, capsys
-):
+def test_eval_appends_rows_with_every_column(proto_run, maml_run, tiny_root, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FEWSHOT_DATA", str(tiny_root))
     out = tmp_path / "eval.csv"
     assert main(["eval", str(proto_run), "--csv", str(out), "--episodes", "5", "--quiet"]) == 0
-    assert (
-        main(
-            [
-                "eval",
-                str(maml_run / "last.pt"),
-                "--csv",
-                str(out),
-                "--episodes",
-                "6",
-                "--ways",
-                "4",
-                "--bn-mode",
-                "batch",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert main(["eval", str(maml_run / "last.pt"), "--csv", str(out), "--episodes", "6",
+                 "--ways", "4", "--bn-mode", "batch", "--quiet"]) == 0
     assert "± " in capsys.readouterr().out
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 2 and list(rows[0]) == COLUMNS
     proto, maml_row = rows
-    assert (proto["algorithm"], proto["bn_mode"], proto["test_ways"], proto["episodes"]) == (
-        "protonet",
-        "running",
-        "3",
-        "5",
-    )
-    assert (
-        maml_row["order"],
-        maml_row["test_ways"],
-        maml_row["bn_mode"],
-        maml_row["inner_steps_test"],
-    ) == ("first", "4", "batch", "3")
-    assert (maml_row["engine"], maml_row["backbone"], proto["engine"], proto["backbone"]) == (
-        "l2l",
-        "conv4-strided",
-        "",
-        "conv4",
-    )
+    assert (proto["algorithm"], proto["bn_mode"], proto["test_ways"], proto["episodes"]) == ("protonet", "running", "3", "5")
+    assert (maml_row["order"], maml_row["test_ways"], maml_row["bn_mode"], maml_row["inner_steps_test"]) == ("first", "4", "batch", "3")
+    assert (maml_row["engine"], maml_row["backbone"], proto["engine"], proto["backbone"]) == ("l2l", "conv4-strided", "", "conv4")
     assert maml_row["checkpoint"].endswith("last.pt") and proto["checkpoint"].endswith("best.pt")
     assert maml_row["checkpoint_iteration"] == "4" and proto["checkpoint_iteration"] in ("3", "6")
     assert 0 <= float(proto["accuracy_mean"]) <= 1 and float(proto["ci95"]) >= 0
@@ -157,61 +96,33 @@ def test_eval_appends_rows_with_every_column(
 def test_resume_extends_a_finished_run(tiny_data, tmp_path):
     run = tmp_path / "run"
     train(TrainConfig("protonet", iterations=3, **TINY), run, data=tiny_data, progress=False)
-    result = train(
-        TrainConfig("protonet", iterations=6), run, resume=True, data=tiny_data, progress=False
-    )
+    result = train(TrainConfig("protonet", iterations=6), run, resume=True, data=tiny_data, progress=False)
     assert result.iterations == 6
     assert [r["iteration"] for r in csv.DictReader((run / "log.csv").open())] == ["3", "6"]
     assert load_checkpoint(run / "last.pt")["iteration"] == 6
 
 
 def test_time_limit_ends_the_run_early(tiny_data, tmp_path):
-    result = train(
-        TrainConfig("protonet", iterations=1000, **TINY),
-        tmp_path / "r",
-        data=tiny_data,
-        progress=False,
-        max_seconds=0.0,
-    )
+    result = train(TrainConfig("protonet", iterations=1000, **TINY), tmp_path / "r", data=tiny_data,
+                   progress=False, max_seconds=0.0)
     assert result.iterations == 1
     assert load_checkpoint(tmp_path / "r" / "last.pt")["iteration"] == 1
 
 
 def test_cli_train_on_tiny_data(tiny_root, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FEWSHOT_DATA", str(tiny_root))
-    code = main(
-        [
-            "train",
-            "protonet",
-            "--out",
-            str(tmp_path / "r"),
-            "--ways",
-            "4",
-            "--queries",
-            "2",
-            "--iterations",
-            "2",
-            "--val-every",
-            "2",
-            "--val-episodes",
-            "2",
-            "--test-ways",
-            "3",
-            "--quiet",
-        ]
-    )
+    code = main(["train", "protonet", "--out", str(tmp_path / "r"), "--ways", "4", "--queries", "2",
+                 "--iterations", "2", "--val-every", "2", "--val-episodes", "2", "--test-ways", "3", "--quiet"])
     assert code == 0
     assert "done: 2 iterations" in capsys.readouterr().out
 
 
 # Learning must really happen: short trainings on the real data, far above the 20% of chance.
 
-
 @pytest.mark.integration
 def test_protonet_learns_omniglot(real_data, tmp_path):
-    config = TrainConfig(
-        "protonet", ways=30, shots=1, queries=5, iterations=120, val_every=120, val_episodes=50
-    )
+    config = TrainConfig("protonet", ways=30, shots=1, queries=5, iterations=120, val_every=120,
+                         val_episodes=50)
     train(config, tmp_path / "proto", data=real_data, progress=False)
     result, row = evaluate_run(tmp_path / "proto", episodes=200, data=real_data)
     print(f"ProtoNet 5-way 1-shot after 120 episodes: {result.mean:.2%} ± {result.ci95:.2%}")
@@ -221,9 +132,8 @@ def test_protonet_learns_omniglot(real_data, tmp_path):
 @pytest.mark.integration
 def test_maml_learns_omniglot(real_data, tmp_path):
     # Second order: first-order MAML barely moves in its first few hundred meta-iterations.
-    config = TrainConfig(
-        "maml", ways=5, shots=1, meta_batch=8, lr=3e-3, iterations=50, val_every=50, val_episodes=20
-    )
+    config = TrainConfig("maml", ways=5, shots=1, meta_batch=8, lr=3e-3, iterations=50,
+                         val_every=50, val_episodes=20)
     train(config, tmp_path / "maml", data=real_data, progress=False)
     result, _ = evaluate_run(tmp_path / "maml", episodes=200, data=real_data)
     print(f"MAML 5-way 1-shot after 50 meta-iterations: {result.mean:.2%} ± {result.ci95:.2%}")
@@ -232,51 +142,23 @@ def test_maml_learns_omniglot(real_data, tmp_path):
 
 def tiny_cli_run(tiny_root, run, monkeypatch, iterations=2):
     monkeypatch.setenv("FEWSHOT_DATA", str(tiny_root))
-    assert (
-        main(
-            [
-                "train",
-                "protonet",
-                "--out",
-                str(run),
-                "--ways",
-                "4",
-                "--queries",
-                "2",
-                "--iterations",
-                str(iterations),
-                "--val-every",
-                "2",
-                "--val-episodes",
-                "2",
-                "--test-ways",
-                "3",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert main(["train", "protonet", "--out", str(run), "--ways", "4", "--queries", "2",
+                 "--iterations", str(iterations), "--val-every", "2", "--val-episodes", "2",
+                 "--test-ways", "3", "--quiet"]) == 0
 
 
-@pytest.mark.parametrize(
-    "option",
-    [["--lr", "0.01"], ["--ways", "3"], ["--seed", "1"], ["--split", "vinyals"], ["--first-order"]],
-)
-def test_resume_refuses_options_that_change_the_training(
-    option, tiny_root, tmp_path, monkeypatch, capsys
-):
+@pytest.mark.parametrize("option", [["--lr", "0.01"], ["--ways", "3"], ["--seed", "1"],
+                                    ["--split", "vinyals"], ["--first-order"]])
+def test_resume_refuses_options_that_change_the_training(option, tiny_root, tmp_path, monkeypatch,
+                                                          capsys):
     run = tmp_path / "r"
     tiny_cli_run(tiny_root, run, monkeypatch)
     before = (run / "config.json").read_text()
     capsys.readouterr()
-    assert (
-        main(["train", "protonet", "--resume", str(run), "--iterations", "4", *option, "--quiet"])
-        == 2
-    )
+    assert main(["train", "protonet", "--resume", str(run), "--iterations", "4", *option,
+                 "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert (
-        err.startswith(f"error: {option[0]} cannot change when resuming") and err.count("\n") == 1
-    )
+    assert err.startswith(f"error: {option[0]} cannot change when resuming") and err.count("\n") == 1
     assert (run / "config.json").read_text() == before
     assert load_checkpoint(run / "last.pt")["iteration"] == 2
 
@@ -285,28 +167,8 @@ def test_resume_honours_iterations_device_and_same_values(tiny_root, tmp_path, m
     run = tmp_path / "r"
     tiny_cli_run(tiny_root, run, monkeypatch)
     # The run's own values may be repeated; --device and --iterations change.
-    assert (
-        main(
-            [
-                "train",
-                "protonet",
-                "--resume",
-                str(run),
-                "--iterations",
-                "4",
-                "--device",
-                "cpu",
-                "--ways",
-                "4",
-                "--lr",
-                "0.001",
-                "--shots",
-                "1",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert main(["train", "protonet", "--resume", str(run), "--iterations", "4", "--device", "cpu",
+                 "--ways", "4", "--lr", "0.001", "--shots", "1", "--quiet"]) == 0
     config = json.loads((run / "config.json").read_text())
     assert (config["device"], config["iterations"], config["ways"]) == ("cpu", 4, 4)
     assert load_checkpoint(run / "last.pt")["iteration"] == 4
@@ -319,31 +181,12 @@ def test_resume_uses_the_device_given(tiny_root, tiny_data, tmp_path, monkeypatc
     run = tmp_path / "r"
     tiny_cli_run(tiny_root, run, monkeypatch)
     capsys.readouterr()
-    assert (
-        main(
-            [
-                "train",
-                "protonet",
-                "--resume",
-                str(run),
-                "--iterations",
-                "4",
-                "--device",
-                "cuda",
-                "--quiet",
-            ]
-        )
-        == 2
-    )
+    assert main(["train", "protonet", "--resume", str(run), "--iterations", "4", "--device", "cuda",
+                 "--quiet"]) == 2
     assert "no CUDA device is available" in capsys.readouterr().err
     with pytest.raises(FewshotError, match="no CUDA device"):  # the library too (reproduce)
-        train(
-            TrainConfig("protonet", iterations=4, device="cuda"),
-            run,
-            resume=True,
-            data=tiny_data,
-            progress=False,
-        )
+        train(TrainConfig("protonet", iterations=4, device="cuda"), run, resume=True,
+              data=tiny_data, progress=False)
 
 
 def test_ci95_walks_the_accuracies_a_fixed_number_of_times():
@@ -381,6 +224,4 @@ def test_config_json_holds_the_training_fields_only(proto_run):
     assert "extra" not in stored  # a field nothing read
     assert set(stored) == {f.name for f in dataclasses.fields(TrainConfig)}
     # A config.json of an older version, with its unused "extra", still loads.
-    assert TrainConfig.from_dict({**stored, "extra": {}}).resolved() == TrainConfig.from_dict(
-        stored
-    )
+    assert TrainConfig.from_dict({**stored, "extra": {}}).resolved() == TrainConfig.from_dict(stored)
