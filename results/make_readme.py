@@ -24,10 +24,10 @@ SECTIONS = [
         "export FEWSHOT_DATA=../shared/data/omniglot OMP_NUM_THREADS=1\n"
         "# two processes side by side, one thread each:\n"
         "fewshot reproduce --budget cpu --out results/cpu --algorithms maml --cells 20w5s --quiet && \\\n"
-        "  fewshot reproduce --budget cpu --out results/cpu --algorithms metasgd --algorithms anil --quiet\n"
+        "  fewshot reproduce --budget cpu --out results/cpu --algorithms protonet --quiet\n"
         "fewshot reproduce --budget cpu --out results/cpu --algorithms maml --cells 5w1s,5w5s --quiet && \\\n"
         "  fewshot reproduce --budget cpu --out results/cpu --algorithms maml --cells 20w1s --quiet && \\\n"
-        "  fewshot reproduce --budget cpu --out results/cpu --algorithms protonet --quiet",
+        "  fewshot reproduce --budget cpu --out results/cpu --algorithms metasgd --algorithms anil --quiet",
         "Issue 10's protocol. MAML: the paper's network and settings (strided Conv-4, BatchNorm "
         "without running statistics, training queries = shots, second order, inner lr 0.4 / 0.1, "
         "1 / 5 steps, 3 / 5 at test), `random` split with rotation augmentation, meta-batch 16 "
