@@ -803,8 +803,8 @@ def aggregate(csv_files, by, fmt, out):
 @click.option(
     "--split",
     type=click.Choice(SPLITS),
-    help="One split for both algorithms. Default: each paper's (MAML: random with "
-    "rotation augmentation; ProtoNet: vinyals).",
+    help="One split for every algorithm. Default: each paper's (MAML, Meta-SGD, ANIL: "
+    "random with rotation augmentation; ProtoNet: vinyals).",
 )
 @click.option(
     "--split-dir",

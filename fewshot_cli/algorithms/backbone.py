@@ -1,4 +1,5 @@
-"""The Conv-4 embedding network shared by MAML and ProtoNet.
+"""The Conv-4 embedding network shared by every algorithm (ProtoNet's embedding, the body of
+MAML, Meta-SGD and ANIL).
 
 Four blocks of 3x3 convolution (64 filters), BatchNorm, ReLU and 2x2 max-pooling turn a 28x28
 image into a 64-dimensional embedding (28 -> 14 -> 7 -> 3 -> 1). The blocks are those of

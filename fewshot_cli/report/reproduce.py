@@ -498,7 +498,7 @@ def reproduce(
     Args:
         out_dir: holds ``eval.csv`` and ``runs/``; run the same call again to resume.
         budget: ``quick``, ``cpu``, ``paper`` or a ``Budget``.
-        algorithms: narrow to these algorithms (default both).
+        algorithms: narrow to these algorithms (default: all of the budget's).
         cells: narrow to these cells, e.g. ``["5w1s"]`` (default: the budget's).
         split: one split for every algorithm instead of each paper's (``random`` for MAML,
             ``vinyals`` for ProtoNet).
