@@ -89,7 +89,8 @@ def save(figure, out: str | Path) -> Path:
     fmt = figure_format(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(out, dpi=DPI, format=fmt)
+        # "tight": the legend below the bars may be wider than the axes; keep all of it.
+        figure.savefig(out, dpi=DPI, format=fmt, bbox_inches="tight")
     except OSError as exc:
         raise FewshotError(f"cannot write {out}: {exc.strerror or exc}") from None
     return out
@@ -389,6 +390,6 @@ def plot_accuracy(
         fontsize="small",
         loc="upper center",
         bbox_to_anchor=(0.5, -0.1),
-        ncols=1 if len(legend) > 6 else 2,
+        ncols=1 if len(legend) > 6 or max(map(len, legend)) > 60 else 2,
     )
     return save(figure, out)
