@@ -42,7 +42,9 @@ SECTIONS = [
         "(tests, benchmarks) shared the machine at times. Console output: [cpu/logs/](cpu/logs/). "
         "The session ended (2026-11-27) with `maml-20w1s` and `protonet-60w5s` part-trained and "
         "Meta-SGD and ANIL not started: rerunning the same commands resumes them from their "
-        "last.pt and adds their rows. Against the previous protocol (last section), MAML 5w1s and "
+        "last.pt and adds their rows. Both were paused (SIGSTOP) for about 10 minutes while a "
+        "fresh-clone CI check ran at the end of that session; their training times include the "
+        "pause. Against the previous protocol (last section), MAML 5w1s and "
         "5w5s gained 2.2 and 1.8 points with 3-5x the training time, and 20w5s lost 4.6 points: "
         "400 iterations at 5 queries per class were too few, and its validation swung (91.2%, "
         "79.6%, 91.2% at iterations 200, 300, 400) under Adam 3e-3, chosen at 5w1s.",
