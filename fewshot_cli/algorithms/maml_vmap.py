@@ -297,9 +297,10 @@ def meta_step(
     model.train()
     optimizer.zero_grad()
     losses, accuracies = meta_loss(model, episodes, steps, inner_lr, first_order)
-    losses.mean().backward()
+    loss = losses.mean()
+    loss.backward()
     optimizer.step()
-    return losses.mean().item(), accuracies.mean().item()
+    return loss.item(), accuracies.mean().item()
 
 
 def adapted_logits(
