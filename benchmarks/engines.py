@@ -4,10 +4,12 @@ Usage (from the project root)::
 
     python -m benchmarks.engines [--device cpu|cuda] [--iterations 5] [--cells 5w1s,20w1s]
                                  [--only train|eval|protonet] [--eval-episodes 64] [--threads N]
+                                 [--first-order] [--queries Q] [--meta-batch B]
 
 ``train``: seconds per meta-iteration of the seam's ``step_on_episodes`` with MAML's l2l classifier
 (``l2l.algorithms.MAML``, one task after another: ``--engine l2l``) and of ``maml_vmap.meta_step`` (all tasks in one vmapped call), for each
-grid cell's paper settings: strided Conv-4, queries per class = shots, second order, inner lr 0.4,
+grid cell's paper settings (``--first-order``, ``--queries`` and ``--meta-batch`` time other
+ones, as the cpu budget's cells use): strided Conv-4, queries per class = shots, second order, inner lr 0.4,
 1 step, meta-batch 32 at 5 ways; 0.1, 5 steps, meta-batch 16 at 20 ways. ``eval``: seconds per
 test episode (15 queries per class, 3 / 5 test steps) of evaluation's l2l loop (MAML's
 ``classifier``: clone, adapt, no-grad forward of support and queries) and of
@@ -92,21 +94,30 @@ def side_by_side(l2l_fn, vmap_fn, iterations: int, device: str) -> tuple[float, 
     return statistics.median(l2l_times), statistics.median(vmap_times)
 
 
-def bench_train(cell: str, iterations: int, device: str) -> tuple[float, float]:
-    ways, shots, inner_lr, steps, meta_batch, _ = CELLS[cell]
+def bench_train(
+    cell: str,
+    iterations: int,
+    device: str,
+    first_order: bool = False,
+    queries: int | None = None,
+    meta_batch: int | None = None,
+) -> tuple[float, float]:
+    """Seconds per meta-iteration of each engine; ``queries`` per class default to the shots."""
+    ways, shots, inner_lr, steps, paper_batch, _ = CELLS[cell]
+    meta_batch = meta_batch or paper_batch
     torch.manual_seed(0)
     base = maml_vmap.without_running_stats(maml.build_model(ways, "conv4-strided")).to(device)
     l2l_model, vmap_model = copy.deepcopy(base), copy.deepcopy(base)
-    config = SimpleNamespace(inner_steps=steps, inner_lr=inner_lr, first_order=False)
+    config = SimpleNamespace(inner_steps=steps, inner_lr=inner_lr, first_order=first_order)
     l2l_opt = torch.optim.Adam(l2l_model.parameters(), lr=1e-3)
     vmap_opt = torch.optim.Adam(vmap_model.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(0)
-    batch = random_batch(meta_batch, ways, shots, shots, device, generator)
+    batch = random_batch(meta_batch, ways, shots, queries or shots, device, generator)
     episodes = unstack(batch, ways)
     return side_by_side(
         lambda: step_on_episodes(maml.ALGORITHM, l2l_model, l2l_opt, episodes, config),
         lambda: maml_vmap.meta_step(
-            vmap_model, vmap_opt, batch, steps, inner_lr, first_order=False
+            vmap_model, vmap_opt, batch, steps, inner_lr, first_order=first_order
         ),
         iterations,
         device,
@@ -169,6 +180,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--eval-episodes", type=int, default=64, help="test episodes per timed call"
     )
+    parser.add_argument(
+        "--first-order", action="store_true", help="time first-order meta-training instead"
+    )
+    parser.add_argument(
+        "--queries", type=int, help="training queries per class (default: the shots, as the paper)"
+    )
+    parser.add_argument(
+        "--meta-batch", type=int, help="tasks per meta-iteration (default: paper's)"
+    )
     args = parser.parse_args(argv)
     cells = [c.strip() for c in args.cells.split(",") if c.strip()]
     unknown = [c for c in cells if c not in CELLS]
@@ -187,13 +207,18 @@ def main(argv: list[str] | None = None) -> None:
         f"torch {torch.__version__}, {where}; median of {args.iterations} calls after one warm-up"
     )
     if args.only in (None, "train"):
-        print("\nmeta-training, paper settings (conv4-strided, queries = shots, second order)")
+        order = "first order" if args.first_order else "second order"
+        queries = f"{args.queries} queries per class" if args.queries else "queries = shots"
+        print(f"\nmeta-training, conv4-strided, {queries}, {order}")
         print(
             f"{'cell':<7}{'lr':>5}{'steps':>6}{'tasks':>6}{'l2l s/it':>11}{'vmap s/it':>11}{'l2l/vmap':>10}"
         )
         for cell in cells:
-            ways, shots, lr, steps, meta_batch, _ = CELLS[cell]
-            l2l_s, vmap_s = bench_train(cell, args.iterations, args.device)
+            ways, shots, lr, steps, paper_batch, _ = CELLS[cell]
+            meta_batch = args.meta_batch or paper_batch
+            l2l_s, vmap_s = bench_train(
+                cell, args.iterations, args.device, args.first_order, args.queries, meta_batch
+            )
             print(
                 f"{cell:<7}{lr:>5}{steps:>6}{meta_batch:>6}{l2l_s:>11.3f}{vmap_s:>11.3f}"
                 f"{l2l_s / vmap_s:>9.2f}x",
