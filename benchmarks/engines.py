@@ -4,7 +4,7 @@ Usage (from the project root)::
 
     python -m benchmarks.engines [--device cpu|cuda] [--iterations 5] [--cells 5w1s,20w1s]
                                  [--only train|eval|protonet] [--eval-episodes 64] [--threads N]
-                                 [--first-order] [--queries Q] [--meta-batch B]
+                                 [--first-order] [--queries 1,5,15] [--meta-batch B]
 
 ``train``: seconds per meta-iteration of the seam's ``step_on_episodes`` with MAML's l2l classifier
 (``l2l.algorithms.MAML``, one task after another: ``--engine l2l``) and of ``maml_vmap.meta_step`` (all tasks in one vmapped call), for each
@@ -184,7 +184,9 @@ def main(argv: list[str] | None = None) -> None:
         "--first-order", action="store_true", help="time first-order meta-training instead"
     )
     parser.add_argument(
-        "--queries", type=int, help="training queries per class (default: the shots, as the paper)"
+        "--queries",
+        help="training queries per class, comma-separated for a row each "
+        "(default: the shots, as the paper)",
     )
     parser.add_argument(
         "--meta-batch", type=int, help="tasks per meta-iteration (default: paper's)"
@@ -194,6 +196,10 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [c for c in cells if c not in CELLS]
     if unknown:
         parser.error(f"unknown cells {unknown}; choose from {', '.join(CELLS)}")
+    try:
+        query_counts = [int(q) for q in (args.queries or "").split(",") if q.strip()]
+    except ValueError:
+        parser.error(f"--queries: comma-separated whole numbers, e.g. 1,5,15 (got {args.queries})")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device")
     if args.threads:
@@ -208,22 +214,23 @@ def main(argv: list[str] | None = None) -> None:
     )
     if args.only in (None, "train"):
         order = "first order" if args.first_order else "second order"
-        queries = f"{args.queries} queries per class" if args.queries else "queries = shots"
-        print(f"\nmeta-training, conv4-strided, {queries}, {order}")
+        print(f"\nmeta-training, conv4-strided, {order}")
         print(
-            f"{'cell':<7}{'lr':>5}{'steps':>6}{'tasks':>6}{'l2l s/it':>11}{'vmap s/it':>11}{'l2l/vmap':>10}"
+            f"{'cell':<7}{'lr':>5}{'steps':>6}{'tasks':>6}{'queries':>8}"
+            f"{'l2l s/it':>11}{'vmap s/it':>11}{'l2l/vmap':>10}"
         )
         for cell in cells:
             ways, shots, lr, steps, paper_batch, _ = CELLS[cell]
             meta_batch = args.meta_batch or paper_batch
-            l2l_s, vmap_s = bench_train(
-                cell, args.iterations, args.device, args.first_order, args.queries, meta_batch
-            )
-            print(
-                f"{cell:<7}{lr:>5}{steps:>6}{meta_batch:>6}{l2l_s:>11.3f}{vmap_s:>11.3f}"
-                f"{l2l_s / vmap_s:>9.2f}x",
-                flush=True,
-            )
+            for queries in query_counts or [shots]:
+                l2l_s, vmap_s = bench_train(
+                    cell, args.iterations, args.device, args.first_order, queries, meta_batch
+                )
+                print(
+                    f"{cell:<7}{lr:>5}{steps:>6}{meta_batch:>6}{queries:>8}"
+                    f"{l2l_s:>11.3f}{vmap_s:>11.3f}{l2l_s / vmap_s:>9.2f}x",
+                    flush=True,
+                )
     if args.only in (None, "eval"):
         print(
             f"\nevaluation, {TEST_QUERIES} queries per class, {args.eval_episodes} episodes per call"

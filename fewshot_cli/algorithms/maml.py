@@ -292,21 +292,33 @@ ALGORITHM = Algorithm(
     # ~9 / 15 / 45 / 47 minutes. PROVISIONAL until `python -m benchmarks.budget --budget cpu`
     # has timed them on an idle machine (this session's machine was loaded 10-16 on 2 cores).
     budgets={
-        # 2.9 minutes of training on 2 idle cores (0.157 s per iteration of 16 tasks). At 1200
-        # iterations, Adam 3e-3 constant or halved every 400, or 5e-3 halved, or 3 to 10 test
-        # steps all tested at 89.1-89.4% (600 episodes), and first order was behind at equal
-        # time (86.8% vs 89.3% validation after 3 minutes): results/schedule/README.md.
+        # About 3 minutes of training on 2 idle cores. At 1200 iterations of 1 query per class,
+        # Adam 3e-3 constant or halved every 400, or 5e-3 halved, or 3 to 10 test steps all
+        # tested at 89.1-89.4% (600 episodes), and first order was behind at equal time. 5
+        # queries per class cost 1.9x per iteration and tested at 90.24% after 600 iterations,
+        # 15 queries (3.2x) at 88.57% after 375: results/schedule/README.md.
         "quick": BudgetSettings(
-            1100, 100, {"meta_batch": 16, "lr": 3e-3, "engine": "vmap", "first_order": False}
+            600,
+            100,
+            {
+                "meta_batch": 16,
+                "lr": 3e-3,
+                "engine": "vmap",
+                "first_order": False,
+                "queries": 5,
+            },
         ),
         "cpu": BudgetSettings(
-            {(5, 1): 4000, (5, 5): 2000, (20, 1): 1800, (20, 5): 1000},
+            {(5, 1): 2000, (5, 5): 2000, (20, 1): 1800, (20, 5): 1000},
             600,
             {"meta_batch": 16, "lr": 3e-3, "engine": "vmap", "first_order": False},
             # 20w5s: second order took 14 s per iteration (93 minutes for 400) and its validation
             # swung at Adam 3e-3 (results/schedule/cpu-20w5s-second-order-lr3e-3); first order
             # is 3.1x cheaper there, so it sees 2.5x the tasks in less time, at a halving lr.
+            # 5w1s: 5 queries per class, as `quick` (4000 iterations of 1 query tested at 93.73%,
+            # results/schedule/cpu-5w1s-queries1).
             cell_options={
+                (5, 1): {"queries": 5},
                 (5, 5): {"engine": "l2l"},
                 (20, 5): {"engine": "l2l", "first_order": True, "lr_halve_every": 250},
             },
