@@ -156,21 +156,27 @@ def test_budgets_keep_their_settings():
     cpu, quick, paper = BUDGETS["cpu"], BUDGETS["quick"], BUDGETS["paper"]
     assert cpu.algorithms["maml"].options["engine"] == quick.algorithms["maml"].options["engine"] == "vmap"
     assert cpu.algorithms["protonet"] == BudgetSettings(1500, 1000, {"ways": 60})
-    assert (quick.algorithms["maml"].iterations, quick.algorithms["protonet"].options) == (1100, {"ways": 60})
+    assert (quick.algorithms["maml"].iterations, quick.algorithms["protonet"].options) == (600, {"ways": 60})
     assert (paper.algorithms["maml"].iterations, paper.algorithms["protonet"].iterations) == (60000, 20000)
     # Per-cell iterations reach each cell's training.
     maml_cpu = cpu.algorithms["maml"]
     for cell in plan_cells(cpu, ["maml"]):
         config = training_for(cell, cpu, "random", 5)[1]
         assert config.iterations == maml_cpu.iterations_for(cell.ways, cell.shots)
-        engine = maml_cpu.options_for(cell.ways, cell.shots)["engine"]
-        assert config.resolved().engine == engine and config.resolved().queries == cell.shots
+        options = maml_cpu.options_for(cell.ways, cell.shots)
+        resolved = config.resolved()
+        assert resolved.engine == options["engine"] and resolved.first_order == options["first_order"]
+        # Training queries are the paper's (= shots) unless the cell sets its own.
+        assert resolved.queries == options.get("queries", cell.shots)
     assert maml_cpu.options_for(5, 1)["engine"] == "vmap" and maml_cpu.options_for(5, 5)["engine"] == "l2l"
     name, config = training_for(plan_cells(cpu, ["protonet"], ["20w5s"])[0], cpu, "vinyals", 5)
     assert name == "protonet-60w5s" and (config.ways, config.test_ways) == (60, 5)
     name, config = training_for(plan_cells(cpu, ["maml"], ["20w5s"])[0], cpu, "random", 5)
     assert name == "maml-20w5s" and (config.ways, config.meta_batch, config.lr) == (20, 16, 3e-3)
+    assert (config.first_order, config.lr_halve_every, config.resolved().queries) == (True, 250, 5)
     assert config.resolved().test_ways == 20
+    config = training_for(plan_cells(quick, ["maml"])[0], quick, "random", 5)[1]
+    assert (config.resolved().queries, config.first_order) == (5, False)
 
 
 def test_cli_bad_cell_is_a_one_line_error(tmp_path, capsys):
