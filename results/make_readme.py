@@ -20,34 +20,38 @@ RESULTS = Path(__file__).resolve().parent
 SECTIONS = [
     (
         "cpu",
-        "`cpu` budget: the whole grid on 2 CPU cores (MAML at its paper's settings)",
+        "`cpu` budget: the whole grid on 2 CPU cores (MAML at its paper's network, schedule per cell)",
         "export FEWSHOT_DATA=../shared/data/omniglot OMP_NUM_THREADS=1\n"
-        "# two processes side by side, one thread each:\n"
+        "# A and B side by side, one thread each (started in the second session of 2026-11-27,\n"
+        "# resumed by the same commands in the third):\n"
         "fewshot reproduce --budget cpu --out results/cpu --algorithms maml --cells 20w5s --quiet && \\\n"
         "  fewshot reproduce --budget cpu --out results/cpu --algorithms protonet --quiet\n"
         "fewshot reproduce --budget cpu --out results/cpu --algorithms maml --cells 5w1s,5w5s --quiet && \\\n"
         "  fewshot reproduce --budget cpu --out results/cpu --algorithms maml --cells 20w1s --quiet && \\\n"
-        "  fewshot reproduce --budget cpu --out results/cpu --algorithms metasgd --algorithms anil --quiet",
+        "  fewshot reproduce --budget cpu --out results/cpu --algorithms metasgd --algorithms anil --quiet\n"
+        "# C and D (third session), after the 20w5s and 5w1s cells' budgets changed; their\n"
+        "# former runs and rows were moved to results/schedule first:\n"
+        "fewshot reproduce --budget cpu --out results/cpu --algorithms maml --cells 20w5s --quiet\n"
+        "fewshot reproduce --budget cpu --out results/cpu --algorithms maml --cells 5w1s --quiet",
         "Issue 10's protocol. MAML: the paper's network and settings (strided Conv-4, BatchNorm "
         "without running statistics, training queries = shots, second order, inner lr 0.4 / 0.1, "
         "1 / 5 steps, 3 / 5 at test), `random` split with rotation augmentation, meta-batch 16 "
-        "and Adam 3e-3 (results/schedule), 4000 / 2000 / 1800 / 400 meta-iterations for "
-        "5w1s / 5w5s / 20w1s / 20w5s, the vmap engine at 1 shot and the l2l loop at 5 shots (the "
-        "faster one on CPU), 600 test episodes. ProtoNet: `vinyals` split, 60-way training, 1500 "
-        "episodes per shot count (one model per shot count serves both way counts), 1000 test "
-        "episodes. Meta-SGD and ANIL: `maml.VARIANT_BUDGETS` (200 meta-iterations of 8 tasks). "
-        "The first process was started with `--cells 20w5s,20w1s`, stopped with Ctrl-C after 7 "
-        "iterations and restarted as above (it resumed from last.pt), so that 20w1s ran in the "
-        "other process. The two processes share results/cpu/eval.csv (appends are locked); development work "
-        "(tests, benchmarks) shared the machine at times. Console output: [cpu/logs/](cpu/logs/). "
-        "The session ended (2026-11-27) with `maml-20w1s` and `protonet-60w5s` part-trained and "
-        "Meta-SGD and ANIL not started: rerunning the same commands resumes them from their "
-        "last.pt and adds their rows. Both were paused (SIGSTOP) for about 10 minutes while a "
-        "fresh-clone CI check ran at the end of that session; their training times include the "
-        "pause. Against the previous protocol (last section), MAML 5w1s and "
-        "5w5s gained 2.2 and 1.8 points with 3-5x the training time, and 20w5s lost 4.6 points: "
-        "400 iterations at 5 queries per class were too few, and its validation swung (91.2%, "
-        "79.6%, 91.2% at iterations 200, 300, 400) under Adam 3e-3, chosen at 5w1s.",
+        "and Adam 3e-3 (results/schedule), 600 test episodes, and per cell: 5w1s 2000 "
+        "iterations with 5 training queries per class (vmap engine); 5w5s 2000 (l2l); 20w1s "
+        "1800 (vmap); 20w5s 1000 first-order iterations, Adam halved every 250 (l2l). 5w1s and "
+        "20w5s were first trained at the paper's settings (4000 iterations at 1 query per class: "
+        "93.73% ± 0.44; 400 second-order iterations: 90.67% ± 0.23, its validation swinging "
+        "between 91.2% and 79.6% under Adam 3e-3) and rerun after the measurements of "
+        "results/schedule (third round); the former runs and their rows are kept there "
+        "(cpu-5w1s-queries1, cpu-20w5s-second-order-lr3e-3). ProtoNet: `vinyals` split, 60-way "
+        "training, 1500 episodes per shot count (one model per shot count serves both way "
+        "counts), 1000 test episodes. Meta-SGD and ANIL: `maml.VARIANT_BUDGETS` (200 "
+        "meta-iterations of 8 tasks). The processes share results/cpu/eval.csv (appends are "
+        "locked). In the third session up to five processes (the grid, schedule runs, tests) "
+        "shared the 2 cores, so the training times below are not an idle machine's; "
+        "`maml-20w1s` and `protonet-60w5s` trained across two sessions and their times include "
+        "a pause of about 10 minutes (SIGSTOP) during a CI check. Console output: "
+        "[cpu/logs/](cpu/logs/). CPU_READING",
     ),
     (
         "quick",

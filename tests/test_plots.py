@@ -3,9 +3,16 @@
 import pytest
 from PIL import Image
 
+from fewshot_cli.algorithms import registry
 from fewshot_cli.cli import main
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.report.plots import plot_accuracy, plot_curves, read_curve
+from fewshot_cli.report.plots import (
+    colors_of,
+    plot_accuracy,
+    plot_curves,
+    protocol_colors,
+    read_curve,
+)
 from fewshot_cli.report.results import append_row
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -72,3 +79,15 @@ def test_accuracy_of_a_non_evaluation_csv_is_an_error(tmp_path):
     with pytest.raises(FewshotError, match="not an evaluation CSV"):
         plot_accuracy([bad], tmp_path / "a.png")
     assert not (tmp_path / "a.png").exists()
+
+
+def test_each_algorithm_keeps_its_own_colour_whatever_the_row_order():
+    # The bars once took palette colours in legend order, so MAML could be drawn in ProtoNet's red.
+    records = [{"algorithm": "protonet"}, {"algorithm": "anil"}, {"algorithm": "maml", "order": "second"},
+               {"algorithm": "maml", "order": "first"}, {"algorithm": "maml", "order": "second"}]
+    labels = ["protonet", "anil", "maml 2nd a", "maml 1st", "maml 2nd b"]
+    colors = protocol_colors(labels, records)
+    assert colors["protonet"] == colors_of("protonet")["ours"] and colors["anil"] == colors_of("anil")["ours"]
+    assert colors["maml 2nd a"] == colors_of("maml")["ours"] and colors["maml 1st"] == colors_of("maml")["first"]
+    assert colors["maml 2nd b"] not in {c for a in registry.NAMES for c in colors_of(a).values()}
+    assert len(set(colors.values())) == len(labels)

@@ -263,6 +263,34 @@ def protocol_word(column: str, record: dict) -> str:
     return words.get(column, f"{column} {value}")
 
 
+def protocol_colors(labels: list[str], records: list[dict]) -> dict[str, str]:
+    """A colour per protocol label: its algorithm's own first, so bars match their paper's hue.
+
+    The first protocol of an algorithm takes ``colors["ours"]`` (``"first"`` for first order
+    where the algorithm has one); further protocols of it take unused colours of ``PALETTE``,
+    those no algorithm owns first.
+
+    Example:
+        >>> protocol_colors(["protonet", "maml a", "maml b"],
+        ...                 [{"algorithm": "protonet"}, {"algorithm": "maml"}, {"algorithm": "maml"}])
+        {'protonet': '#d62728', 'maml a': '#1f77b4', 'maml b': '#ff7f0e'}
+    """
+    from fewshot_cli.algorithms import registry
+
+    owned = {c for name in registry.NAMES for c in colors_of(name).values()}
+    spare = [c for c in PALETTE if c not in owned] + [c for c in PALETTE if c in owned]
+    colors: dict[str, str] = {}
+    for label, record in zip(labels, records):
+        if label in colors:
+            continue
+        own = colors_of(record["algorithm"])
+        preferred = own.get("first") if record.get("order") == "first" else None
+        used = set(colors.values())
+        free = [c for c in (preferred, own["ours"], *spare) if c and c not in used]
+        colors[label] = free[0] if free else PALETTE[len(colors) % len(PALETTE)]
+    return colors
+
+
 def accuracy_bars(table: pd.DataFrame) -> tuple[list[tuple[str, str]], list[tuple], list[str]]:
     """The bars of ``plot_accuracy`` for an ``aggregate`` table grouped by the protocol.
 
@@ -280,9 +308,7 @@ def accuracy_bars(table: pd.DataFrame) -> tuple[list[tuple[str, str]], list[tupl
     if table.empty:
         raise FewshotError("no evaluation rows to plot (the CSVs have a header only)")
     labels, shared = protocol_labels(table)
-    colors = {}
-    for label in labels:
-        colors.setdefault(label, PALETTE[len(colors) % len(PALETTE)])
+    colors = protocol_colors(labels, table.to_dict("records"))
     cells = sorted(
         dict.fromkeys(zip(table["test_ways"], table["test_shots"])),
         key=lambda cell: (natural_key(cell[0]), natural_key(cell[1])),
