@@ -726,7 +726,7 @@ def predict(
     metavar="COLUMNS",
     help="Columns to group by, comma-separated (repeatable). Default: everything that "
     "defines the protocol (algorithm, the algorithms' own columns such as MAML's "
-    "order, backbone, split, split_part, rotations, train_ways, train_shots, "
+    "order, backbone, split, split_part, rotations, train_ways, train_shots, train_queries, "
     "train_iterations, test_ways, test_shots, test_queries, bn_mode); the table "
     "then shows the columns "
     "that differ between lines and notes the values all lines share.",

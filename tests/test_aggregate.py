@@ -66,6 +66,14 @@ def test_groups_runs_and_combines_their_ci(results_csv):
     assert find(table, algorithm="maml")["episodes"] == 100
 
 
+def test_rows_trained_on_other_query_counts_are_not_averaged(tmp_path):
+    # The cpu budget trains MAML 5w1s on 5 queries per class, the paper on 1: two protocols.
+    path = write_rows(tmp_path / "e.csv", [dict(row("maml", accuracy=0.9, run_id="a"), train_queries=1),
+                                           dict(row("maml", accuracy=0.8, run_id="b"), train_queries=5)])
+    table = aggregate(read_results([path]))
+    assert len(table) == 2 and find(table, train_queries=5)["accuracy_mean"] == pytest.approx(0.8)
+
+
 def test_rows_sort_numbers_as_numbers(tmp_path):
     path = write_rows(tmp_path / "e.csv", [row(ways=20), row(ways=5), row(ways=10)])
     assert aggregate(read_results([path]), by=["test_ways"])["test_ways"].tolist() == ["5", "10", "20"]

@@ -48,6 +48,7 @@ PROTOCOL = (
     "rotations",
     "train_ways",
     "train_shots",
+    "train_queries",
     "train_iterations",
     "test_ways",
     "test_shots",

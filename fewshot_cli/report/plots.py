@@ -255,6 +255,7 @@ def protocol_word(column: str, record: dict) -> str:
         "split_part": f"{value} part",
         "rotations": "rotations" if value == "True" else "no rotations",
         "train_ways": f"trained {value}w{record.get('train_shots', '')}s",
+        "train_queries": f"{value} training queries",
         "train_iterations": f"{value} it",
         "test_queries": f"{value} queries",
         "inner_steps_test": f"{value} steps",
