@@ -91,3 +91,12 @@ def test_each_algorithm_keeps_its_own_colour_whatever_the_row_order():
     assert colors["maml 2nd a"] == colors_of("maml")["ours"] and colors["maml 1st"] == colors_of("maml")["first"]
     assert colors["maml 2nd b"] not in {c for a in registry.NAMES for c in colors_of(a).values()}
     assert len(set(colors.values())) == len(labels)
+
+
+def test_an_algorithm_trained_per_cell_keeps_one_colour():
+    # A grid whose cells each train their own way (MAML's cpu budget): one hue per algorithm.
+    records = [{"algorithm": "maml", "test_ways": w, "test_shots": 1} for w in (5, 20)]
+    records += [{"algorithm": "protonet", "test_ways": w, "test_shots": 1} for w in (5, 20)]
+    colors = protocol_colors(["maml 5w", "maml 20w", "proto 5w", "proto 20w"], records)
+    assert colors["maml 5w"] == colors["maml 20w"] == colors_of("maml")["ours"]
+    assert colors["proto 5w"] == colors["proto 20w"] == colors_of("protonet")["ours"]

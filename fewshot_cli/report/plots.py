@@ -265,11 +265,12 @@ def protocol_word(column: str, record: dict) -> str:
 
 
 def protocol_colors(labels: list[str], records: list[dict]) -> dict[str, str]:
-    """A colour per protocol label: its algorithm's own first, so bars match their paper's hue.
+    """A colour per protocol label, from its algorithm's own, so bars match their paper's hue.
 
-    The first protocol of an algorithm takes ``colors["ours"]`` (``"first"`` for first order
-    where the algorithm has one); further protocols of it take unused colours of ``PALETTE``,
-    those no algorithm owns first.
+    Every label of an algorithm (and order: ``colors["first"]`` for first order where the
+    algorithm has one) takes its colour, e.g. a grid whose cells each trained their own way.
+    Only where two labels of one algorithm share a grid cell do the later ones take unused
+    colours of ``PALETTE``, those no algorithm owns first.
 
     Example:
         >>> protocol_colors(["protonet", "maml a", "maml b"],
@@ -278,6 +279,15 @@ def protocol_colors(labels: list[str], records: list[dict]) -> dict[str, str]:
     """
     from fewshot_cli.algorithms import registry
 
+    def family(record: dict) -> tuple[str, bool]:
+        return record["algorithm"], record.get("order") == "first"
+
+    first_in_cell: dict[tuple, str] = {}
+    crowded = set()  # families with two labels in one cell: those need more than one colour
+    for label, record in zip(labels, records):
+        cell = (family(record), record.get("test_ways"), record.get("test_shots"))
+        if first_in_cell.setdefault(cell, label) != label:
+            crowded.add(family(record))
     owned = {c for name in registry.NAMES for c in colors_of(name).values()}
     spare = [c for c in PALETTE if c not in owned] + [c for c in PALETTE if c in owned]
     colors: dict[str, str] = {}
@@ -285,9 +295,12 @@ def protocol_colors(labels: list[str], records: list[dict]) -> dict[str, str]:
         if label in colors:
             continue
         own = colors_of(record["algorithm"])
-        preferred = own.get("first") if record.get("order") == "first" else None
+        base = own.get("first", own["ours"]) if family(record)[1] else own["ours"]
         used = set(colors.values())
-        free = [c for c in (preferred, own["ours"], *spare) if c and c not in used]
+        if family(record) not in crowded or base not in used:
+            colors[label] = base
+            continue
+        free = [c for c in spare if c not in used]
         colors[label] = free[0] if free else PALETTE[len(colors) % len(PALETTE)]
     return colors
 
