@@ -77,15 +77,10 @@ def main() -> None:
         a: min(c.ways for c in plan if c.algorithm == a) for a in {c.algorithm for c in plan}
     }
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, budget {budget.name}")
+    # Engine and order per training: the budgets set them per cell (e.g. MAML 20w5s first order).
     print(
-        "engines: "
-        + ", ".join(
-            f"{a} {training_for(c, budget, registry.get(a).paper_split, val_ways[a])[1].resolved().engine}"
-            for a, c in {c.algorithm: c for c in plan}.items()
-        )
-    )
-    print(
-        f"{'cell':<20}{'training':<16}{'s/step':>8}{'train min':>11}{'val min':>9}{'test min':>10}"
+        f"{'cell':<20}{'training':<16}{'engine':<13}{'s/step':>8}{'train min':>11}"
+        f"{'val min':>9}{'test min':>10}"
     )
     paper_splits = {a: registry.get(a).paper_split for a in val_ways}
     splits = {a: make_split(data, paper_splits[a]) for a in val_ways}
@@ -125,11 +120,12 @@ def main() -> None:
         )
         for i, minutes in enumerate((train_min, val_min, test_min)):
             totals[i] += minutes
+        engine = (config.engine or "-") + (" 1st" if getattr(config, "first_order", False) else "")
         print(
-            f"{cell.algorithm + ' ' + cell.name:<20}{name if step else '(shared)':<16}"
+            f"{cell.algorithm + ' ' + cell.name:<20}{name if step else '(shared)':<16}{engine:<13}"
             f"{step:>8.2f}{train_min:>11.1f}{val_min:>9.1f}{test_min:>10.1f}"
         )
-    print(f"{'total':<44}{totals[0]:>11.1f}{totals[1]:>9.1f}{totals[2]:>10.1f}")
+    print(f"{'total':<57}{totals[0]:>11.1f}{totals[1]:>9.1f}{totals[2]:>10.1f}")
     print(f"estimated: {sum(totals) / 60:.2f} hours for one process running the whole budget")
 
 

@@ -289,8 +289,9 @@ ALGORITHM = Algorithm(
     # meta-batch 32 / 16: 5w1s vmap 0.23 s vs l2l 0.41 s; 5w5s vmap 1.75 s vs l2l 0.92 s; 20w1s
     # vmap 1.51 s vs l2l 1.73 s; 20w5s not timed, l2l as at 5w5s). Iterations per cell from
     # those speeds halved for meta-batch 16 (20w1s: as timed; 20w5s ~7 s, estimated):
-    # ~9 / 15 / 45 / 47 minutes. PROVISIONAL until `python -m benchmarks.budget --budget cpu`
-    # has timed them on an idle machine (this session's machine was loaded 10-16 on 2 cores).
+    # ~9 / 15 / 45 / 47 minutes. Timed since on the idle 2-core machine with the cells' final
+    # settings (`python -m benchmarks.budget --budget cpu`, results/cpu/logs): 8.9 / 21.4 / 49.8 /
+    # 36.6 minutes of training, 2.7 hours for the whole budget in one process.
     budgets={
         # About 3 minutes of training on 2 idle cores. At 1200 iterations of 1 query per class,
         # Adam 3e-3 constant or halved every 400, or 5e-3 halved, or 3 to 10 test steps all
