@@ -120,7 +120,7 @@ def main() -> None:
         )
         for i, minutes in enumerate((train_min, val_min, test_min)):
             totals[i] += minutes
-        engine = (config.engine or "-") + (" 1st" if getattr(config, "first_order", False) else "")
+        engine = (config.engine or "-") + (" 1st" if config.first_order else "")
         print(
             f"{cell.algorithm + ' ' + cell.name:<20}{name if step else '(shared)':<16}{engine:<13}"
             f"{step:>8.2f}{train_min:>11.1f}{val_min:>9.1f}{test_min:>10.1f}"

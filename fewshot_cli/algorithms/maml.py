@@ -282,22 +282,18 @@ ALGORITHM = Algorithm(
     ),
     # The paper: 1200 training characters with rotation augmentation (ours: 1100 / 100 / 423).
     paper_split="random",
-    # Budgets (issue 10): paper settings (strided Conv-4, queries = shots, second order) at
-    # meta-batch 16 and Adam 3e-3 (results/schedule: at equal wall-clock time Adam 3e-3
-    # validated above the paper's 1e-3, and meta-batch 16 at or above 8 and 32). Engine per cell:
-    # the faster one on 2 idle CPU threads (results/gpu/engines_h200.txt, its host's CPU,
-    # meta-batch 32 / 16: 5w1s vmap 0.23 s vs l2l 0.41 s; 5w5s vmap 1.75 s vs l2l 0.92 s; 20w1s
-    # vmap 1.51 s vs l2l 1.73 s; 20w5s not timed, l2l as at 5w5s). Iterations per cell from
-    # those speeds halved for meta-batch 16 (20w1s: as timed; 20w5s ~7 s, estimated):
-    # ~9 / 15 / 45 / 47 minutes. Timed since on the idle 2-core machine with the cells' final
-    # settings (`python -m benchmarks.budget --budget cpu`, results/cpu/logs): 8.9 / 21.4 / 49.8 /
-    # 36.6 minutes of training, 2.7 hours for the whole budget in one process.
+    # Budgets (issue 10): the paper's network (strided Conv-4) at meta-batch 16 and Adam 3e-3
+    # (results/schedule: at equal wall-clock time Adam 3e-3 validated above the paper's 1e-3,
+    # and meta-batch 16 at or above 8 and 32). Engine per cell: the faster one on 2 idle CPU
+    # threads (results/gpu/engines_h200.txt: vmap at 1 shot, l2l at 5 shots). The cpu budget's
+    # cells train 8.9 / 21.4 / 49.8 / 36.6 minutes on the idle 2-core machine, 2.7 hours for the
+    # whole budget in one process (`python -m benchmarks.budget --budget cpu`, results/cpu/logs).
     budgets={
         # About 3 minutes of training on 2 idle cores. At 1200 iterations of 1 query per class,
         # Adam 3e-3 constant or halved every 400, or 5e-3 halved, or 3 to 10 test steps all
         # tested at 89.1-89.4% (600 episodes), and first order was behind at equal time. 5
-        # queries per class cost 1.9x per iteration and tested at 90.24% after 600 iterations,
-        # 15 queries (3.2x) at 88.57% after 375: results/schedule/README.md.
+        # queries per class cost 2.0x per iteration and tested at 90.24% after 600 iterations,
+        # 15 queries (2.9x) at 88.57% after 375: results/schedule/README.md.
         "quick": BudgetSettings(
             600,
             100,
@@ -315,7 +311,7 @@ ALGORITHM = Algorithm(
             {"meta_batch": 16, "lr": 3e-3, "engine": "vmap", "first_order": False},
             # 20w5s: second order took 14 s per iteration (93 minutes for 400) and its validation
             # swung at Adam 3e-3 (results/schedule/cpu-20w5s-second-order-lr3e-3); first order
-            # is 3.1x cheaper there, so it sees 2.5x the tasks in less time, at a halving lr.
+            # is 2.85x cheaper there, so it sees 2.5x the tasks in less time, at a halving lr.
             # 5w1s: 5 queries per class, as `quick` (4000 iterations of 1 query tested at 93.73%,
             # results/schedule/cpu-5w1s-queries1).
             cell_options={

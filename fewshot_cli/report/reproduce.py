@@ -97,9 +97,8 @@ BUDGETS = {
     for b in (
         # The README's first job: a few minutes on 2 cores, 5-way 1-shot only.
         Budget("quick", ("5w1s",), settings_of("quick"), val_every=10**9, val_episodes=20),
-        # About 3 hours on 2 cores as two `reproduce` processes of one thread each (results/cpu,
-        # 2026-11-27: MAML's cells trained 16 / 41 / about 93 (projected) / 93 minutes for
-        # 5w1s / 5w5s / 20w1s / 20w5s, ProtoNet's first model 17 minutes).
+        # About 3 hours on 2 cores: 2.7 hours in one process estimated from timed steps by
+        # benchmarks.budget on the idle machine (results/cpu/logs).
         Budget("cpu", GRID, settings_of("cpu"), val_every=100, val_episodes=50),
         # The papers' lengths, for a GPU.
         Budget("paper", GRID, settings_of("paper"), val_every=500, val_episodes=100),
