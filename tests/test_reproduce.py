@@ -168,7 +168,10 @@ def test_budgets_keep_their_settings():
         assert resolved.engine == options["engine"] and resolved.first_order == options["first_order"]
         # Training queries are the paper's (= shots) unless the cell sets its own.
         assert resolved.queries == options.get("queries", cell.shots)
-    assert maml_cpu.options_for(5, 1)["engine"] == "vmap" and maml_cpu.options_for(5, 5)["engine"] == "l2l"
+        assert resolved.lr_halve_every == options.get("lr_halve_every", 0)
+    engines = {cell: maml_cpu.options_for(*cell)["engine"] for cell in [(5, 1), (5, 5), (20, 1), (20, 5)]}
+    assert engines == {(5, 1): "vmap", (5, 5): "l2l", (20, 1): "l2l", (20, 5): "l2l"}
+    assert [maml_cpu.options_for(w, 1).get("queries") for w in (5, 20)] == [5, 5]
     name, config = training_for(plan_cells(cpu, ["protonet"], ["20w5s"])[0], cpu, "vinyals", 5)
     assert name == "protonet-60w5s" and (config.ways, config.test_ways) == (60, 5)
     name, config = training_for(plan_cells(cpu, ["maml"], ["20w5s"])[0], cpu, "random", 5)
