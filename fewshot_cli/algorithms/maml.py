@@ -286,10 +286,9 @@ ALGORITHM = Algorithm(
     # (results/schedule: at equal wall-clock time Adam 3e-3 validated above the paper's 1e-3,
     # and meta-batch 16 at or above 8 and 32). Engine per cell: the faster one on 2 idle CPU
     # threads (results/gpu/engines_h200.txt: vmap at 1 shot, l2l at 5 shots), except at 20w1s
-    # (5 queries: l2l, see below). The cpu budget's
-    # cells train 14-17 / 17-18 / 43-54 / 40-41 minutes on the idle 2-core machine, 2.9-3.05
-    # hours for the whole budget in one process (two runs of `python -m benchmarks.budget
-    # --budget cpu`, results/cpu/logs).
+    # (5 queries: l2l, see below). The cpu budget's cells train 14-17 / 17-18 / 43-54 / 40-41
+    # minutes on the idle 2-core machine, 2.9-3.05 hours for the whole budget in one process
+    # (two runs of `python -m benchmarks.budget --budget cpu`, results/cpu/logs).
     budgets={
         # About 3 minutes of training on 2 idle cores. At 1200 iterations of 1 query per class,
         # Adam 3e-3 constant or halved every 400, or 5e-3 halved, or 3 to 10 test steps all
@@ -320,7 +319,8 @@ ALGORITHM = Algorithm(
             # 5w5s or `quick`: results/schedule/README.md, fourth round).
             # 20w1s: 5 queries per class with l2l, where they cost 1.11x its 1-query iteration
             # on one thread and 1.16x on two (vmap: 1.37x and 1.46x, and slower than l2l): 1400
-            # iterations tested at 83.45%, 1800 of 1 query (vmap) at 80.42%.
+            # iterations tested at 83.45%, 1800 of 1 query (vmap) at 80.42%, and 1400 with Adam
+            # halved every 500 at 82.30%.
             cell_options={
                 (5, 1): {"queries": 5, "lr_halve_every": 1000},
                 (5, 5): {"engine": "l2l"},
