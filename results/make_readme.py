@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 from fewshot_cli.report.aggregate import aggregate_files
@@ -231,16 +232,19 @@ def gpu_section() -> list[str]:
     log = list(csv.DictReader((folder / "paper-5w1s-log.csv").open()))[-1]
     row = next(csv.DictReader((folder / "paper-5w1s-eval.csv").open()))
     per_iteration = float(log["elapsed_seconds"]) / int(log["iteration"])
+    card, _, driver = (part.strip() for part in info[1].split(","))
     _, torch_version, _, l2l_version = info[2].split()[:4]
-    tests = (folder / "gpu-tests.txt").read_text().splitlines()[-1].split(", 58 deselected")[0]
+    # pytest's summary without the deselected count and the duration: "1 failed, 3 passed".
+    summary = (folder / "gpu-tests.txt").read_text().splitlines()[-1]
+    tests = re.sub(r", \d+ deselected| in [\d.]+s$", "", summary)
     return [
-        "## On a GPU: `benchmarks/gpu.sh` on one " + info[1].split(",")[0],
+        "## On a GPU: `benchmarks/gpu.sh` on one " + card,
         "",
         "```sh",
         "bash benchmarks/gpu.sh      # the device tool, carrying .gpu/ (wheels and Omniglot)",
         "```",
         "",
-        f"torch {torch_version} and learn2learn {l2l_version}, driver {info[1].split(',')[2].strip()}. "
+        f"torch {torch_version} and learn2learn {l2l_version}, driver {driver}. "
         f"CUDA tests: {tests}; the failure was a bound of the test, too tight by 0.14% for "
         "Adam's second step, since fixed (details, the test log and the console output: "
         "[gpu/h100-gpu-sh/](gpu/h100-gpu-sh/); an earlier run of the engines on an H200: "
