@@ -336,6 +336,14 @@ def data(data_root, download, splits, split_dir, split_seed):
     "meta-gradient). Default: l2l.",
 )
 @click.option(
+    "--init-from",
+    metavar="RUN",
+    help="Start from the weights of a trained run (a run directory: its best.pt; or a "
+    "checkpoint) of the same algorithm and network instead of a random initialisation. "
+    "A head of other ways is replaced (MAML's by a zero head), so a 20-way run can start "
+    "from a 5-way model. Recorded in config.json and in evaluation rows (init_from).",
+)
+@click.option(
     "--test-ways",
     type=int,
     help="Ways of validation/test episodes. Default: 5 (ProtoNet), the training ways (the others).",
@@ -846,7 +854,9 @@ def aggregate(csv_files, by, fmt, out):
     help="Print one self-contained command per training (a cell at one seed; cells "
     "that share a model share its command), each writing its own CSV under "
     "OUT/csv/, and exit. Run them with any scheduler (a SLURM array, a loop over "
-    "machines sharing OUT), then merge them with --report.",
+    "machines sharing OUT), then merge them with --report. A training that starts "
+    "from another cell's model (the cpu budget's MAML cells start from its 5w1s) "
+    "comes after that one's command and refuses to start before it has finished.",
 )
 @click.option(
     "--report",
@@ -901,8 +911,10 @@ def reproduce(
     Each cell (5/20-way, 1/5-shot) is trained with its paper's protocol, tested (600 episodes
     for MAML, 1000 for ProtoNet, fewer with --budget quick) and appended to OUT/eval.csv; run
     directories go to OUT/runs/. Cells already in OUT's CSVs are skipped and interrupted
-    trainings resume, so rerunning the same command continues a reproduction. Finally prints
-    our accuracy per cell next to the published one.
+    trainings resume, so rerunning the same command continues a reproduction. A budget may
+    start a cell's training from another cell's model (cpu: MAML's 5w5s, 20w1s and 20w5s from
+    its 5w1s), which then trains first. Finally prints our accuracy per cell next to the
+    published one.
 
     \b
     Several seeds, 2 trainings at a time; or the same through a scheduler:

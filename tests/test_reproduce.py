@@ -1,6 +1,7 @@
 """The reproduction grid on the tiny data: cells, the CSV, skipping done cells, resuming."""
 
 import dataclasses
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -18,6 +19,7 @@ from fewshot_cli.report.reproduce import (
     format_comparison,
     parse_cell,
     plan_cells,
+    plan_trainings,
     reproduce,
     training_for,
 )
@@ -175,9 +177,17 @@ def test_budgets_keep_their_settings():
     name, config = training_for(plan_cells(cpu, ["protonet"], ["20w5s"])[0], cpu, "vinyals", 5)
     assert name == "protonet-60w5s" and (config.ways, config.test_ways) == (60, 5)
     name, config = training_for(plan_cells(cpu, ["maml"], ["20w5s"])[0], cpu, "random", 5)
-    assert name == "maml-20w5s" and (config.ways, config.meta_batch, config.lr) == (20, 16, 3e-3)
-    assert (config.first_order, config.lr_halve_every, config.resolved().queries) == (True, 250, 5)
+    assert name == "maml-20w5s" and (config.ways, config.meta_batch, config.lr) == (20, 16, 1e-3)
+    assert (config.first_order, config.resolved().lr_halve_every, config.resolved().queries) == (True, 0, 5)
     assert config.resolved().test_ways == 20
+    # MAML's 5w1s cell trains first; the others start from its model (same seed).
+    assert maml_cpu.starts_from == {(5, 5): (5, 1), (20, 1): (5, 1), (20, 5): (5, 1)}
+    trainings = plan_trainings(Path("grid"), cpu, ["maml"], seeds=[0, 1], csv_paths=[])
+    assert [(t.name, t.source) for t in trainings] == [
+        ("maml-5w1s", None), ("maml-5w5s", "maml-5w1s"), ("maml-20w1s", "maml-5w1s"),
+        ("maml-20w5s", "maml-5w1s"), ("maml-5w1s-seed1", None), ("maml-5w5s-seed1", "maml-5w1s-seed1"),
+        ("maml-20w1s-seed1", "maml-5w1s-seed1"), ("maml-20w5s-seed1", "maml-5w1s-seed1")]
+    assert trainings[-1].config.init_from == str(Path("grid/runs/maml-5w1s-seed1"))
     config = training_for(plan_cells(quick, ["maml"])[0], quick, "random", 5)[1]
     assert (config.resolved().queries, config.first_order) == (5, False)
 

@@ -79,6 +79,9 @@ class BudgetSettings:
             own ways.
         cell_options: ``{(ways, shots): {field: value}}``: options of one cell's training on top
             of ``options`` (e.g. another MAML engine where it is the faster one).
+        starts_from: ``{(ways, shots): (ways, shots)}``: cells whose training starts from the
+            trained model of another cell of the same algorithm and seed (``--init-from`` its
+            run directory) instead of a random initialisation.
 
     Example::
 
@@ -89,6 +92,7 @@ class BudgetSettings:
     test_episodes: int
     options: Mapping[str, Any] = field(default_factory=dict)
     cell_options: Mapping[tuple[int, int], Mapping[str, Any]] = field(default_factory=dict)
+    starts_from: Mapping[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
 
     def options_for(self, ways: int, shots: int) -> dict:
         """The options of the ``ways``-way ``shots``-shot cell's training.

@@ -50,6 +50,7 @@ PROTOCOL = (
     "train_shots",
     "train_queries",
     "train_iterations",
+    "init_from",
     "test_ways",
     "test_shots",
     "test_queries",

@@ -7,7 +7,9 @@ narrowed to that training (``--algorithms``, ``--cells``, ``--seed``) and writes
 own CSV, ``OUT/csv/<training>.csv``, so commands never contend for a file, run on any machine
 that shares ``OUT`` (a SLURM array, a shell loop over machines), can be rerun (a finished one
 does nothing, an interrupted one resumes), and ``reproduce --report`` (or ``aggregate``) merges
-the CSVs into the table ``reproduce`` itself prints.
+the CSVs into the table ``reproduce`` itself prints. A training that starts from another
+training's model (``BudgetSettings.starts_from``) comes after it in the list and must run once
+that one has finished: started earlier, its command stops at once with a one-line error.
 
 Example:
     >>> for line in plan_commands("grid", "cpu", seeds=3):

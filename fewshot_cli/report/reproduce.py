@@ -51,7 +51,7 @@ from fewshot_cli.report.aggregate import (
     read_results,
     render,
 )
-from fewshot_cli.run.checkpoint import CONFIG, LAST, load_checkpoint, read_config
+from fewshot_cli.run.checkpoint import CONFIG, LAST, load_checkpoint, read_config, source_name
 from fewshot_cli.run.config import TrainConfig
 
 # Published test accuracies (%) on Omniglot, by (algorithm, ways, shots), and their sources.
@@ -201,19 +201,28 @@ TRAINING_FIELDS = (
     "first_order",
     "bn_running_stats",
     "engine",
+    "init_from",
 )
+
+
+def training_values(config: TrainConfig) -> dict[str, object]:
+    """``config``'s fields of ``TRAINING_FIELDS``, ``init_from`` as the name of the run it
+    names (a reproduction folder may be moved or named by another relative path)."""
+    values = {f: getattr(config, f) for f in TRAINING_FIELDS}
+    values["init_from"] = source_name(values["init_from"])
+    return values
 
 
 def check_same_training(run_dir: Path, config: TrainConfig) -> None:
     """Refuse to resume a run directory made with another budget or protocol."""
-    stored = TrainConfig.from_dict(read_config(run_dir)).resolved()
-    planned = config.resolved()
-    differ = [f for f in TRAINING_FIELDS if getattr(stored, f) != getattr(planned, f)]
+    stored = training_values(TrainConfig.from_dict(read_config(run_dir)).resolved())
+    planned = training_values(config.resolved())
+    differ = [f for f in TRAINING_FIELDS if stored[f] != planned[f]]
     if differ:
         field = differ[0]
         raise FewshotError(
-            f"{run_dir} was trained with {field}={getattr(stored, field)}, not "
-            f"{getattr(planned, field)} (another budget or split?); use another --out directory"
+            f"{run_dir} was trained with {field}={stored[field] or None}, not "
+            f"{planned[field] or None} (another budget or split?); use another --out directory"
         )
 
 
@@ -227,6 +236,7 @@ ROW_TRAINING_COLUMNS = {
     "iterations": "train_iterations",
     "split": "split",
     "backbone": "backbone",
+    "init_from": "init_from",
 }
 
 
@@ -266,19 +276,20 @@ def is_done(
                 cell_protocol(Cell("maml", 5, 1), 600))
         # False
     """
-    planned = config.resolved()
+    planned = training_values(config.resolved())
     wanted = {
         "run_id": run_dir.name,
         **protocol,
-        **{column: str(getattr(planned, field)) for field, column in ROW_TRAINING_COLUMNS.items()},
+        **{column: str(planned[field]) for field, column in ROW_TRAINING_COLUMNS.items()},
     }
-    if not any(all(row.get(k) == v for k, v in wanted.items()) for row in rows):
+    # Rows of CSVs older than a column (init_from) lack it: it was empty then.
+    if not any(all((row.get(k) or "") == v for k, v in wanted.items()) for row in rows):
         return False
     try:
         stored = TrainConfig.from_dict(read_config(run_dir)).resolved()
     except FewshotError:  # run directory gone or unreadable: nothing proves what the row tested
         return False
-    return all(getattr(stored, f) == getattr(planned, f) for f in TRAINING_FIELDS)
+    return training_values(stored) == planned
 
 
 def result_csvs(out_dir: str | Path) -> list[Path]:
@@ -321,11 +332,14 @@ class Training:
             of a multi-seed one).
         config: its configuration (seed included).
         tests: its cells (several when one model serves several cells, as ProtoNet's).
+        source: the training whose model it starts from (``BudgetSettings.starts_from``; its
+            ``config.init_from`` is that run directory), or None.
     """
 
     name: str
     config: TrainConfig
     tests: tuple[Test, ...]
+    source: str | None = None
 
 
 def seed_list(seeds: int | Iterable[int]) -> list[int]:
@@ -360,7 +374,9 @@ def plan_trainings(
     training is the same whichever subset of the plan (``--plan``'s commands) asks for it. Run
     directories with a ``last.pt`` are checked to hold the same training (before any data is
     loaded); tests with a row of the same training and test protocol in ``csv_paths`` (default
-    ``result_csvs(out_dir)``) are done (``is_done``).
+    ``result_csvs(out_dir)``) are done (``is_done``). A training that starts from another
+    cell's model (``BudgetSettings.starts_from``) names it as its ``source``; when that one is
+    not planned, it must have finished in ``out_dir`` already.
 
     Example:
         >>> [t.name for t in plan_trainings(Path("out"), get_budget("cpu"), ["maml"], ["5w1s"], seeds=2)]
@@ -376,13 +392,29 @@ def plan_trainings(
         ).append(cell)
     val_ways = {cell: min(c.ways for c in cells) for cells in served.values() for cell in cells}
     trainings: dict[str, tuple[TrainConfig, list[Test]]] = {}
+    sources: dict[str, tuple[str, TrainConfig, Cell]] = {}  # training -> what it starts from
     seeds = seed_list(seeds)
     for seed in seeds:
+        suffix = f"-seed{seed}" if seed else ""
         for cell in plan:
             name, config = training_for(cell, budget, splits[cell.algorithm], val_ways[cell])
             config = dataclasses.replace(config, seed=seed)
+            name += suffix
+            start = budget.algorithms[cell.algorithm].starts_from.get((cell.ways, cell.shots))
+            if start is not None:
+                start = Cell(cell.algorithm, *start)
+                source, source_config = training_for(
+                    start, budget, splits[cell.algorithm], start.ways
+                )
+                sources[name] = (
+                    source + suffix,
+                    dataclasses.replace(source_config, seed=seed),
+                    start,
+                )
+                config = dataclasses.replace(
+                    config, init_from=str(out_dir / "runs" / (source + suffix))
+                )
             config.resolved()  # a bad cell fails before anything runs
-            name += f"-seed{seed}" if seed else ""
             episodes = budget.algorithms[cell.algorithm].test_episodes
             done = is_done(rows, out_dir / "runs" / name, config, cell_protocol(cell, episodes))
             test = Test(
@@ -390,10 +422,53 @@ def plan_trainings(
             )
             trainings.setdefault(name, (config, []))[1].append(test)
     for name, (config, tests) in trainings.items():
-        if not all(t.done for t in tests) and (out_dir / "runs" / name / CONFIG).is_file():
+        if all(t.done for t in tests):
+            continue
+        if (out_dir / "runs" / name / CONFIG).is_file():
             # Before the data is loaded; also without checkpoints (results/ keeps config.json only).
             check_same_training(out_dir / "runs" / name, config)
-    return [Training(name, config, tuple(tests)) for name, (config, tests) in trainings.items()]
+        if name in sources and sources[name][0] not in trainings:
+            check_source_trained(out_dir, name, *sources[name])
+    return [
+        Training(name, config, tuple(tests), sources.get(name, (None,))[0])
+        for name, (config, tests) in trainings.items()
+    ]
+
+
+def check_source_trained(
+    out_dir: Path, name: str, source: str, config: TrainConfig, cell: Cell
+) -> None:
+    """Refuse to plan ``name`` while ``source`` (the training of ``cell`` with ``config``), the
+    training it starts from, has not finished in ``out_dir`` (and is not part of the plan)."""
+    last = out_dir / "runs" / source / LAST
+    done = load_checkpoint(last)["iteration"] if last.is_file() else 0
+    if done < config.iterations:
+        state = (
+            f"has done {done} of its {config.iterations} iterations" if done else "is not trained"
+        )
+        raise FewshotError(
+            f"{name} starts from the model of {source}, which {state} in {out_dir}: "
+            f"reproduce its cell first (--cells {cell.name}), or both together"
+        )
+
+
+def in_order(trainings: list[Training]) -> list[list[Training]]:
+    """``trainings`` in waves: each after the wave holding its source (the independent first).
+
+    Example:
+        >>> a, b = Training("a", None, ()), Training("b", None, (), source="a")
+        >>> [[t.name for t in wave] for wave in in_order([b, a])]
+        [['a'], ['b']]
+    """
+    waves, pending = [], list(trainings)
+    while pending:
+        names = {t.name for t in pending}
+        ready = [t for t in pending if t.source not in names]
+        if not ready:
+            raise FewshotError(f"trainings start from each other: {', '.join(sorted(names))}")
+        waves.append(ready)
+        pending = [t for t in pending if t not in ready]
+    return waves
 
 
 def title(test: Test, total: int, seeds: int) -> str:
@@ -563,28 +638,29 @@ def reproduce(
             # Fetch (or fail on) the split files before hours of training.
             make_split(data, split_name, 0, split_dir, download)
     common = dict(total=len(tests), seeds=n_seeds, split_dir=split_dir)
-    if jobs == 1 or len(todo) <= 1:
-        for training in todo:
-            run_training(
-                training,
-                out_dir,
-                csv_path,
-                data=data,
-                device=device,
-                progress=progress,
-                echo=echo,
-                **common,
+    for wave in in_order(todo):  # a training that starts from another's model goes after it
+        if jobs == 1 or len(wave) <= 1:
+            for training in wave:
+                run_training(
+                    training,
+                    out_dir,
+                    csv_path,
+                    data=data,
+                    device=device,
+                    progress=progress,
+                    echo=echo,
+                    **common,
+                )
+        else:
+            # Workers load the data themselves (from the tensor cache the line above filled).
+            run_jobs(
+                [
+                    (run_training_job, (training, out_dir, csv_path, str(data.root), common))
+                    for training in wave
+                ],
+                min(jobs, len(wave)),
+                device,
             )
-    else:
-        # Workers load the data themselves (from the tensor cache the line above filled).
-        run_jobs(
-            [
-                (run_training_job, (training, out_dir, csv_path, str(data.root), common))
-                for training in todo
-            ],
-            min(jobs, len(todo)),
-            device,
-        )
     csvs = result_csvs(out_dir)
     return comparison(csvs + ([csv_path] if csv_path not in csvs else []))
 

@@ -40,6 +40,7 @@ def all_columns() -> list[str]:
         "test_shots",
         "test_queries",
         "train_iterations",
+        "init_from",
         "checkpoint_iteration",
         "episodes",
         "seed",

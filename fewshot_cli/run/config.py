@@ -65,6 +65,7 @@ class TrainConfig:
     val_every: int = 100
     val_episodes: int = 100
     data_root: str | None = None
+    init_from: str | None = None
 
     def resolved(self) -> TrainConfig:
         """A copy with every ``None`` replaced by the algorithm's default, validated."""

@@ -34,7 +34,7 @@ from fewshot_cli.data.source import Omniglot, load_omniglot
 from fewshot_cli.data.splits import make_split
 from fewshot_cli.errors import FewshotError
 from fewshot_cli.report.results import append_row, check_writable
-from fewshot_cli.run.checkpoint import BEST, LAST, load_run
+from fewshot_cli.run.checkpoint import BEST, LAST, load_run, source_name
 from fewshot_cli.run.config import TrainConfig, pick_device
 
 if TYPE_CHECKING:  # imported where used: predict needs this module, not learn2learn's episodes
@@ -349,6 +349,7 @@ def evaluate_run(
         "test_shots": shots,
         "test_queries": queries,
         "train_iterations": config.iterations,
+        "init_from": source_name(config.init_from),
         # A best.pt (or a time-limited run) may stop short of the planned iterations.
         "checkpoint_iteration": state["iteration"],
         "episodes": episodes,

@@ -39,10 +39,12 @@ from fewshot_cli.run.checkpoint import (
     BEST,
     LAST,
     LOG,
+    initial_weights,
     load_checkpoint,
     read_config,
     save_checkpoint,
     save_config,
+    start_from,
 )
 from fewshot_cli.run.config import TrainConfig, pick_device
 from fewshot_cli.run.distributed import Parallel, check_split
@@ -222,8 +224,8 @@ def train(
     main = parallel is None or parallel.main
     local_root = config.data_root
 
-    def settings() -> tuple[TrainConfig, dict | None]:
-        state, resolved = None, config
+    def settings() -> tuple[TrainConfig, dict | None, dict | None]:
+        state, resolved, weights = None, config, None
         if resume:
             stored = TrainConfig.from_dict(read_config(run_dir))
             if stored.algorithm != config.algorithm:
@@ -249,9 +251,12 @@ def train(
         resolved = resolved.resolved()
         if parallel is not None:
             check_split(registry.get(resolved.algorithm), resolved, parallel.world)
-        return resolved, state
+        if state is None and resolved.init_from:
+            # Read before prepare_directory, which empties run_dir (it may be the source).
+            weights = initial_weights(resolved)
+        return resolved, state, weights
 
-    config, state = parallel.share(settings) if parallel is not None else settings()
+    config, state, weights = parallel.share(settings) if parallel is not None else settings()
     if config.data_root is None and data is not None:
         # Recorded, so that a later `fewshot eval` of this run finds the data by itself.
         config.data_root = str(data.root)
@@ -300,6 +305,8 @@ def train(
 
     torch.manual_seed(config.seed)
     model = algorithm.build_model(config).to(device)
+    if weights is not None:
+        start_from(model, weights)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(
         optimizer, step_size=config.lr_halve_every or 10**12, gamma=0.5
