@@ -37,38 +37,41 @@ SECTIONS = [
         "# E and F side by side (fourth session), after the 5w1s and 20w1s cells' budgets changed\n"
         "# again (former runs and rows moved to results/schedule first):\n"
         "fewshot reproduce --budget cpu --out results/cpu --algorithms maml --cells 5w1s --threads 1 --quiet\n"
-        "fewshot reproduce --budget cpu --out results/cpu --algorithms maml --cells 20w1s --threads 1 --quiet",
+        "fewshot reproduce --budget cpu --out results/cpu --algorithms maml --cells 20w1s --threads 1 --quiet\n"
+        "# G (fifth session), after the budget changed again (the former MAML runs and rows moved\n"
+        "# to results/schedule first): the 5w1s run of E, continued in place with\n"
+        "# `fewshot train maml --resume results/cpu/runs/maml-5w1s --iterations 4500`, then 6000:\n"
+        "fewshot reproduce --budget cpu --out results/cpu --algorithms maml --cells 5w1s --threads 1 --quiet\n"
+        "# then H and I side by side, each cell starting from the 5w1s model:\n"
+        "fewshot reproduce --budget cpu --out results/cpu --algorithms maml --cells 20w5s --threads 1 --quiet\n"
+        "fewshot reproduce --budget cpu --out results/cpu --algorithms maml --cells 20w1s --threads 1 --quiet && \\\n"
+        "  fewshot reproduce --budget cpu --out results/cpu --algorithms maml --cells 5w5s --threads 1 --quiet",
         "Issue 10's protocol. MAML: the paper's network and settings (strided Conv-4, BatchNorm "
-        "without running statistics, training queries = shots, second order, inner lr 0.4 / 0.1, "
-        "1 / 5 steps, 3 / 5 at test), `random` split with rotation augmentation, meta-batch 16 "
-        "and Adam 3e-3 (results/schedule), 600 test episodes, and per cell: 5w1s 3000 "
-        "iterations with 5 training queries per class and Adam halved every 1000 (vmap engine); "
-        "5w5s 2000 (l2l); 20w1s 1400 with 5 training queries per class (l2l); 20w5s 1000 "
-        "first-order iterations, Adam halved every 250 (l2l). Each of 5w1s, 20w1s and 20w5s was "
-        "first trained otherwise and rerun after the measurements of results/schedule (third "
-        "and fourth rounds), where the former runs and their rows are kept: 5w1s at the paper's "
-        "settings (4000 iterations at 1 query per class: 93.73% ± 0.44, cpu-5w1s-queries1) and "
-        "at 5 queries with a constant rate (2000 iterations: 95.42% ± 0.39, "
-        "cpu-5w1s-queries5-2000-constant); 20w1s at 1 query (1800 iterations, vmap: 80.42% ± "
-        "0.39, cpu-20w1s-queries1-1800); 20w5s second order (400 iterations: 90.67% ± 0.23, its "
-        "validation swinging between 91.2% and 79.6% under Adam 3e-3, "
-        "cpu-20w5s-second-order-lr3e-3). ProtoNet: `vinyals` split, 60-way training, 1500 "
-        "episodes per shot count (one model per shot count serves both way counts), 1000 test "
-        "episodes. Meta-SGD and ANIL: `maml.VARIANT_BUDGETS` (200 meta-iterations of 8 tasks). "
-        "The processes share results/cpu/eval.csv (appends are locked). In the third session "
-        "up to five processes (the grid, schedule runs, tests) shared the 2 cores, so those "
-        "training times below are not an idle machine's; `protonet-60w5s` trained across two "
-        "sessions and its time includes a pause of about 10 minutes (SIGSTOP) during a CI check. "
-        "In the fourth session E and F ran side by side with one thread each, one of them "
-        "beside a schedule run. Console output: [cpu/logs/](cpu/logs/). Against the previous "
-        "protocol (last section), MAML 5w1s gained 4.7 points (96.22 vs 91.52) and 5w5s 1.75 "
-        "(98.42 vs 96.67), while 20w1s lost 0.6 (83.45 vs 84.02) and 20w5s 3.4 (91.82 vs "
-        "95.25). Issue 10's targets (97 / 98.5 / 90 / 96) are not reached; 5w5s is 0.08 points "
-        "under its own. 20w1s's validation swung between 72.9% and 84.3% over its last 700 "
-        "iterations at the constant Adam 3e-3 (tested from its best, iteration 1000); halved every "
-        "500, it swung less and validated higher but tested at 82.30% (results/schedule). Meta-SGD "
-        "and ANIL at their short variant budget are far below their papers: they need budgets "
-        "of their own.",
+        "without running statistics, second order, inner lr 0.4 / 0.1, 1 / 5 steps, 3 / 5 at "
+        "test), `random` split with rotation augmentation, meta-batch 16, 600 test episodes, and "
+        "the schedule of results/schedule (fifth round): the 5w1s cell trains first, 6000 "
+        "iterations with 5 training queries per class and Adam 3e-3 halved every 1000 (vmap "
+        "engine); the other three cells start from its model (`--init-from`, the `init_from` "
+        "column), with the l2l engine: 5w5s 1000 iterations (Adam 3e-3), 20w1s 600 with 5 "
+        "training queries per class and 20w5s 600 first-order ones (both Adam 1e-3). The "
+        "former MAML runs, each trained from scratch, are kept with their rows in "
+        "results/schedule: 5w1s 3000 iterations 96.22% ± 0.36 (cpu-5w1s-3000), 5w5s 2000 "
+        "98.42% ± 0.17 (cpu-5w5s-scratch-2000), 20w1s 1400 83.45% ± 0.37 "
+        "(cpu-20w1s-scratch-1400), 20w5s 1000 first order 91.82% ± 0.20 "
+        "(cpu-20w5s-scratch-first-order-1000), and before them the runs of the third and fourth "
+        "rounds. The training times below are each run's own; a started cell's time does not "
+        "include its source's. ProtoNet: `vinyals` split, 60-way training, 1500 episodes per "
+        "shot count (one model per shot count serves both way counts), 1000 test episodes. "
+        "Meta-SGD and ANIL: `maml.VARIANT_BUDGETS` (200 meta-iterations of 8 tasks). The "
+        "processes share results/cpu/eval.csv (appends are locked). In the third session up to "
+        "five processes (the grid, schedule runs, tests) shared the 2 cores, so those training "
+        "times below are not an idle machine's; `protonet-60w5s` trained across two sessions and "
+        "its time includes a pause of about 10 minutes (SIGSTOP) during a CI check. In the fifth "
+        "session H and I ran side by side with one thread each, beside tests for a while. "
+        "Console output: [cpu/logs/](cpu/logs/). Against the previous protocol (last section), "
+        "MAML gained 5.6 points at 5w1s (97.08 vs 91.52), 2.3 at 5w5s (98.98 vs 96.67) and 2.6 at 20w1s (86.61 vs 84.02), and lost 1.9 at 20w5s (93.31 vs 95.25, whose max-pool network and 15 queries per class cost 109 minutes there). Issue 10's targets (97 / 98.5 / 90 / 96): 5w1s and 5w5s reach theirs; 20w1s and 20w5s do not, 3.4 and 2.7 points short, and their validation plateaued (20w1s 87.7-87.9% over its last 300 iterations; 20w5s 93.9-94.3% from iteration 200 on, tested from its best, iteration 200), so more iterations of this schedule would not close the gap. The budget takes about 2.2 hours (below), so 45 minutes of the 3 are unspent. "
+        "Meta-SGD and ANIL at their short variant budget are far below their papers: they need "
+        "budgets of their own.",
     ),
     (
         "quick",
@@ -165,12 +168,14 @@ ESTIMATE_COMMANDS = {
     "1thread-other-core-busy": "FEWSHOT_DATA=../shared/data/omniglot OMP_NUM_THREADS=1 "
     "python -m benchmarks.budget --budget cpu",
 }
-ESTIMATE_CONDITIONS = {
-    "2threads-idle": "after the runs above had finished, on the otherwise idle machine, twice "
-    "in a row: the spread of these short timings; in the third session the same command gave "
-    "2.72 hours for the budget before its fourth-session changes, on a machine 10-30% faster "
-    "per step then, judging by the unchanged trainings",
-    "1thread-other-core-busy": "while the `maml-20w5s` training used the other core",
+ESTIMATE_CONDITIONS = {  # by (section folder, kind)
+    ("cpu", "2threads-idle"): "after the runs above had finished, on the otherwise idle "
+    "machine, twice in a row: the spread of these short timings; in the fourth session, before "
+    "the fifth-session changes, the same command gave 2.86-3.05 hours",
+    ("cpu-previous", "2threads-idle"): "after the runs above had finished, on the otherwise "
+    "idle machine",
+    ("cpu-previous", "1thread-other-core-busy"): "while the `maml-20w5s` training used the "
+    "other core",
 }
 
 
@@ -181,7 +186,7 @@ def budget_estimates(folder: Path) -> list[str]:
         kind = path.stem.removeprefix("budget-estimate-")
         parts += [
             f"Time of the budget for one `reproduce` process, from timed steps "
-            f"({ESTIMATE_CONDITIONS[kind]}; [{path.name}]({folder.name}/logs/{path.name})):",
+            f"({ESTIMATE_CONDITIONS[folder.name, kind]}; [{path.name}]({folder.name}/logs/{path.name})):",
             "",
             "```",
             "$ " + ESTIMATE_COMMANDS[kind],
@@ -237,6 +242,8 @@ def gpu_section() -> list[str]:
     # pytest's summary without the deselected count and the duration: "1 failed, 3 passed".
     summary = (folder / "gpu-tests.txt").read_text().splitlines()[-1]
     tests = re.sub(r", \d+ deselected| in [\d.]+s$", "", summary)
+    rerun = (RESULTS / "gpu" / "schedules-round1" / "gpu-tests.txt").read_text().splitlines()[-1]
+    rerun = re.sub(r", \d+ deselected| in [\d.]+s$", "", rerun)
     return [
         "## On a GPU: `benchmarks/gpu.sh` on one " + card,
         "",
@@ -263,6 +270,13 @@ def gpu_section() -> list[str]:
         f"last validation {float(log['val_accuracy']):.2%}, tested at "
         f"{float(row['accuracy_mean']):.2%} ± {float(row['ci95']):.2%} on "
         f"{row['episodes']} episodes (the paper: 98.7% after 60000).",
+        "",
+        "In the fifth session `benchmarks/gpu_schedules.sh` ran the CUDA tests again, with the "
+        f"fixed bound, on an H100 ({rerun}: [gpu/schedules-round1/](gpu/schedules-round1/)), "
+        "beside schedule trials for the `cpu` budget, and a second round of trials on an H200 "
+        "([gpu/schedules-round2/](gpu/schedules-round2/)): they chose the cpu budget's "
+        "schedule of starting the 5w5s, 20w1s and 20w5s cells from the 5w1s cell's model "
+        "([schedule/README.md](schedule/README.md), fifth round).",
         "",
     ]
 

@@ -315,6 +315,9 @@ ALGORITHM = Algorithm(
         # - 20w5s from it, first order (2.85x cheaper than second order there, whose 400
         #   iterations from scratch took 93 minutes), Adam 1e-3: 93.56% after 600 (GPU; 3e-3
         #   halved every 200: 93.45%; from scratch 91.82% after 1000).
+        # On this CPU they tested at 97.08 / 98.98 / 86.61 / 93.31% (results/cpu); their training
+        # takes 29-34 / 10 / 18-20 / 21-22 minutes on the idle 2-core machine, the whole budget
+        # 2.15-2.19 hours in one process (`python -m benchmarks.budget --budget cpu`, twice).
         "cpu": BudgetSettings(
             {(5, 1): 6000, (5, 5): 1000, (20, 1): 600, (20, 5): 600},
             600,

@@ -97,7 +97,7 @@ BUDGETS = {
     for b in (
         # The README's first job: a few minutes on 2 cores, 5-way 1-shot only.
         Budget("quick", ("5w1s",), settings_of("quick"), val_every=10**9, val_episodes=20),
-        # About 3 hours on 2 cores: 2.9-3.05 hours in one process estimated from timed steps by
+        # About 2.2 hours on 2 cores: 2.15-2.19 hours in one process estimated from timed steps by
         # benchmarks.budget on the idle machine (results/cpu/logs).
         Budget("cpu", GRID, settings_of("cpu"), val_every=100, val_episodes=50),
         # The papers' lengths, for a GPU.
