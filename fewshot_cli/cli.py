@@ -340,8 +340,8 @@ def data(data_root, download, splits, split_dir, split_seed):
     metavar="RUN",
     help="Start from the weights of a trained run (a run directory: its best.pt; or a "
     "checkpoint) of the same algorithm and network instead of a random initialisation. "
-    "A head of other ways is replaced (MAML's by a zero head), so a 20-way run can start "
-    "from a 5-way model. Recorded in config.json and in evaluation rows (init_from).",
+    "A head of other ways keeps this run's random initialisation, so a 20-way run can "
+    "start from a 5-way model. Recorded in config.json and in evaluation rows (init_from).",
 )
 @click.option(
     "--test-ways",

@@ -430,7 +430,7 @@ def plan_trainings(
         if name in sources and sources[name][0] not in trainings:
             check_source_trained(out_dir, name, *sources[name])
     return [
-        Training(name, config, tuple(tests), sources.get(name, (None,))[0])
+        Training(name, config, tuple(tests), sources[name][0] if name in sources else None)
         for name, (config, tests) in trainings.items()
     ]
 

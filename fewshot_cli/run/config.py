@@ -31,7 +31,8 @@ class TrainConfig:
     1 step, 3 at test, meta-batch 32; 20-way: 0.1, 5, 5, 16; the ``l2l`` engine); ProtoNet
     follows Snell et al. (max-pool Conv-4 with running statistics, 60-way training with 5
     queries, Adam 1e-3 halved every 2000 episodes, tested at 5 ways with the training shots). Fields that belong to other algorithms only (``Algorithm.options``, e.g.
-    MAML's ``inner_lr`` for a ProtoNet) must stay unset.
+    MAML's ``inner_lr`` for a ProtoNet) must stay unset. ``init_from`` names a trained run
+    (or checkpoint) whose weights a fresh run starts from (``run.checkpoint.initial_weights``).
 
     Example:
         >>> TrainConfig("protonet", iterations=500).resolved().ways
