@@ -5,11 +5,12 @@ Usage (from the project root)::
     python -m benchmarks.engines [--device cpu|cuda] [--iterations 5] [--cells 5w1s,20w1s]
                                  [--only train|eval|protonet] [--eval-episodes 64] [--threads N]
                                  [--first-order] [--queries 1,5,15] [--meta-batch B]
+                                 [--inner-steps S] [--inner-lr LR]
 
 ``train``: seconds per meta-iteration of the seam's ``step_on_episodes`` with MAML's l2l classifier
 (``l2l.algorithms.MAML``, one task after another: ``--engine l2l``) and of ``maml_vmap.meta_step`` (all tasks in one vmapped call), for each
-grid cell's paper settings (``--first-order``, ``--queries`` and ``--meta-batch`` time other
-ones, as the cpu budget's cells use): strided Conv-4, queries per class = shots, second order, inner lr 0.4,
+grid cell's paper settings (``--first-order``, ``--queries``, ``--meta-batch``, ``--inner-steps``
+and ``--inner-lr`` time other ones, as the cpu budget's cells use): strided Conv-4, queries per class = shots, second order, inner lr 0.4,
 1 step, meta-batch 32 at 5 ways; 0.1, 5 steps, meta-batch 16 at 20 ways. ``eval``: seconds per
 test episode (15 queries per class, 3 / 5 test steps) of evaluation's l2l loop (MAML's
 ``classifier``: clone, adapt, no-grad forward of support and queries) and of
@@ -101,10 +102,15 @@ def bench_train(
     first_order: bool = False,
     queries: int | None = None,
     meta_batch: int | None = None,
+    inner_steps: int | None = None,
+    inner_lr: float | None = None,
 ) -> tuple[float, float]:
-    """Seconds per meta-iteration of each engine; ``queries`` per class default to the shots."""
-    ways, shots, inner_lr, steps, paper_batch, _ = CELLS[cell]
+    """Seconds per meta-iteration of each engine; ``queries`` per class default to the shots,
+    the other settings to the paper's."""
+    ways, shots, paper_lr, paper_steps, paper_batch, _ = CELLS[cell]
     meta_batch = meta_batch or paper_batch
+    steps = inner_steps or paper_steps
+    inner_lr = inner_lr or paper_lr
     torch.manual_seed(0)
     base = maml_vmap.without_running_stats(maml.build_model(ways, "conv4-strided")).to(device)
     l2l_model, vmap_model = copy.deepcopy(base), copy.deepcopy(base)
@@ -191,6 +197,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--meta-batch", type=int, help="tasks per meta-iteration (default: paper's)"
     )
+    parser.add_argument(
+        "--inner-steps", type=int, help="inner steps in training (default: paper's)"
+    )
+    parser.add_argument("--inner-lr", type=float, help="inner learning rate (default: paper's)")
     args = parser.parse_args(argv)
     cells = [c.strip() for c in args.cells.split(",") if c.strip()]
     unknown = [c for c in cells if c not in CELLS]
@@ -222,9 +232,17 @@ def main(argv: list[str] | None = None) -> None:
         for cell in cells:
             ways, shots, lr, steps, paper_batch, _ = CELLS[cell]
             meta_batch = args.meta_batch or paper_batch
+            lr, steps = args.inner_lr or lr, args.inner_steps or steps
             for queries in query_counts or [shots]:
                 l2l_s, vmap_s = bench_train(
-                    cell, args.iterations, args.device, args.first_order, queries, meta_batch
+                    cell,
+                    args.iterations,
+                    args.device,
+                    args.first_order,
+                    queries,
+                    meta_batch,
+                    steps,
+                    lr,
                 )
                 print(
                     f"{cell:<7}{lr:>5}{steps:>6}{meta_batch:>6}{queries:>8}"

@@ -782,7 +782,8 @@ def aggregate(csv_files, by, fmt, out):
     default="quick",
     show_default=True,
     help="quick: 5-way 1-shot only, short trainings, 100 test episodes (minutes on 2 CPU "
-    "cores). cpu: the whole grid in about 2.2 hours on 2 cores (shorter trainings). "
+    "cores). cpu: the whole grid in about 3 hours on 2 cores (shorter trainings; about 2.3 "
+    "with --jobs 2). "
     "paper: the papers' training lengths and protocols (for a GPU).",
 )
 @click.option(

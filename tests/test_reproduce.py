@@ -178,8 +178,13 @@ def test_budgets_keep_their_settings():
     assert name == "protonet-60w5s" and (config.ways, config.test_ways) == (60, 5)
     name, config = training_for(plan_cells(cpu, ["maml"], ["20w5s"])[0], cpu, "random", 5)
     assert name == "maml-20w5s" and (config.ways, config.meta_batch, config.lr) == (20, 16, 1e-3)
-    assert (config.first_order, config.resolved().lr_halve_every, config.resolved().queries) == (True, 0, 5)
+    assert (config.first_order, config.resolved().lr_halve_every, config.resolved().queries) == (False, 0, 5)
     assert config.resolved().test_ways == 20
+    # The 20-way cells adapt as the 5-way ones (one step at 0.4, three at test), not as the paper.
+    for cell in plan_cells(cpu, ["maml"], ["20w1s", "20w5s"]):
+        resolved = training_for(cell, cpu, "random", 5)[1].resolved()
+        assert (resolved.inner_lr, resolved.inner_steps, resolved.test_inner_steps) == (0.4, 1, 3)
+    assert training_for(plan_cells(paper, ["maml"], ["20w1s"])[0], paper, "random", 5)[1].resolved().inner_steps == 5
     # MAML's 5w1s cell trains first; the others start from its model (same seed).
     assert maml_cpu.starts_from == {(5, 5): (5, 1), (20, 1): (5, 1), (20, 5): (5, 1)}
     trainings = plan_trainings(Path("grid"), cpu, ["maml"], seeds=[0, 1], csv_paths=[])
