@@ -4,7 +4,7 @@ Usage (from the project root)::
 
     python -m benchmarks.engines [--device cpu|cuda] [--iterations 5] [--cells 5w1s,20w1s]
                                  [--only train|eval|protonet] [--eval-episodes 64] [--threads N]
-                                 [--first-order] [--queries 1,5,15] [--meta-batch B]
+                                 [--first-order] [--queries 1,5,15] [--meta-batch 4,8,16]
                                  [--inner-steps S] [--inner-lr LR]
 
 ``train``: seconds per meta-iteration of the seam's ``step_on_episodes`` with MAML's l2l classifier
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import statistics
 import time
 from types import SimpleNamespace
@@ -195,7 +196,8 @@ def main(argv: list[str] | None = None) -> None:
         "(default: the shots, as the paper)",
     )
     parser.add_argument(
-        "--meta-batch", type=int, help="tasks per meta-iteration (default: paper's)"
+        "--meta-batch",
+        help="tasks per meta-iteration, comma-separated for a row each (default: paper's)",
     )
     parser.add_argument(
         "--inner-steps", type=int, help="inner steps in training (default: paper's)"
@@ -208,8 +210,11 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown cells {unknown}; choose from {', '.join(CELLS)}")
     try:
         query_counts = [int(q) for q in (args.queries or "").split(",") if q.strip()]
+        meta_batches = [int(b) for b in (args.meta_batch or "").split(",") if b.strip()]
     except ValueError:
-        parser.error(f"--queries: comma-separated whole numbers, e.g. 1,5,15 (got {args.queries})")
+        parser.error("--queries, --meta-batch: comma-separated whole numbers, e.g. 1,5,15")
+    if any(n < 1 for n in query_counts + meta_batches):
+        parser.error("--queries, --meta-batch: each must be at least 1")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device")
     if args.threads:
@@ -231,9 +236,10 @@ def main(argv: list[str] | None = None) -> None:
         )
         for cell in cells:
             ways, shots, lr, steps, paper_batch, _ = CELLS[cell]
-            meta_batch = args.meta_batch or paper_batch
             lr, steps = args.inner_lr or lr, args.inner_steps or steps
-            for queries in query_counts or [shots]:
+            for meta_batch, queries in itertools.product(
+                meta_batches or [paper_batch], query_counts or [shots]
+            ):
                 l2l_s, vmap_s = bench_train(
                     cell,
                     args.iterations,

@@ -290,13 +290,15 @@ ALGORITHM = Algorithm(
     # (results/schedule: at equal wall-clock time Adam 3e-3 validated above the paper's 1e-3,
     # and meta-batch 16 at or above 8 and 32). Engine per cell: the faster one on 2 idle CPU
     # threads (results/gpu/engines_h200.txt: vmap at 1 shot, l2l at 5 shots), except at 20w1s
-    # (5 queries: l2l, see below).
+    # (5 queries: l2l, see below). At 5w1s with 5 queries l2l turned out 7-10% faster too
+    # (results/schedule, seventh round), after `quick` and the cpu 5w1s cell had used vmap.
     budgets={
         # About 3 minutes of training on 2 idle cores. At 1200 iterations of 1 query per class,
         # Adam 3e-3 constant or halved every 400, or 5e-3 halved, or 3 to 10 test steps all
         # tested at 89.1-89.4% (600 episodes), and first order was behind at equal time. 5
         # queries per class cost 2.0x per iteration and tested at 90.24% after 600 iterations,
-        # 15 queries (2.9x) at 88.57% after 375: results/schedule/README.md.
+        # 15 queries (2.9x) at 88.57% after 375: results/schedule/README.md. Meta-batches of 4
+        # and 8 cost no less per task and tested at 91.2-91.3% with 1.45x the time (seventh round).
         "quick": BudgetSettings(
             600,
             100,
