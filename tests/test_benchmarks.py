@@ -8,7 +8,7 @@ from benchmarks import engines
 def test_engines_prints_a_row_per_meta_batch_and_query_count(capsys):
     engines.main(
         ["--only", "train", "--cells", "5w1s", "--meta-batch", "1,2", "--queries", "1,2",
-         "--iterations", "1", "--threads", "1"]
+         "--iterations", "1"]  # no --threads: it would set torch's threads for later tests
     )
     rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("5w1s")]
     assert [(row[3], row[4]) for row in rows] == [("1", "1"), ("1", "2"), ("2", "1"), ("2", "2")]
