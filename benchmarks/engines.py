@@ -100,18 +100,15 @@ def bench_train(
     cell: str,
     iterations: int,
     device: str,
-    first_order: bool = False,
-    queries: int | None = None,
-    meta_batch: int | None = None,
-    inner_steps: int | None = None,
-    inner_lr: float | None = None,
+    first_order: bool,
+    queries: int,
+    meta_batch: int,
+    steps: int,
+    inner_lr: float,
 ) -> tuple[float, float]:
-    """Seconds per meta-iteration of each engine; ``queries`` per class default to the shots,
-    the other settings to the paper's."""
-    ways, shots, paper_lr, paper_steps, paper_batch, _ = CELLS[cell]
-    meta_batch = meta_batch or paper_batch
-    steps = inner_steps or paper_steps
-    inner_lr = inner_lr or paper_lr
+    """Seconds per meta-iteration of each engine at ``cell``'s ways and shots with these
+    settings (``main`` fills in the paper's where none is asked for)."""
+    ways, shots = CELLS[cell][:2]
     torch.manual_seed(0)
     base = maml_vmap.without_running_stats(maml.build_model(ways, "conv4-strided")).to(device)
     l2l_model, vmap_model = copy.deepcopy(base), copy.deepcopy(base)
@@ -119,7 +116,7 @@ def bench_train(
     l2l_opt = torch.optim.Adam(l2l_model.parameters(), lr=1e-3)
     vmap_opt = torch.optim.Adam(vmap_model.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(0)
-    batch = random_batch(meta_batch, ways, shots, queries or shots, device, generator)
+    batch = random_batch(meta_batch, ways, shots, queries, device, generator)
     episodes = unstack(batch, ways)
     return side_by_side(
         lambda: step_on_episodes(maml.ALGORITHM, l2l_model, l2l_opt, episodes, config),

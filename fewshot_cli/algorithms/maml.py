@@ -52,7 +52,9 @@ PAPER_DEFAULTS = {
 
 
 # The cpu budget's 20-way cells adapt as the 5-way ones: fewer, larger inner steps.
-FIVE_WAY_ADAPTATION = {"inner_lr": 0.4, "inner_steps": 1, "test_inner_steps": 3}
+FIVE_WAY_ADAPTATION = {
+    key: PAPER_DEFAULTS[5][key] for key in ("inner_lr", "inner_steps", "test_inner_steps")
+}
 
 
 def paper_defaults(ways: int) -> dict:
