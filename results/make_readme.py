@@ -104,7 +104,7 @@ SECTIONS = [
         "Conv-4 with batch statistics, second order, one inner step of 0.4 and three at test, "
         "Adam 1e-3), vmap engine, `random` split with rotations, validated every 500 iterations "
         "on 100 episodes and tested from `best.pt` on 600 episodes. It ran over three sessions "
-        "(sixth to eighth): 45673 iterations on the CPU (0.26-0.32 s each on two threads, "
+        "(sixth to eighth): 45673 iterations on the CPU (0.26-0.41 s each on two threads, "
         "0.45-0.54 on one) and 14327 on an H200 (0.049-0.056 s each), where this task was lent a "
         "GPU; the training time below adds both. Progress session by session, validation "
         "accuracies and the device commands in full: [paper-cpu/README.md](paper-cpu/README.md).",
