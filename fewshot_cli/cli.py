@@ -27,6 +27,7 @@ from fewshot_cli.choices import (
     SPLITS,
 )
 from fewshot_cli.errors import FewshotError, TrainingInterrupted
+from fewshot_cli.run.protocol import PROTOCOL_COLUMNS
 
 DATA_HELP = (
     "Folder holding images_background/ and images_evaluation/ (an extracted copy of the "
@@ -732,12 +733,9 @@ def predict(
     "by",
     multiple=True,
     metavar="COLUMNS",
-    help="Columns to group by, comma-separated (repeatable). Default: everything that "
-    "defines the protocol (algorithm, the algorithms' own columns such as MAML's "
-    "order, backbone, split, split_part, rotations, train_ways, train_shots, train_queries, "
-    "train_iterations, test_ways, test_shots, test_queries, bn_mode); the table "
-    "then shows the columns "
-    "that differ between lines and notes the values all lines share.",
+    help="Columns to group by, comma-separated (repeatable). Default: every column of the "
+    f"protocol ({', '.join(PROTOCOL_COLUMNS)}); the table then shows the columns that "
+    "differ between lines and notes the values all lines share.",
 )
 @click.option(
     "--format",
@@ -760,18 +758,14 @@ def aggregate(csv_files, by, fmt, out):
     accuracy with its 95% confidence interval, the number of runs (rows), the test episodes
     behind them and, for several runs (seeds), the standard deviation of the run means. The CI
     of a group of n runs is sqrt(sum ci_i^2) / n: episode noise only, the spread is separate.
-    A checkpoint evaluated again on the same episodes counts once (with a warning).
+    A training evaluated again on the same episodes (with the same or another checkpoint)
+    counts once, with a warning. Summaries written with --out are never read back as rows.
     """
-    from fewshot_cli.atomic import atomic_write_text
     from fewshot_cli.report.aggregate import aggregate_files
 
     columns = [c.strip() for item in by for c in item.split(",") if c.strip()]
-    text = aggregate_files(csv_files, columns or None, fmt, warn=warn)
-    if out:
-        atomic_write_text(out, text)
-        click.echo(f"written to {out}")
-    else:
-        click.echo(text, nl=False)
+    text = aggregate_files(csv_files, columns or None, fmt, warn=warn, out=out)
+    click.echo(f"written to {out}" if out else text, nl=bool(out))
 
 
 @cli.command()

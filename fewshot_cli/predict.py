@@ -186,8 +186,9 @@ def load_images(
     Raises:
         FewshotError: an unreadable image when ``strict``.
 
-    Example:
-        >>> images, kept = load_images(find_images(Path("queries")))
+    Example::
+
+        images, kept = load_images(find_images(Path("queries")))
     """
     warn = warn or _default_warn
     images, kept = [], []

@@ -80,3 +80,36 @@ def real_data(real_root):
     from fewshot_cli.data.source import load_omniglot
 
     return load_omniglot(real_root)
+
+
+# Tests that need the real data skip without it; a line at the end says how many ran.
+NEEDS = ("real_root", "real_data")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if any(name in NEEDS for name in getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say how many tests that need the real data ran, and why the others skipped."""
+    outcomes = {"passed": 0, "failed": 0, "skipped": 0}
+    reasons: dict[str, int] = {}
+    for outcome in outcomes:
+        for report in terminalreporter.stats.get(outcome, []):
+            if "integration" not in getattr(report, "keywords", {}) or report.when == "teardown":
+                continue
+            if outcome == "passed" and report.when != "call":
+                continue
+            outcomes[outcome] += 1
+            if outcome == "skipped":
+                reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else ""
+                reason = reason.removeprefix("Skipped: ")
+                reasons[reason] = reasons.get(reason, 0) + 1
+    if sum(outcomes.values()):
+        line = ", ".join(f"{n} {o}" for o, n in outcomes.items() if n)
+        why = "; ".join(f"{r} ({n})" for r, n in reasons.items())
+        terminalreporter.write_line(
+            f"tests on the real data: {line}" + (f" -- skipped because {why}" if why else "")
+        )

@@ -144,9 +144,9 @@ def test_table_format_aligns_columns(results_csv, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:3] == ["algorithm", "order", "split"]
     assert set(lines[1]) == {"-", " "}
-    assert len(lines) == 2 + 3
+    assert len(lines) == 2 + 3 + 1 and lines[-1].startswith("±: 95% CI over the test episodes")
     # Right-aligned numbers: the accuracies line up on their ± sign.
-    assert len({line.index("±") for line in lines[2:]}) == 1
+    assert len({line.index("±") for line in lines[2:-1]}) == 1
     assert any("92.00 ± 1.12" in line and "1200" in line and "2.83" in line for line in lines)
 
 
@@ -159,7 +159,7 @@ def test_markdown_format(results_csv, tmp_path, capsys):
                         "| seeds CI95 (%) |")
     assert lines[1] == "| :-- | :-- | --: | --: | --: | --: | --: |"
     assert lines[2].startswith("| maml | 5 | 95.00 ± 1.50 | 1 | 100 |")
-    assert len(lines) == 5
+    assert len(lines) == 7 and lines[-1].startswith("±: 95% CI over the test episodes")
 
 
 def test_csv_format_is_tidy_and_reads_back(results_csv, capsys):

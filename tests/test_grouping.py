@@ -64,11 +64,11 @@ def test_default_table_shows_what_differs_and_notes_what_is_shared(tmp_path):
     header = lines[0].split()
     assert header[:2] == ["algorithm", "split"] and "split_part" in header
     assert "backbone" not in header and "train_iterations" not in header
-    assert lines[-1].startswith("Every line: ") and "backbone conv4" in lines[-1]
-    assert "train_iterations 200" in lines[-1]
+    assert lines[-2].startswith("Every line: ") and "backbone conv4" in lines[-2]
+    assert "train_iterations 200" in lines[-2]
     # Columns chosen with --by are all shown, and nothing is noted.
     chosen = aggregate_files([path], by=["algorithm", "backbone"]).splitlines()
-    assert chosen[0].split()[:2] == ["algorithm", "backbone"] and not chosen[-1].startswith("Every")
+    assert chosen[0].split()[:2] == ["algorithm", "backbone"] and not any(line.startswith("Every") for line in chosen)
 
 
 def test_eval_twice_and_a_validation_row_end_to_end(tiny_root, tiny_data, tmp_path, monkeypatch,
@@ -97,7 +97,8 @@ def test_accuracy_plot_has_one_labelled_bar_per_protocol(tmp_path):
     table = table_of(tmp_path, [
         row(split="lake", rotations="False", accuracy_mean=0.665, checkpoint="l"),
         row(bn_mode="running", accuracy_mean=0.201, checkpoint="r"),
-        row(accuracy_mean=0.898, checkpoint="s0"), row(accuracy_mean=0.900, checkpoint="s1"),
+        row(accuracy_mean=0.898, checkpoint="s0/best.pt", train_seed=0),
+        row(accuracy_mean=0.900, checkpoint="s1/best.pt", train_seed=1),
     ])
     cells, bars, shared = accuracy_bars(table)
     assert cells == [("5", "1")]

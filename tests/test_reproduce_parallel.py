@@ -77,8 +77,11 @@ def test_each_seed_trains_its_own_run_and_the_table_spans_seeds(reference):
         assert line["seeds_ci95"] == pytest.approx(t975(1) * means.std() / math.sqrt(2))
     text = format_comparison(table)
     shown = table.set_index("algorithm").loc["maml"]
-    assert f"{100 * shown['accuracy_mean']:.2f} ± {100 * shown['seeds_ci95']:.2f}" in text
-    assert "across the runs' training seeds" in text
+    # "±" is the episodes' CI, as in aggregate; the seeds' CI has a column of its own.
+    maml_line = next(line for line in text.splitlines() if line.startswith("maml"))
+    assert f"{100 * shown['accuracy_mean']:.2f} ± {100 * shown['ci95']:.2f}" in maml_line
+    assert f"{100 * shown['seeds_ci95']:.2f}" in maml_line.split("±")[1]
+    assert "seeds CI95 (%)" in text and "±: 95% CI over the test episodes" in text
 
 
 def test_printed_plan_then_report_gives_the_same_table(reference, tmp_path, tiny_root,

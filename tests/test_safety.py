@@ -242,7 +242,8 @@ def test_concurrent_evaluations_lose_no_row(proto_run, tiny_root, cache_dir, tmp
 def test_an_append_waits_for_the_lock(tmp_path):
     out = tmp_path / "eval.csv"
     append_row(out, {"algorithm": "maml", "accuracy_mean": "0.5"})
-    with open(tmp_path / "eval.csv.lock", "a") as lock:
+    lock = os.open(tmp_path, os.O_RDONLY)  # the CSV's folder, as append_row locks it
+    try:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process in the middle of its append
         writer = threading.Thread(target=append_row,
                                   args=(out, {"algorithm": "protonet", "accuracy_mean": "0.9"}))
@@ -251,6 +252,8 @@ def test_an_append_waits_for_the_lock(tmp_path):
         blocked = writer.is_alive()
         rows_meanwhile = len(list(csv.DictReader(out.open())))
         fcntl.flock(lock, fcntl.LOCK_UN)
+    finally:
+        os.close(lock)
     writer.join(30)
     assert blocked and rows_meanwhile == 1
     assert [r["algorithm"] for r in csv.DictReader(out.open())] == ["maml", "protonet"]

@@ -24,6 +24,7 @@ quote for "mean ± CI over n seeds".
 
 from __future__ import annotations
 
+import csv
 import glob
 import math
 from collections.abc import Callable, Iterable, Sequence
@@ -31,51 +32,27 @@ from pathlib import Path
 
 import pandas as pd
 
-from fewshot_cli.algorithms import registry
+from fewshot_cli.atomic import atomic_write_text
 from fewshot_cli.choices import FORMATS
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.report.results import COLUMNS, REQUIRED
+from fewshot_cli.report.results import COLUMNS, REQUIRED, csv_kind
+from fewshot_cli.run import protocol
 
-# Everything that defines an experiment's protocol: rows that differ in any of these are never
-# averaged together by default. The algorithms' own protocol columns (``Algorithm.group_by``:
-# MAML's order, test inner steps...) count where a CSV has them.
-PROTOCOL = (
-    "algorithm",
-    *registry.group_columns(),
-    "backbone",
-    "split",
-    "split_part",
-    "rotations",
-    "train_ways",
-    "train_shots",
-    "train_queries",
-    "train_iterations",
-    "init_from",
-    "test_ways",
-    "test_shots",
-    "test_queries",
-    "bn_mode",
-)
+# Everything that defines an experiment's protocol (declared once, in ``run.protocol``): rows
+# that differ in any of these are never averaged together by default.
+PROTOCOL = protocol.PROTOCOL_COLUMNS
 DEFAULT_BY = PROTOCOL
 # Shown in every default table; the other protocol columns only where they tell lines apart.
 ALWAYS_SHOWN = ("algorithm", "split", "test_ways", "test_shots", "bn_mode")
-# One checkpoint evaluated on the same episodes with the same test protocol: one run, not two.
-SAME_EVALUATION = (
-    "checkpoint",
-    "checkpoint_iteration",
-    "split_part",
-    "test_ways",
-    "test_shots",
-    "test_queries",
-    *registry.group_columns(),
-    "bn_mode",
-    "seed",
-    "episodes",
+# What "±" means in every table of results (aggregate, reproduce): one meaning, one label.
+CI_NOTE = (
+    "±: 95% CI over the test episodes; seeds CI95: 95% CI of the mean over the runs' training "
+    "seeds (Student t)."
 )
 STATS = ("accuracy_mean", "ci95", "runs", "episodes", "run_std", "seeds_ci95")
 GLOB_CHARS = set("*?[")
-# Columns that differ between two appends of the same evaluation.
-INCIDENTAL = ("timestamp", "eval_seconds", "version", "source")
+# Columns that differ between two appends of the same evaluation (and where a row was read).
+INCIDENTAL = ("timestamp", "eval_seconds", "version", "source", "line")
 # Student t quantiles t(0.975, df) for df = 1..30 (scipy.stats.t.ppf); beyond, an expansion.
 T975 = (
     12.7062,
@@ -132,11 +109,15 @@ def t975(df: int) -> float:
     )
 
 
-def expand_patterns(patterns: Iterable[str | Path]) -> list[Path]:
-    """The files named by ``patterns`` (paths or glob patterns, ``**`` allowed), in order, once each.
+def expand_patterns(
+    patterns: Iterable[str | Path], warn: Callable[[str], None] | None = None
+) -> list[Path]:
+    """The evaluation CSVs named by ``patterns`` (paths or glob patterns, ``**`` allowed), in
+    order, once each. A file a pattern matches that is an ``aggregate`` summary is left out
+    (``warn`` hears which); one named by its path is refused.
 
     Raises:
-        FewshotError: a pattern matches no file.
+        FewshotError: a pattern matches no file, or a named file is a summary.
 
     Example::
 
@@ -145,23 +126,46 @@ def expand_patterns(patterns: Iterable[str | Path]) -> list[Path]:
     """
     files: list[Path] = []
     for pattern in patterns:
-        pattern = str(pattern)
+        pattern, summaries = str(pattern), []
         if GLOB_CHARS & set(pattern):
             matches = sorted(
                 Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file()
             )
+            summaries = [m for m in matches if is_summary(m)]
+            for summary in summaries:
+                if warn is not None:
+                    warn(f"{summary} is a summary written by fewshot aggregate: left out")
+            matches = [m for m in matches if m not in summaries]
         else:
             matches = [Path(pattern)] if Path(pattern).exists() else []
+            if matches and is_summary(matches[0]):
+                raise FewshotError(
+                    f"{pattern} is a summary written by fewshot aggregate, not an evaluation CSV"
+                )
         if not matches:
-            raise FewshotError(f"no file matches {pattern}")
+            raise FewshotError(
+                f"no evaluation CSV matches {pattern}" if summaries else f"no file matches {pattern}"
+            )
         files += [m for m in matches if m not in files]
     if not files:
         raise FewshotError("no evaluation CSV given")
     return files
 
 
-def read_csv(path: Path) -> pd.DataFrame:
+def is_summary(path: Path) -> bool:
+    """Whether ``path`` is a CSV written by ``aggregate --format csv`` (see ``results.SUMMARY``)."""
+    try:
+        with open(path, newline="") as handle:
+            header = next(csv.reader([handle.readline()]), [])
+    except (OSError, UnicodeDecodeError):
+        return False
+    return csv_kind(header) == "summary"
+
+
+def read_csv(path: Path, legacy: bool = True) -> pd.DataFrame:
     """One evaluation CSV as strings (empty cells as ``""``), with numeric ``accuracy_mean``.
+
+    With ``legacy``, columns the CSV predates get their legacy values (``protocol.fill_legacy``).
 
     Raises:
         FewshotError: the file is unreadable, not a CSV, or lacks the evaluation columns.
@@ -175,6 +179,10 @@ def read_csv(path: Path) -> pd.DataFrame:
         raise FewshotError(f"{path} is not an evaluation CSV: {first[:120]}") from None
     except OSError as exc:
         raise FewshotError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if csv_kind(list(frame.columns)) == "summary":
+        raise FewshotError(
+            f"{path} is a summary written by fewshot aggregate, not an evaluation CSV"
+        )
     missing = REQUIRED - set(frame.columns)
     if missing:
         raise FewshotError(
@@ -189,20 +197,22 @@ def read_csv(path: Path) -> pd.DataFrame:
             f"'{frame['accuracy_mean'].iloc[line - 2]}' is not a number in [0, 1]"
         )
     frame["accuracy_mean"] = accuracy
-    return frame
+    return protocol.fill_legacy(frame) if legacy else frame
 
 
-def read_results(patterns: Iterable[str | Path]) -> pd.DataFrame:
-    """All rows of the evaluation CSVs matching ``patterns``, with a ``source`` column.
+def read_results(
+    patterns: Iterable[str | Path], warn: Callable[[str], None] | None = None
+) -> pd.DataFrame:
+    """All rows of the evaluation CSVs matching ``patterns``, with ``source`` and ``line``.
 
-    Columns missing from older files are filled with ``""``, so their rows still aggregate.
+    ``warn`` hears which matched files were left out as ``aggregate`` summaries.
 
     Example::
 
         rows = read_results(["results/eval.csv", "old/*.csv"])
     """
     frames = []
-    for path in expand_patterns(patterns):
+    for path in expand_patterns(patterns, warn):
         frame = read_csv(path)
         frame["source"] = str(path)
         frame["line"] = range(2, len(frame) + 2)  # the header is line 1
@@ -221,10 +231,18 @@ def natural_key(value: str) -> tuple:
         return (1 if value else 2, 0.0, str(value))
 
 
+def where(rows: pd.DataFrame, index) -> str:
+    """``file:line`` of a row read by ``read_results`` (``row N`` for rows from elsewhere)."""
+    if {"source", "line"} <= set(rows.columns):
+        return f"{rows.loc[index, 'source']}:{rows.loc[index, 'line']}"
+    return f"row {index + 1}"
+
+
 def drop_repeated(rows: pd.DataFrame, warn: Callable[[str], None] | None = None) -> pd.DataFrame:
-    """``rows`` without repeated evaluations: the same checkpoint (file and iteration) tested
-    again on the same episodes (seed, count, part, ways, shots, queries, BatchNorm mode, MAML
-    steps) is one run, counted once (its latest row); ``warn`` hears which rows were dropped.
+    """``rows`` without repeated evaluations: one training (run directory and seed) tested
+    again on the same episodes (the same test protocol and episode seed), with the same or
+    another of its checkpoints, is one result, not two independent ones. The row with the most
+    episodes is kept (the latest of those); ``warn`` hears which rows were merged.
 
     Rows that lack the checkpoint or the episode seed (older CSVs) are all kept.
 
@@ -232,30 +250,33 @@ def drop_repeated(rows: pd.DataFrame, warn: Callable[[str], None] | None = None)
 
         rows = drop_repeated(read_results(["results/eval.csv"]), warn=print)
     """
-    if not {"checkpoint", "seed"} <= set(rows.columns):
+    if not {"checkpoint", "seed"} <= set(rows.columns) or rows.empty:
         return rows
     known = (rows["checkpoint"] != "") & (rows["seed"] != "")
+    columns = [c for c in (*PROTOCOL, "seed") if c in rows.columns]
     key = (
-        rows[[c for c in SAME_EVALUATION if c in rows.columns]].astype(str).agg("\x1f".join, axis=1)
+        pd.Series(training_keys(rows), index=rows.index)
+        + "\x1f"
+        + rows[columns].astype(str).agg("\x1f".join, axis=1)
     )
-    repeated = known & key.duplicated(keep="last")
+    episodes = pd.to_numeric(rows.get("episodes", pd.Series("", index=rows.index)), "coerce")
+    ranked = pd.DataFrame({"key": key, "episodes": episodes.fillna(0), "at": range(len(rows))})
+    kept = ranked[known].sort_values(["episodes", "at"]).drop_duplicates("key", keep="last").index
+    repeated = known & ~rows.index.isin(kept)
     if repeated.any() and warn is not None:
-
-        def where(index) -> str:
-            row = rows.loc[index]
-            return (
-                f"{row['source']}:{row['line']}"
-                if "source" in rows.columns and "line" in rows.columns
-                else f"row {index + 1}"
-            )
-
         for value in dict.fromkeys(key[repeated]):
             same = key.index[known & (key == value)]
-            first = rows.loc[same[0]]
+            keep = next(i for i in same if i in kept)
+            row = rows.loc[keep]
+            checkpoints = sorted(set(rows.loc[same, "checkpoint"]))
+            what = (
+                f"the same checkpoint ({checkpoints[0]})"
+                if len(checkpoints) == 1
+                else f"checkpoints of one training ({', '.join(checkpoints)})"
+            )
             warn(
-                f"{', '.join(where(i) for i in same)} evaluate the same checkpoint "
-                f"({first['checkpoint']}) on the same episodes: counted once "
-                f"({where(same[-1])})"
+                f"{', '.join(where(rows, i) for i in same)} evaluate {what} on the same "
+                f"episodes (seed {row['seed']}): counted once ({where(rows, keep)})"
             )
     return rows[~repeated]
 
@@ -318,6 +339,8 @@ def aggregate(
             episodes=("_episodes", lambda e: e.sum() if e.notna().all() else math.nan),
         )
         n = len(runs)
+        if warn is not None and n > 1:
+            warn_same_seed(group, warn)
         means = runs["mean"]
         cis = (runs["square"] ** 0.5) / runs["count"]  # each run's CI, as for a group below
         std = means.std(ddof=1) if n > 1 else math.nan
@@ -335,6 +358,21 @@ def aggregate(
         )
     records.sort(key=lambda r: tuple(natural_key(r[c]) for c in by))
     return pd.DataFrame(records, columns=[*by, *STATS])
+
+
+def warn_same_seed(group: pd.DataFrame, warn: Callable[[str], None]) -> None:
+    """Warn when runs of one group were trained with the same seed: their spread is then no
+    spread across seeds (the same training repeated, or one copied)."""
+    if "train_seed" not in group.columns:
+        return
+    runs = group[group["train_seed"] != ""].drop_duplicates("_run")
+    for seed, same in runs.groupby("train_seed", sort=False):
+        if len(same) > 1:
+            names = ", ".join(str(Path(c).parent) for c in same["checkpoint"])
+            warn(
+                f"{names} were trained with the same seed {seed}: they count as {len(same)} "
+                "runs, but their spread is not a spread across seeds"
+            )
 
 
 def training_keys(rows: pd.DataFrame) -> list[str]:
@@ -479,9 +517,9 @@ def format_table(
             ]
         )
     text = render(headers, rows, fmt, right=headers[len(by) :]) + "\n"
-    if same:
-        text += ("\n" if fmt == "markdown" else "") + f"Every line: {', '.join(same)}.\n"
-    return text
+    notes = [f"Every line: {', '.join(same)}."] if same else []
+    notes.append(CI_NOTE)
+    return text + ("\n" if fmt == "markdown" else "") + "\n".join(notes) + "\n"
 
 
 def aggregate_files(
@@ -489,11 +527,14 @@ def aggregate_files(
     by: Sequence[str] | None = None,
     fmt: str = "table",
     warn: Callable[[str], None] | None = None,
+    out: str | Path | None = None,
 ) -> str:
     """Read, group and format evaluation CSVs in one call (what ``fewshot aggregate`` prints).
 
     ``by=None`` groups by the whole protocol and shows the columns that tell lines apart (see
-    ``format_table``); chosen columns are all shown.
+    ``format_table``); chosen columns are all shown. With ``out`` the text is also written
+    there, atomically; an ``out`` that is one of the CSVs read, or any evaluation CSV, is
+    refused before anything is written.
 
     Example::
 
@@ -501,5 +542,31 @@ def aggregate_files(
     """
     if fmt not in FORMATS:
         raise FewshotError(f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
-    table = aggregate(read_results(patterns), by or DEFAULT_BY, warn)
-    return format_table(table, fmt, always=ALWAYS_SHOWN if by is None else None)
+    files = expand_patterns(patterns, warn)
+    if out is not None:
+        check_summary_target(Path(out), files)
+    table = aggregate(read_results(files), by or DEFAULT_BY, warn)
+    text = format_table(table, fmt, always=ALWAYS_SHOWN if by is None else None)
+    if out is not None:
+        atomic_write_text(Path(out), text)
+    return text
+
+
+def check_summary_target(out: Path, inputs: Sequence[Path]) -> None:
+    """Refuse to write a summary over one of its inputs or over any evaluation CSV."""
+    if not out.exists():
+        return
+    if any(out.resolve() == Path(p).resolve() for p in inputs):
+        raise FewshotError(
+            f"--out {out} is one of the CSVs read: write the summary to another file"
+        )
+    if out.is_file() and not is_summary(out):
+        try:
+            with open(out, newline="") as handle:
+                header = next(csv.reader([handle.readline()]), [])
+        except (OSError, UnicodeDecodeError):
+            return
+        if csv_kind(header) == "evaluation":
+            raise FewshotError(
+                f"--out {out} is an evaluation CSV: the summary would replace its rows"
+            )

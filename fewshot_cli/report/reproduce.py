@@ -15,7 +15,7 @@ Test episodes have 15 queries per class, seed 0, BatchNorm per algorithm (``run.
 
 Every cell appends one row to ``DIR/eval.csv``; run directories are ``DIR/runs/<training>``
 (``maml-5w1s``, ``protonet-60w1s``...). A cell is skipped when the CSV holds a row of the same
-training (every field of ``TRAINING_FIELDS``) and test protocol (ways, shots, queries, episodes,
+training (every field of its identity, ``run.protocol``) and test protocol (ways, shots, queries, episodes,
 BatchNorm mode); a training with a ``last.pt`` resumes from it, so an interrupted reproduction
 continues where it stopped when the same command is run again.
 
@@ -43,6 +43,8 @@ from fewshot_cli.algorithms.base import BudgetSettings
 from fewshot_cli.choices import COMPARISON_FORMATS  # noqa: F401 (what format_comparison writes)
 from fewshot_cli.errors import FewshotError
 from fewshot_cli.report.aggregate import (
+    CI_NOTE,
+    PROTOCOL,
     aggregate,
     format_accuracy,
     natural_key,
@@ -51,8 +53,9 @@ from fewshot_cli.report.aggregate import (
     read_results,
     render,
 )
-from fewshot_cli.run.checkpoint import CONFIG, LAST, load_checkpoint, read_config, source_name
+from fewshot_cli.run.checkpoint import CONFIG, LAST, load_checkpoint, read_config
 from fewshot_cli.run.config import TrainConfig
+from fewshot_cli.run.protocol import training_identity, training_values
 
 # Published test accuracies (%) on Omniglot, by (algorithm, ways, shots), and their sources.
 PUBLISHED = {
@@ -182,63 +185,17 @@ def training_for(cell: Cell, budget: Budget, split: str, val_ways: int) -> tuple
     return f"{cell.algorithm}-{config.ways}w{cell.shots}s", config
 
 
-# What makes two trainings the same (validation and paths may differ).
-TRAINING_FIELDS = (
-    "algorithm",
-    "ways",
-    "shots",
-    "queries",
-    "iterations",
-    "split",
-    "split_seed",
-    "rotations",
-    "seed",
-    "backbone",
-    "lr",
-    "lr_halve_every",
-    "inner_lr",
-    "inner_steps",
-    "meta_batch",
-    "first_order",
-    "bn_running_stats",
-    "engine",
-    "init_from",
-)
-
-
-def training_values(config: TrainConfig) -> dict[str, object]:
-    """``config``'s fields of ``TRAINING_FIELDS``, ``init_from`` as the name of the run it
-    names (a reproduction folder may be moved or named by another relative path)."""
-    values = {f: getattr(config, f) for f in TRAINING_FIELDS}
-    values["init_from"] = source_name(values["init_from"])
-    return values
-
-
 def check_same_training(run_dir: Path, config: TrainConfig) -> None:
     """Refuse to resume a run directory made with another budget or protocol."""
-    stored = training_values(TrainConfig.from_dict(read_config(run_dir)).resolved())
-    planned = training_values(config.resolved())
-    differ = [f for f in TRAINING_FIELDS if stored[f] != planned[f]]
+    stored = training_identity(TrainConfig.from_dict(read_config(run_dir)).resolved())
+    planned = training_identity(config.resolved())
+    differ = [f for f in planned if stored[f] != planned[f]]
     if differ:
         field = differ[0]
         raise FewshotError(
             f"{run_dir} was trained with {field}={stored[field] or None}, not "
             f"{planned[field] or None} (another budget or split?); use another --out directory"
         )
-
-
-# Training fields that a CSV row records itself, and their columns. The rest of
-# TRAINING_FIELDS is read from the row's run directory, whose config.json holds them all.
-ROW_TRAINING_COLUMNS = {
-    "algorithm": "algorithm",
-    "ways": "train_ways",
-    "shots": "train_shots",
-    "queries": "train_queries",
-    "iterations": "train_iterations",
-    "split": "split",
-    "backbone": "backbone",
-    "init_from": "init_from",
-}
 
 
 def cell_protocol(cell: Cell, episodes: int) -> dict[str, str]:
@@ -259,7 +216,12 @@ def cell_protocol(cell: Cell, episodes: int) -> dict[str, str]:
 def csv_rows(csv_paths: Path | Iterable[Path]) -> list[dict[str, str]]:
     """The rows of the evaluation CSVs ``csv_paths`` (those that exist) as dicts of strings."""
     paths = [csv_paths] if isinstance(csv_paths, Path) else csv_paths
-    return [row for path in paths if path.exists() for row in read_csv(path).to_dict("records")]
+    return [
+        row
+        for path in paths
+        if path.exists()
+        for row in read_csv(path, legacy=False).to_dict("records")
+    ]
 
 
 def is_done(
@@ -267,9 +229,10 @@ def is_done(
 ) -> bool:
     """Whether one of ``rows`` tested the training ``config`` of ``run_dir`` with ``protocol``.
 
-    A row counts when it names ``run_dir``, records the planned training and the planned test
-    protocol, and the run directory's configuration agrees on every field of
-    ``TRAINING_FIELDS`` (a row of another split, learning rate or seed does not).
+    A row counts when it names ``run_dir``, records the planned training (trained to its end)
+    and the planned test protocol, and the run directory's configuration agrees on every field
+    of the training's identity (``run.protocol``: a row of another split, learning rate or
+    seed does not).
 
     Example::
 
@@ -277,20 +240,16 @@ def is_done(
                 cell_protocol(Cell("maml", 5, 1), 600))
         # False
     """
-    planned = training_values(config.resolved())
-    wanted = {
-        "run_id": run_dir.name,
-        **protocol,
-        **{column: str(planned[field]) for field, column in ROW_TRAINING_COLUMNS.items()},
-    }
-    # Rows of CSVs older than a column (init_from) lack it: it was empty then.
-    if not any(all((row.get(k) or "") == v for k, v in wanted.items()) for row in rows):
+    planned = config.resolved()
+    wanted = {"run_id": run_dir.name, **protocol, **training_values(planned)}
+    # A column a row's CSV predates is checked against the run's config.json below.
+    if not any(all(row.get(k, v) == v for k, v in wanted.items()) for row in rows):
         return False
     try:
         stored = TrainConfig.from_dict(read_config(run_dir)).resolved()
     except FewshotError:  # run directory gone or unreadable: nothing proves what the row tested
         return False
-    return training_values(stored) == planned
+    return training_identity(stored) == training_identity(planned)
 
 
 def result_csvs(out_dir: str | Path) -> list[Path]:
@@ -386,8 +345,11 @@ def plan_trainings(
     plan = plan_cells(budget, algorithms, cells)
     rows = csv_rows(result_csvs(out_dir) if csv_paths is None else csv_paths)
     splits = {c.algorithm: split or registry.get(c.algorithm).paper_split for c in plan}
-    served: dict[str, list[Cell]] = {}  # training name (which does not depend on val_ways)
-    for cell in plan:
+    # A training's validation ways are the fewest of every budget cell it serves, asked for
+    # or not: the same run whichever cells are asked (its name does not depend on val_ways).
+    served: dict[str, list[Cell]] = {}
+    asked = [f"{c.ways}w{c.shots}s" for c in plan]
+    for cell in plan_cells(budget, [c.algorithm for c in plan], [*budget.cells, *asked]):
         served.setdefault(
             training_for(cell, budget, splits[cell.algorithm], cell.ways)[0], []
         ).append(cell)
@@ -694,14 +656,17 @@ def run_training_job(
         raise
 
 
-def comparison(csv_paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
+def comparison(
+    csv_paths: str | Path | Iterable[str | Path], warn: Callable[[str], None] | None = None
+) -> pd.DataFrame:
     """Our results in the evaluation CSVs ``csv_paths`` per cell beside the published accuracy.
 
-    Rows are grouped as ``aggregate`` groups them (a run is one training: with several seeds,
-    ``runs`` counts the seeds and ``seeds_ci95`` is the 95% CI of their mean).
+    Rows are grouped as ``aggregate`` groups them, by the whole protocol (a run is one
+    training: with several seeds, ``runs`` counts the seeds and ``seeds_ci95`` is the 95% CI
+    of their mean).
 
-    Columns: ``algorithm``, the algorithms' variant columns (``registry.group_columns()``:
-    MAML's ``order``), ``split``, ``cell``, ``accuracy_mean``, ``ci95``, ``runs``,
+    Columns: ``algorithm``, the protocol columns that tell two lines of one algorithm and cell
+    apart (``variant_columns``), ``split``, ``cell``, ``accuracy_mean``, ``ci95``, ``runs``,
     ``episodes``, ``run_std``, ``seeds_ci95`` (fractions, as ``aggregate``), ``published`` (%,
     NaN where the papers have none) and ``difference`` (ours minus published, percentage points).
 
@@ -709,11 +674,9 @@ def comparison(csv_paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
 
         comparison(["results/quick/eval.csv", *Path("results/quick/csv").glob("*.csv")])
     """
-    variants = list(registry.group_columns())
     paths = [csv_paths] if isinstance(csv_paths, (str, Path)) else list(csv_paths)
-    table = aggregate(
-        read_results(paths), by=["algorithm", *variants, "split", "test_ways", "test_shots"]
-    )
+    table = aggregate(read_results(paths), by=PROTOCOL, warn=warn)
+    variants = variant_columns(table)
     table = table.assign(
         ways=[natural_key(w)[1] for w in table["test_ways"]],
         shots=[natural_key(s)[1] for s in table["test_shots"]],
@@ -724,6 +687,7 @@ def comparison(csv_paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
         for a, w, s in zip(table["algorithm"], table["ways"], table["shots"])
     ]
     table["difference"] = 100 * table["accuracy_mean"] - table["published"]
+    table = table.sort_values(["algorithm", "ways", "shots"], kind="stable")
     return table[
         [
             "algorithm",
@@ -742,17 +706,28 @@ def comparison(csv_paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     ].reset_index(drop=True)
 
 
+def variant_columns(table: pd.DataFrame) -> list[str]:
+    """The protocol columns of ``table`` whose values differ within one algorithm and cell."""
+    cell = ["algorithm", "test_ways", "test_shots"]
+    fixed = {*cell, "split"}
+    return [
+        c
+        for c in PROTOCOL
+        if c not in fixed and c in table and (table.groupby(cell)[c].nunique() > 1).any()
+    ]
+
+
 def format_comparison(table: pd.DataFrame, fmt: str = "table") -> str:
     """Text of ``comparison``: a terminal or Markdown table, then what ± means and the sources.
 
-    Our accuracy is shown as mean ± 95% CI: across training seeds (Student t) for a cell with
-    several runs, across test episodes for a single run.
+    Our accuracy is shown as mean ± 95% CI across test episodes (as in ``aggregate``), with
+    the CI across training seeds in a column of its own where a cell has several runs.
 
     Example::
 
         print(format_comparison(comparison("results/quick/eval.csv"), "markdown"))
     """
-    variants = list(registry.group_columns())
+    variants = [c for c in table.columns if c in PROTOCOL and c not in ("algorithm", "split")]
     headers = [
         "algorithm",
         *variants,
@@ -761,12 +736,13 @@ def format_comparison(table: pd.DataFrame, fmt: str = "table") -> str:
         "ours (%)",
         "runs",
         "episodes",
+        *(["seeds CI95 (%)"] if (table["runs"] > 1).any() else []),
         "published (%)",
         "ours - published",
     ]
     rows = []
     for r in table.to_dict("records"):
-        ci = r["seeds_ci95"] if r["runs"] > 1 else r["ci95"]
+        ci = r["ci95"]
         ours = percent(r["accuracy_mean"]) + (f" ± {percent(ci)}" if pd.notna(ci) else "")
         known = pd.notna(r["published"])
         rows.append(
@@ -778,14 +754,12 @@ def format_comparison(table: pd.DataFrame, fmt: str = "table") -> str:
                 ours,
                 str(r["runs"]),
                 str(int(r["episodes"])) if pd.notna(r["episodes"]) else "",
+                *([percent(r["seeds_ci95"])] if "seeds CI95 (%)" in headers else []),
                 f"{r['published']:.1f}" if known else "",
                 f"{r['difference']:+.2f}" if known else "",
             ]
         )
-    notes = [
-        "ours: mean ± 95% CI, across the runs' training seeds (Student t) where runs > 1, "
-        "across the test episodes of the one run otherwise"
-    ]
+    notes = [CI_NOTE]
     notes += [
         f"published: {name} -- {source}"
         for name, source in PUBLISHED_SOURCES.items()

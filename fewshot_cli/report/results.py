@@ -1,8 +1,9 @@
 """Evaluation results as CSV rows: the columns, and a safe append.
 
-Every ``fewshot eval`` appends one row. Appends take an exclusive lock on ``<csv>.lock`` and
+Every ``fewshot eval`` appends one row. Appends take an exclusive lock on the CSV's folder and
 rewrite the file through a temporary copy and a rename, so concurrent evaluations lose no row,
-never interleave partial lines, and a kill at any moment leaves the previous good file.
+never interleave partial lines, and a kill at any moment leaves the previous good file. Rows go
+only to evaluation CSVs: never into ``predict``'s predictions or an ``aggregate`` summary.
 """
 
 from __future__ import annotations
@@ -14,71 +15,61 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from fewshot_cli.algorithms import registry
 from fewshot_cli.atomic import atomic_write_text
 from fewshot_cli.errors import FewshotError
+from fewshot_cli.run import protocol
 
-
-def all_columns() -> list[str]:
-    """Every row's columns: after ``algorithm``, each algorithm's own (empty in the rows of the
-    other algorithms). Also ``COLUMNS``, computed when first read: it imports every algorithm's
-    module (learn2learn), which ``predict``, importing this module, has no use for."""
-    return [
-        "timestamp",
-        "run_id",
-        "algorithm",
-        *registry.csv_columns(),
-        "backbone",
-        "dataset",
-        "split",
-        "split_part",
-        "rotations",
-        "train_ways",
-        "train_shots",
-        "train_queries",
-        "test_ways",
-        "test_shots",
-        "test_queries",
-        "train_iterations",
-        "init_from",
-        "checkpoint_iteration",
-        "episodes",
-        "seed",
-        "train_seed",
-        "bn_mode",
-        "accuracy_mean",
-        "ci95",
-        "eval_seconds",
-        "checkpoint",
-        "version",
-    ]
-
-
-def __getattr__(name: str):
-    if name == "COLUMNS":  # PEP 562: computed once, on first use
-        globals()["COLUMNS"] = value = all_columns()
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
+# Every row's columns: the protocol and its replicates (``run.protocol``), between the row's
+# identity and its result.
+COLUMNS = [
+    "timestamp",
+    "run_id",
+    *(c.name for c in protocol.COLUMNS),
+    "checkpoint_iteration",
+    "accuracy_mean",
+    "ci95",
+    "eval_seconds",
+    "checkpoint",
+    "version",
+]
 REQUIRED = {"algorithm", "accuracy_mean"}  # what makes a CSV an evaluation CSV
+# Columns of an ``aggregate`` summary: a CSV that has them holds no evaluation rows.
+SUMMARY = {"runs", "run_std", "seeds_ci95"}
+
+
+def csv_kind(header: list[str]) -> str:
+    """What a CSV with this header holds: ``evaluation`` rows, an aggregate ``summary``, or
+    ``other`` data (such as ``predict``'s predictions).
+
+    Example:
+        >>> csv_kind(["algorithm", "accuracy_mean", "runs"]), csv_kind(["image", "predicted"])
+        ('summary', 'other')
+    """
+    if SUMMARY & set(header):
+        return "summary"
+    return "evaluation" if REQUIRED <= set(header) else "other"
+
+
+def header_of(path: Path) -> list[str]:
+    """The column names of the CSV at ``path`` (empty when absent or empty)."""
+    first = read_text(path).split("\n", 1)[0]
+    return next(csv.reader([first]), []) if first.strip() else []
 
 
 @contextmanager
 def locked(path: Path):
-    """Hold an exclusive lock on ``<path>.lock`` (a separate file, since ``path`` gets replaced)."""
-    lock_path = path.with_name(path.name + ".lock")
+    """Hold an exclusive lock on the folder of ``path`` (the file itself gets replaced; a lock
+    on its folder leaves no file behind)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(lock_path, "a")
+        handle = os.open(path.parent, os.O_RDONLY)
     except OSError as exc:
         raise FewshotError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    with handle:
+    try:
         fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        yield
+    finally:
+        os.close(handle)  # closing releases the lock
 
 
 def read_text(path: Path) -> str:
@@ -94,6 +85,10 @@ def append_row(path: str | Path, row: dict) -> None:
 
     Columns the file already has keep their order; new ones are added at the end.
 
+    Raises:
+        FewshotError: ``path`` holds something other than evaluation rows (predictions, an
+            ``aggregate`` summary).
+
     Example::
 
         append_row("results/eval.csv", {"algorithm": "protonet", "accuracy_mean": 0.98})
@@ -101,24 +96,35 @@ def append_row(path: str | Path, row: dict) -> None:
     path = Path(path)
     with locked(path):
         existing = read_text(path)
-        header = next(csv.reader([existing.splitlines()[0]]), []) if existing.strip() else []
-        if header and not REQUIRED <= set(header):
-            raise FewshotError(
-                f"{path} is not an evaluation CSV (no {', '.join(sorted(REQUIRED))} columns)"
-            )
-        columns = list(header or all_columns())  # a copy: extending it must not change `header`
+        header = header_of(path)
+        check_evaluation_csv(path, header)
+        columns = list(header or COLUMNS)  # a copy: extending it must not change `header`
         columns += [c for c in row if c not in columns]
+        body = existing.split("\n", 1)[1] if "\n" in existing else ""
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-        if columns != header:
-            writer.writeheader()
-            body = existing.split("\n", 1)[1] if header else ""
-            # Rows written under the old header are padded by readers (pandas) with empties.
-            buffer.write(body if body.endswith("\n") or not body else body + "\n")
-        else:
-            buffer.write(existing if existing.endswith("\n") else existing + "\n")
+        # A new column rewrites the header; rows written under the old one are padded by
+        # readers (pandas) with empties.
+        writer.writeheader()
+        buffer.write(body if body.endswith("\n") or not body else body + "\n")
         writer.writerow({c: row.get(c, "") for c in columns})
         atomic_write_text(path, buffer.getvalue())
+
+
+def check_evaluation_csv(path: Path, header: list[str]) -> None:
+    """Refuse to add evaluation rows to a CSV of another kind (see ``csv_kind``)."""
+    if not header:
+        return
+    kind = csv_kind(header)
+    if kind == "summary":
+        raise FewshotError(
+            f"{path} is a summary written by fewshot aggregate, not an evaluation CSV: "
+            "evaluation rows go to another file"
+        )
+    if kind == "other":
+        raise FewshotError(
+            f"{path} is not an evaluation CSV (no {', '.join(sorted(REQUIRED))} columns)"
+        )
 
 
 def check_writable(path: str | Path) -> None:

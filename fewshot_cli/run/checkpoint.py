@@ -243,3 +243,17 @@ def start_from(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> list
     kept = [name for name, value in own.items() if value.shape != weights[name].shape]
     model.load_state_dict({**weights, **{name: own[name] for name in kept}})
     return kept
+
+
+def trained_iterations(checkpoint_path: Path, state: dict) -> int:
+    """How many iterations the run of ``checkpoint_path`` (whose contents are ``state``) has
+    trained: its ``last.pt``'s iteration, or ``state``'s when that is further or the run has
+    no readable ``last.pt``."""
+    last = Path(checkpoint_path).parent / LAST
+    if Path(checkpoint_path).name == LAST or not last.is_file():
+        return state["iteration"]
+    try:
+        done = torch.load(last, map_location="cpu", weights_only=True)["iteration"]
+    except Exception:  # an unreadable last.pt proves nothing further
+        return state["iteration"]
+    return max(done, state["iteration"])

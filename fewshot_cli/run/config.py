@@ -201,8 +201,9 @@ def set_threads(threads: int | None = None) -> None:
     For sharing a machine: intra-op parallelism (convolutions, matrix products) is what uses
     the cores here.
 
-    Example:
-        >>> set_threads(2)
+    Example::
+
+        set_threads(2)  # torch.get_num_threads() is now 2, for the whole process
     """
     if threads is None:
         return

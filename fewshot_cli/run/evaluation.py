@@ -30,11 +30,12 @@ import torch
 from fewshot_cli import __version__
 from fewshot_cli.algorithms import registry
 from fewshot_cli.algorithms.base import BN_MODES, Algorithm
-from fewshot_cli.data.source import Omniglot, load_omniglot
+from fewshot_cli.data.source import DATASET, Omniglot, load_omniglot
 from fewshot_cli.data.splits import make_split
 from fewshot_cli.errors import FewshotError
 from fewshot_cli.report.results import append_row, check_writable
-from fewshot_cli.run.checkpoint import BEST, LAST, load_run, source_name
+from fewshot_cli.run import protocol
+from fewshot_cli.run.checkpoint import BEST, LAST, load_run, trained_iterations
 from fewshot_cli.run.config import TrainConfig, pick_device
 
 if TYPE_CHECKING:  # imported where used: predict needs this module, not learn2learn's episodes
@@ -332,30 +333,24 @@ def evaluate_run(
     result = evaluate(
         config, model, sampler, episodes, mode, inner_steps, pick_device(device), progress
     )
+    test_steps = config.test_inner_steps if inner_steps is None else inner_steps
     row = {
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "run_id": checkpoint_path.parent.name,
-        "algorithm": config.algorithm,
-        **registry.get(config.algorithm).csv_values(config, inner_steps),
-        "backbone": config.backbone,
-        "dataset": "omniglot",
-        "split": config.split,
+        **protocol.training_values(config),
+        "inner_steps_test": protocol.cell(test_steps),
+        "dataset": DATASET,
+        "data": data.digest,
         "split_part": part,
-        "rotations": config.rotations or config.split == "vinyals",
-        "train_ways": config.ways,
-        "train_shots": config.shots,
-        "train_queries": config.queries,
         "test_ways": ways,
         "test_shots": shots,
         "test_queries": queries,
-        "train_iterations": config.iterations,
-        "init_from": source_name(config.init_from),
-        # A best.pt (or a time-limited run) may stop short of the planned iterations.
-        "checkpoint_iteration": state["iteration"],
+        # The run may have stopped short of its planned iterations (--time-limit, a kill).
+        "train_iterations": trained_iterations(checkpoint_path, state),
         "episodes": episodes,
         "seed": seed,
-        "train_seed": config.seed,
         "bn_mode": mode,
+        "checkpoint_iteration": state["iteration"],
         "accuracy_mean": f"{result.mean:.5f}",
         "ci95": f"{result.ci95:.5f}",
         "eval_seconds": f"{result.seconds:.2f}",
