@@ -219,7 +219,7 @@ CASES = [
          ["plot", "accuracy", "{binary_csv}", "--out", "{work}/a.png"], "not an evaluation CSV"),
     case("plot-accuracy-out-under-file",
          ["plot", "accuracy", "{eval_csv}", "--out", "{file}/a.png"], "{file}"),
-    # issue 14: results you can trust
+    # runs and files that cannot be used as given
     case("train-out-existing-run", TRAIN[:-1] + ["{proto_copy}"], "already holds a training run"),
     case("train-overwrite-with-resume", ["train", "protonet", "--resume", "{proto_copy}",
                                          "--overwrite"], "--overwrite"),
@@ -247,6 +247,15 @@ CASES = [
                                   "running"], "running statistics"),
     case("predict-maml-running-bn", ["predict", "{maml}", *PREDICT, "--bn-mode", "running"],
          "running statistics"),
+    # CSVs never clobbered or misread
+    case("aggregate-out-is-input", ["aggregate", "{eval_csv}", "--out", "{eval_csv}"],
+         "one of the CSVs read"),
+    case("aggregate-out-over-evaluation-csv", ["aggregate", "{eval_csv}", "--out", "{header_csv}"],
+         "is an evaluation CSV"),
+    case("aggregate-summary-as-input", ["aggregate", "{summary_csv}"],
+         "is a summary written by fewshot aggregate"),
+    case("eval-csv-into-summary", EVAL + ["--csv", "{summary_csv}"],
+         "is a summary written by fewshot aggregate"),
 ]
 
 
@@ -301,6 +310,8 @@ def paths(tiny_root, tiny_data, tmp_path_factory) -> dict[str, str]:
                                    "test_ways": "5", "test_shots": "1"})
     (work / "unknown-key.toml").write_text('colour = "blue"\n')
     (work / "header.csv").write_text("algorithm,accuracy_mean,test_ways,test_shots\n")
+    (work / "summary.csv").write_text("algorithm,accuracy_mean,ci95,runs,episodes,run_std,"
+                                      "seeds_ci95\nprotonet,0.9,0.01,1,100,,\n")
     (work / "fresh-log").mkdir()
     (work / "fresh-log" / "log.csv").write_text(
         "iteration,train_loss,train_accuracy,val_accuracy,elapsed_seconds\n")
@@ -340,6 +351,7 @@ def paths(tiny_root, tiny_data, tmp_path_factory) -> dict[str, str]:
         "vinyals_run": copy_run(proto, work / "vinyals-run", vinyals),
         "proto_copy": copy_run(proto, work / "proto-copy", lambda r: None),
         "toml_unknown_key": work / "unknown-key.toml", "header_csv": work / "header.csv", "fresh_log": work / "fresh-log",
+        "summary_csv": work / "summary.csv",
         "text_best": copy_run(proto, work / "text-best",
                               lambda r: (r / "best.pt").write_text("not a checkpoint\n")),
     }.items()}
