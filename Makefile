@@ -27,7 +27,7 @@ $(STAMP): requirements.txt setup.cfg
 	  $(PIP) install -q --no-build-isolation --no-deps \
 	    --config-settings=--build-option=build_ext learn2learn==0.2.0
 	$(PIP) install -q --no-deps --no-build-isolation -e .
-	$(PY) -c "import learn2learn, fewshot_cli; print('environment ready:', learn2learn.__version__)"
+	$(PY) -c "from fewshot_cli.l2l import l2l; print('environment ready: learn2learn', l2l.__version__)"
 	touch $@
 
 # Fetches Omniglot through torchvision when $$FEWSHOT_DATA (or ~/.cache/fewshot) lacks it.

@@ -576,9 +576,9 @@ def eval_(
     --csv, appends one row describing the run, the protocol and the result.
     """
     from fewshot_cli.data.source import load_omniglot
-    from fewshot_cli.report.aggregate import format_accuracy
     from fewshot_cli.run.config import set_threads
     from fewshot_cli.run.evaluation import evaluate_run
+    from fewshot_cli.run.results import format_accuracy
 
     set_threads(threads)
     for name, value in (("ways", ways), ("shots", shots), ("queries", queries)):
@@ -698,8 +698,8 @@ def predict(
     """
     from fewshot_cli.predict import format_table, write_csv
     from fewshot_cli.predict import predict as run_predict
-    from fewshot_cli.report.results import check_writable
     from fewshot_cli.run.config import set_threads
+    from fewshot_cli.run.results import check_writable
 
     set_threads(threads)
     if csv_path is not None:
@@ -917,10 +917,10 @@ def reproduce(
       fewshot reproduce --budget cpu --out grid --seeds 3 --plan > commands.txt
       fewshot reproduce --budget cpu --out grid --seeds 3 --report
     """
+    from fewshot_cli.report.comparison import comparison, format_comparison
     from fewshot_cli.report.plan import plan_commands, report_command
-    from fewshot_cli.report.reproduce import format_comparison
-    from fewshot_cli.report.reproduce import reproduce as run_reproduction
     from fewshot_cli.run.config import set_threads
+    from fewshot_cli.run.reproduce import reproduce as run_reproduction
 
     set_threads(threads)
     if plan and report:
@@ -955,7 +955,7 @@ def reproduce(
             err=True,
         )
         return
-    table = run_reproduction(
+    csvs = run_reproduction(
         out_dir,
         budget,
         algorithms or None,
@@ -972,7 +972,7 @@ def reproduce(
         csv_path=csv_path,
         report=report,
     )
-    click.echo("\n" + format_comparison(table, fmt), nl=False)
+    click.echo("\n" + format_comparison(comparison(csvs, warn=warn), fmt), nl=False)
 
 
 @cli.group()

@@ -16,7 +16,7 @@ from fewshot_cli.report.aggregate import (
     read_results,
     render,
 )
-from fewshot_cli.report.results import COLUMNS, append_row
+from fewshot_cli.run.results import COLUMNS, append_row
 
 
 def row(algorithm="protonet", ways=5, shots=1, accuracy=0.9, ci=0.01, episodes=600, seed=0,

@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 from conftest import make_tiny_omniglot
 
-from fewshot_cli.report.results import append_row
 from fewshot_cli.run.config import TrainConfig
+from fewshot_cli.run.results import append_row
 from fewshot_cli.run.training import train
 
 TINY = dict(ways=5, queries=2, test_ways=3, test_queries=2, iterations=2, val_every=1,

@@ -26,7 +26,7 @@ LIBRARY = {
     "SPLITS": "fewshot_cli.data.splits", "PARTS": "fewshot_cli.data.splits",
     "BACKBONES": "fewshot_cli.algorithms.backbone", "BN_MODES": "fewshot_cli.algorithms.base",
     "INVERT_MODES": "fewshot_cli.predict", "FORMATS": "fewshot_cli.report.aggregate",
-    "COMPARISON_FORMATS": "fewshot_cli.report.reproduce", "ENGINES": "fewshot_cli.algorithms.maml_vmap",
+    "COMPARISON_FORMATS": "fewshot_cli.report.comparison", "ENGINES": "fewshot_cli.algorithms.maml_vmap",
 }
 
 
@@ -57,7 +57,7 @@ def test_cli_choices_follow_the_library_constants(monkeypatch):
 
 def test_the_library_uses_the_constants_of_choices():
     import fewshot_cli.choices as choices
-    from fewshot_cli.report.reproduce import BUDGETS
+    from fewshot_cli.run.grid import BUDGETS
 
     for constant, module in LIBRARY.items():
         assert getattr(importlib.import_module(module), constant) is getattr(choices, constant)

@@ -8,8 +8,8 @@ import pytest
 
 from fewshot_cli.cli import main
 from fewshot_cli.report.aggregate import aggregate, aggregate_files, read_results
-from fewshot_cli.report.results import append_row
 from fewshot_cli.run.config import TrainConfig
+from fewshot_cli.run.results import append_row
 from fewshot_cli.run.training import train
 
 

@@ -10,10 +10,12 @@ from fewshot_cli.algorithms import maml
 from fewshot_cli.algorithms.base import BudgetSettings, without_running_stats
 from fewshot_cli.cli import main
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.report.reproduce import Budget, Training, in_order, reproduce
+from fewshot_cli.report.comparison import comparison
 from fewshot_cli.run.checkpoint import load_checkpoint, start_from
 from fewshot_cli.run.config import TrainConfig
 from fewshot_cli.run.evaluation import evaluate_run
+from fewshot_cli.run.grid import Budget, Training, in_order
+from fewshot_cli.run.reproduce import reproduce
 from fewshot_cli.run.training import train
 
 
@@ -98,8 +100,9 @@ STARTING = Budget("tiny", ("3w1s", "2w1s"), {
 
 
 def run(out, data, lines=None, **options):
-    return reproduce(out, budget=STARTING, split="lake", data=data, device="cpu", progress=False,
-                     echo=(lines.append if lines is not None else lambda line: None), **options)
+    return comparison(reproduce(
+        out, budget=STARTING, split="lake", data=data, device="cpu", progress=False,
+        echo=(lines.append if lines is not None else lambda line: None), **options))
 
 
 def test_reproduce_trains_the_source_first(tmp_path, tiny_data):

@@ -167,7 +167,7 @@ def test_curves_leave_out_a_run_without_validation_rows(tmp_path, capsys):
 
 def test_accuracy_of_a_header_only_csv_is_a_one_line_error(tmp_path, capsys):
     from fewshot_cli.cli import main
-    from fewshot_cli.report.results import COLUMNS
+    from fewshot_cli.run.results import COLUMNS
 
     header_only = tmp_path / "eval.csv"
     header_only.write_text(",".join(COLUMNS) + "\n")

@@ -20,10 +20,12 @@ from fewshot_cli.cli import main
 from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
 from fewshot_cli.data.splits import make_split
 from fewshot_cli.predict import predict
-from fewshot_cli.report.reproduce import Budget, format_comparison, reproduce
+from fewshot_cli.report.comparison import comparison, format_comparison
 from fewshot_cli.run.checkpoint import load_checkpoint, load_trained
 from fewshot_cli.run.config import TrainConfig
 from fewshot_cli.run.evaluation import episode_logits, evaluate_run, prepared_copy
+from fewshot_cli.run.grid import Budget
+from fewshot_cli.run.reproduce import reproduce
 from fewshot_cli.run.training import TrainingInterrupted, train
 
 NEW = ("metasgd", "anil")
@@ -258,8 +260,8 @@ def test_eval_and_predict_agree_on_the_same_images(name, tiny_data, tmp_path):
 def test_reproduce_runs_their_cells(tiny_data, tmp_path):
     budget = Budget("tiny", ("3w1s",), {name: BudgetSettings(2, 3, {"meta_batch": 2})
                                          for name in NEW}, val_every=2, val_episodes=2)
-    table = reproduce(tmp_path, budget, split="lake", data=tiny_data, device="cpu",
-                      progress=False, echo=lambda line: None)
+    table = comparison(reproduce(tmp_path, budget, split="lake", data=tiny_data, device="cpu",
+                                 progress=False, echo=lambda line: None))
     rows = pd.read_csv(tmp_path / "eval.csv")
     assert list(rows["algorithm"]) == list(NEW) and set(rows["episodes"]) == {3}
     assert sorted(table["algorithm"]) == sorted(NEW) and table["published"].isna().all()

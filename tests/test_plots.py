@@ -13,7 +13,7 @@ from fewshot_cli.report.plots import (
     protocol_colors,
     read_curve,
 )
-from fewshot_cli.report.results import append_row
+from fewshot_cli.run.results import append_row
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

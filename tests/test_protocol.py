@@ -10,12 +10,11 @@ import pytest
 
 from fewshot_cli.cli import main
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.report.aggregate import aggregate, aggregate_files, read_results
-from fewshot_cli.report.results import append_row
+from fewshot_cli.report.aggregate import aggregate, read_results
 from fewshot_cli.run import protocol
-from fewshot_cli.run.checkpoint import LAST
 from fewshot_cli.run.config import TrainConfig
 from fewshot_cli.run.evaluation import evaluate_run
+from fewshot_cli.run.results import append_row
 from fewshot_cli.run.training import train
 
 
@@ -44,7 +43,7 @@ def test_every_config_field_is_declared_once():
 
 def test_every_protocol_column_is_a_csv_column_and_grouped_on():
     from fewshot_cli.report.aggregate import PROTOCOL
-    from fewshot_cli.report.results import COLUMNS
+    from fewshot_cli.run.results import COLUMNS
 
     assert set(protocol.PROTOCOL_COLUMNS) <= set(COLUMNS)
     assert PROTOCOL == protocol.PROTOCOL_COLUMNS
@@ -192,7 +191,7 @@ def test_rows_of_older_csvs_still_aggregate(tmp_path):
 
 
 def test_a_protonet_training_is_validated_alike_whichever_cells_are_asked(tmp_path):
-    from fewshot_cli.report.reproduce import get_budget, plan_trainings
+    from fewshot_cli.run.grid import get_budget, plan_trainings
 
     budget = get_budget("cpu")
     alone = plan_trainings(tmp_path, budget, ["protonet"], ["20w1s"])

@@ -12,9 +12,9 @@ from fewshot_cli.algorithms.base import BN_MODES
 from fewshot_cli.cli import cli
 from fewshot_cli.errors import FewshotError
 from fewshot_cli.report.aggregate import DEFAULT_BY
-from fewshot_cli.report.reproduce import BUDGETS, GRID, PUBLISHED, parse_cell
-from fewshot_cli.report.results import COLUMNS
 from fewshot_cli.run.config import TrainConfig
+from fewshot_cli.run.grid import BUDGETS, GRID, PUBLISHED, parse_cell
+from fewshot_cli.run.results import COLUMNS
 
 PACKAGE = Path(fewshot_cli.__file__).parent
 CONFIG_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}

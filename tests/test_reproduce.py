@@ -10,20 +10,19 @@ from fewshot_cli.algorithms import registry
 from fewshot_cli.algorithms.base import BudgetSettings
 from fewshot_cli.cli import main
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.report.reproduce import (
+from fewshot_cli.report.comparison import comparison, format_comparison
+from fewshot_cli.run.grid import (
     BUDGETS,
     GRID,
     PUBLISHED,
     Budget,
-    comparison,
-    format_comparison,
     parse_cell,
     plan_cells,
     plan_trainings,
-    reproduce,
     training_for,
 )
-from fewshot_cli.report.results import append_row
+from fewshot_cli.run.reproduce import reproduce
+from fewshot_cli.run.results import append_row
 
 # Seconds on the tiny data. Its lake split validates on a 3-character alphabet, hence 3 ways.
 TINY = Budget("tiny", ("3w1s",), {
@@ -40,8 +39,8 @@ def with_maml_iterations(iterations):
 def run(out, data, lines=None, **options):
     options = {"budget": TINY, "split": "lake", "data": data, "device": "cpu",
                "progress": False, **options}
-    return reproduce(out, echo=(lines.append if lines is not None else lambda line: None),
-                     **options)
+    return comparison(reproduce(
+        out, echo=(lines.append if lines is not None else lambda line: None), **options))
 
 
 def read_rows(out):

@@ -21,11 +21,12 @@ import torch
 
 from fewshot_cli.algorithms.base import BudgetSettings
 from fewshot_cli.cli import main
-from fewshot_cli.report import reproduce as reproduce_module
 from fewshot_cli.report.aggregate import t975
-from fewshot_cli.report.reproduce import Budget, format_comparison, reproduce
-from fewshot_cli.run import workers
+from fewshot_cli.report.comparison import comparison, format_comparison
+from fewshot_cli.run import grid, workers
 from fewshot_cli.run.checkpoint import load_checkpoint
+from fewshot_cli.run.grid import Budget
+from fewshot_cli.run.reproduce import reproduce
 from fewshot_cli.run.training import TrainingInterrupted
 
 # Seconds on the tiny data (its lake split validates on a 3-character alphabet, hence 3 ways).
@@ -49,7 +50,7 @@ def one_thread():
 def run(out, budget=TINY, **options):
     lines = []
     options = {"split": "lake", "device": "cpu", "progress": False, "seeds": 2, **options}
-    table = reproduce(out, budget, echo=lines.append, **options)
+    table = comparison(reproduce(out, budget, echo=lines.append, **options))
     return table, lines
 
 
@@ -86,7 +87,7 @@ def test_each_seed_trains_its_own_run_and_the_table_spans_seeds(reference):
 
 def test_printed_plan_then_report_gives_the_same_table(reference, tmp_path, tiny_root,
                                                        cache_dir, monkeypatch, capsys):
-    monkeypatch.setitem(reproduce_module.BUDGETS, "quick", dataclasses.replace(TINY, name="quick"))
+    monkeypatch.setitem(grid.BUDGETS, "quick", dataclasses.replace(TINY, name="quick"))
     monkeypatch.setenv("FEWSHOT_CACHE", str(cache_dir))
     out = tmp_path / "grid"
     options = ["--budget", "quick", "--out", str(out), "--split", "lake", "--device", "cpu"]
@@ -107,7 +108,8 @@ def test_printed_plan_then_report_gives_the_same_table(reference, tmp_path, tiny
     report = capsys.readouterr().out
     assert report.endswith("\n" + format_comparison(reference[1]))
     pd.testing.assert_frame_equal(
-        reproduce(out, TINY, split="lake", seeds=2, report=True, echo=lambda line: None),
+        comparison(reproduce(out, TINY, split="lake", seeds=2, report=True,
+                             echo=lambda line: None)),
         reference[1])
     # A command run again finds its rows and does nothing.
     assert main(shlex.split(commands[0])[1:]) == 0
@@ -118,7 +120,8 @@ def test_printed_plan_then_report_gives_the_same_table(reference, tmp_path, tiny
 def test_report_lists_what_is_missing(reference, tmp_path, capsys):
     out = reference[0]
     lines = []
-    table = reproduce(out, TINY, split="lake", seeds=3, report=True, echo=lines.append)
+    table = comparison(reproduce(out, TINY, split="lake", seeds=3, report=True,
+                                 echo=lines.append))
     assert [line for line in lines if "no result yet" in line] == [
         "[5/6] maml 3-way 1-shot seed 2: no result yet (runs/maml-3w1s-seed2)",
         "[6/6] protonet 3-way 1-shot seed 2: no result yet (runs/protonet-5w1s-seed2)"]

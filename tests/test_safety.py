@@ -23,9 +23,9 @@ from fewshot_cli.algorithms.base import Algorithm
 from fewshot_cli.cli import main
 from fewshot_cli.data.source import load_omniglot
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.report.results import COLUMNS, append_row
 from fewshot_cli.run.checkpoint import load_checkpoint, save_checkpoint, save_config
 from fewshot_cli.run.config import TrainConfig
+from fewshot_cli.run.results import COLUMNS, append_row
 from fewshot_cli.run.training import LOG_COLUMNS, train, write_log
 
 TINY = dict(ways=5, queries=2, test_ways=3, test_queries=2, val_episodes=1, device="cpu")
@@ -325,7 +325,7 @@ def test_a_huge_learning_rate_never_saves_broken_weights(algorithm, extra, lr, t
 def test_append_with_a_new_column_rewrites_the_header(tmp_path):
     import pandas as pd
 
-    from fewshot_cli.report.results import append_row
+    from fewshot_cli.run.results import append_row
 
     path = tmp_path / "eval.csv"
     append_row(path, {"algorithm": "maml", "accuracy_mean": "0.9"})

@@ -61,3 +61,12 @@ def test_protonet_predict_needs_neither_learn2learn_nor_plots(tiny_root, tmp_pat
     assert out.is_file() and len(out.read_text().splitlines()) == 1 + 4
     assert "torch" in loaded  # the check sees what is imported
     assert [m for m in loaded if m in ("learn2learn", "gym", "scipy", "matplotlib", "torchvision")] == []
+
+
+def test_learn2learn_is_imported_without_gym_s_notice_alone():
+    def stderr_of(code: str) -> str:
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True).stderr
+
+    assert "Gym has been unmaintained" in stderr_of("import learn2learn")
+    assert stderr_of("from fewshot_cli.l2l import l2l") == ""

@@ -10,10 +10,10 @@ from fewshot_cli.cli import main
 from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
 from fewshot_cli.data.splits import make_split
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.report.results import COLUMNS
 from fewshot_cli.run.checkpoint import load_checkpoint, load_trained
 from fewshot_cli.run.config import TrainConfig
 from fewshot_cli.run.evaluation import evaluate, evaluate_run
+from fewshot_cli.run.results import COLUMNS
 from fewshot_cli.run.training import train
 
 TINY = dict(ways=5, queries=3, test_ways=3, test_queries=3, val_every=3, val_episodes=4)

@@ -1,2 +1,3 @@
-"""The report layer: evaluation CSV rows (``results``), tables (``aggregate``), the standard grid
-beside the published numbers (``reproduce``), figures (``plots``) and split sizes (``summary``)."""
+"""The report layer: tables of evaluation rows (``aggregate``), the grid beside the published
+numbers (``comparison``), the commands of a plan (``plan``), figures (``plots``) and split sizes
+(``summary``)."""

@@ -35,8 +35,8 @@ import pandas as pd
 from fewshot_cli.atomic import atomic_write_text
 from fewshot_cli.choices import FORMATS
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.report.results import COLUMNS, REQUIRED, csv_kind
 from fewshot_cli.run import protocol
+from fewshot_cli.run.results import COLUMNS, REQUIRED, csv_kind
 
 # Everything that defines an experiment's protocol (declared once, in ``run.protocol``): rows
 # that differ in any of these are never averaged together by default.
@@ -144,7 +144,9 @@ def expand_patterns(
                 )
         if not matches:
             raise FewshotError(
-                f"no evaluation CSV matches {pattern}" if summaries else f"no file matches {pattern}"
+                f"no evaluation CSV matches {pattern}"
+                if summaries
+                else f"no file matches {pattern}"
             )
         files += [m for m in matches if m not in files]
     if not files:
@@ -398,21 +400,6 @@ def percent(value: float, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     return f"{100 * value:.{digits}f}"
-
-
-def format_accuracy(row: dict) -> str:
-    """An evaluation row's ``accuracy_mean ± ci95`` in percent, rounded as every table rounds it.
-
-    Printed from the row's stored values (not the unrounded result), so a progress line and a
-    later table of the same row never differ in the last digit.
-
-    Example:
-        >>> format_accuracy({"accuracy_mean": "0.91524", "ci95": "0.02405"})
-        '91.52% ± 2.40%'
-    """
-    ci = pd.to_numeric(row.get("ci95", ""), errors="coerce")
-    text = f"{percent(float(row['accuracy_mean']))}%"
-    return text + (f" ± {percent(float(ci))}%" if pd.notna(ci) else "")
 
 
 def render(

@@ -24,7 +24,7 @@ import shlex
 from collections.abc import Iterable
 from pathlib import Path
 
-from fewshot_cli.report.reproduce import PLAN_CSVS, Budget, get_budget, plan_trainings, seed_list
+from fewshot_cli.run.grid import PLAN_CSVS, Budget, get_budget, plan_trainings, seed_list
 
 PROGRAM = "fewshot"
 

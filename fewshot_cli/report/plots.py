@@ -317,7 +317,7 @@ def accuracy_bars(table: pd.DataFrame) -> tuple[list[tuple[str, str]], list[tupl
         FewshotError: the table has no line (the CSVs have no rows).
     """
     from fewshot_cli.report.aggregate import natural_key
-    from fewshot_cli.report.reproduce import PUBLISHED
+    from fewshot_cli.run.grid import PUBLISHED
 
     if table.empty:
         raise FewshotError("no evaluation rows to plot (the CSVs have a header only)")

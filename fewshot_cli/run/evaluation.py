@@ -33,10 +33,10 @@ from fewshot_cli.algorithms.base import BN_MODES, Algorithm
 from fewshot_cli.data.source import DATASET, Omniglot, load_omniglot
 from fewshot_cli.data.splits import make_split
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.report.results import append_row, check_writable
 from fewshot_cli.run import protocol
 from fewshot_cli.run.checkpoint import BEST, LAST, load_run, trained_iterations
 from fewshot_cli.run.config import TrainConfig, pick_device
+from fewshot_cli.run.results import append_row, check_writable
 
 if TYPE_CHECKING:  # imported where used: predict needs this module, not learn2learn's episodes
     from fewshot_cli.data.episodes import Episode, EpisodeSampler

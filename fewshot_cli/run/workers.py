@@ -60,7 +60,7 @@ def worker_devices(device: str, jobs: int) -> list[str]:
 
 def _job(function: Callable, args: tuple, threads: int, device: str, sender) -> None:
     """A worker's life: detach from the terminal's signals, run the job, report how it ended."""
-    from fewshot_cli.run.training import TrainingInterrupted
+    from fewshot_cli.errors import TrainingInterrupted
 
     os.setpgrp()  # the terminal's Ctrl-C goes to the parent, which passes it on once
     try:
@@ -97,7 +97,7 @@ def run_jobs(jobs: Sequence[tuple[Callable, tuple]], workers: int, device: str =
         TrainingInterrupted: a signal stopped the jobs (each saved its ``last.pt``).
         FewshotError: a job failed (the first failure; the others were stopped and saved).
     """
-    from fewshot_cli.run.training import TrainingInterrupted
+    from fewshot_cli.errors import TrainingInterrupted
 
     context = get_context("spawn")
     threads = max(1, available_cores() // workers)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import fcntl
 import io
+import math
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -140,3 +141,34 @@ def check_writable(path: str | Path) -> None:
         raise FewshotError(f"cannot write {path}: {probe} is not a directory")
     if not os.access(probe, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise FewshotError(f"cannot write {path}: permission denied")
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of the evaluation CSV at ``path`` as dicts of strings; a cell of a column the
+    file lacks is absent from its dict (not empty).
+
+    Raises:
+        FewshotError: the file holds something other than evaluation rows.
+    """
+    text = read_text(path)
+    reader = csv.DictReader(io.StringIO(text))
+    check_evaluation_csv(path, list(reader.fieldnames or []))
+    return [{k: v for k, v in row.items() if k is not None} for row in reader]
+
+
+def format_accuracy(row: dict) -> str:
+    """An evaluation row's ``accuracy_mean ± ci95`` in percent, rounded as every table rounds it.
+
+    Printed from the row's stored values (not the unrounded result), so a progress line and a
+    later table of the same row never differ in the last digit.
+
+    Example:
+        >>> format_accuracy({"accuracy_mean": "0.91524", "ci95": "0.02405"})
+        '91.52% ± 2.40%'
+    """
+    text = f"{100 * float(row['accuracy_mean']):.2f}%"
+    try:
+        ci = float(row.get("ci95", ""))
+    except ValueError:
+        return text
+    return text if math.isnan(ci) else text + f" ± {100 * ci:.2f}%"
