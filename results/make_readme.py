@@ -381,7 +381,7 @@ def gpu_section() -> list[str]:
     # pytest's summary without the deselected count and the duration: "1 failed, 3 passed".
     summary = (folder / "gpu-tests.txt").read_text().splitlines()[-1]
     tests = re.sub(r", \d+ deselected| in [\d.]+s$", "", summary)
-    rerun = (RESULTS / "gpu" / "schedules-round1" / "gpu-tests.txt").read_text().splitlines()[-1]
+    rerun = (RESULTS / "gpu" / "schedules-first" / "gpu-tests.txt").read_text().splitlines()[-1]
     rerun = re.sub(r", \d+ deselected| in [\d.]+s$", "", rerun)
     return [
         "## On a GPU: `benchmarks/gpu.sh` on one " + card,
@@ -405,7 +405,7 @@ def gpu_section() -> list[str]:
         "Adam's second step, since fixed (details, the test log and the console output: "
         "[gpu/h100-gpu-sh/](gpu/h100-gpu-sh/)). With the fixed bound, "
         f"`benchmarks/gpu_schedules.sh` ran them again on an H100: {rerun} "
-        "([gpu/schedules-round1/](gpu/schedules-round1/)).",
+        "([gpu/schedules-first/](gpu/schedules-first/)).",
         "",
         "The engines side by side at each cell's paper settings (`python -m benchmarks.engines "
         "--device cuda --iterations 3`):",
@@ -423,13 +423,13 @@ def gpu_section() -> list[str]:
         "",
         "More GPU measurements:",
         "",
-        "- the same script on an NVIDIA H200: [gpu/h200-gpu-sh-s7/](gpu/h200-gpu-sh-s7/);",
+        "- the same script on an NVIDIA H200: [gpu/h200-gpu-sh-2/](gpu/h200-gpu-sh-2/);",
         "- an earlier run of the engines on an H200: [gpu/engines_h200.txt](gpu/engines_h200.txt);",
         "- four MAML cells and ProtoNet trained at once on one H100: "
         "[gpu/h100_side_by_side.txt](gpu/h100_side_by_side.txt);",
         "- schedule trials for the `cpu` budget (`benchmarks/gpu_schedules.sh`) on an H100 "
-        "([gpu/schedules-round1/](gpu/schedules-round1/)) and an H200 "
-        "([gpu/schedules-round2/](gpu/schedules-round2/)): they chose the `cpu` budget's "
+        "([gpu/schedules-first/](gpu/schedules-first/)) and an H200 "
+        "([gpu/schedules-second/](gpu/schedules-second/)): they chose the `cpu` budget's "
         "schedule of starting the 5w5s, 20w1s and 20w5s cells from the 5w1s cell's model "
         '([schedule/README.md](schedule/README.md), "Starting the other cells from the 5w1s '
         'model").',

@@ -230,7 +230,7 @@ def start_from(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> list
 
     A new head keeps its random initialisation rather than starting at zero: a 20-way MAML
     started from a 5-way model with a zero head validated at 56% after 100 meta-iterations,
-    with its random head at 85% (results/gpu/schedules-round1 and -round2).
+    with its random head at 85% (results/gpu/schedules-first and -second).
 
     Example:
         >>> from fewshot_cli.algorithms.maml import build_model
