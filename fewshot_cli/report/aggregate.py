@@ -1,25 +1,16 @@
-"""Tables of evaluation results: many CSV rows grouped into one line per setting.
+"""Tables of evaluation results: CSV rows grouped into one line per protocol.
 
-Each row of an evaluation CSV is one evaluated run (one checkpoint, one episode seed). Rows are
-grouped by the chosen columns; each group reports the mean accuracy, its 95% confidence
-interval, the number of runs, the episodes behind them, and, where several runs (seeds) share a
-group, the spread of their means.
+A *run* is one training (a run directory and its seed, found from each row's ``checkpoint``);
+one training tested again on the same episodes counts once (``drop_repeated``), and its other
+rows are averaged into one run mean first. Per group: the mean of the run means, its 95% CI
+``sqrt(sum ci_i^2) / n`` (test-episode noise only: the runs are independent, and per-episode
+accuracies are not stored), ``runs``, ``episodes``, ``run_std`` (the spread of the run means
+across seeds) and ``seeds_ci95``, ``t(0.975, n - 1) * run_std / sqrt(n)``: the interval to quote
+for "mean over n seeds".
 
-What a run is: one training (one seed). Rows are matched to their training by the directory
-of their ``checkpoint`` (every row ``eval`` writes has one; a row without it counts as a run of
-its own). A training evaluated twice in one group (several episode seeds, or the same result
-appended to two CSVs) is still one run: identical repeated rows count once, and the remaining
-rows of one training are averaged into its run mean first (their CIs combined as below). So
-``runs`` counts seeds and ``run_std`` is their spread, not the spread of test episodes.
+Example::
 
-How a group's CI is combined: the per-episode accuracies are not stored in the CSV, so the
-pooled CI cannot be computed. The group accuracy is the mean of the run means ``m_i`` (each run
-weighs the same), and the runs are independent, so ``Var(mean) = sum Var(m_i) / n^2`` and its
-95% CI is ``sqrt(sum ci_i^2) / n`` (``ci_i = 1.96 * sd(m_i)``). That interval covers episode
-sampling noise only, for these trainings. The variation between seeds is what ``run_std`` (the
-sample standard deviation of the run means, ``n >= 2``) shows, and ``seeds_ci95`` is the 95% CI
-of the mean over seeds, ``t(0.975, n - 1) * run_std / sqrt(n)`` (Student t): the interval to
-quote for "mean ± CI over n seeds".
+    print(aggregate_files(["results/cpu/eval.csv"], by=["algorithm", "test_ways"]))
 """
 
 from __future__ import annotations
@@ -35,6 +26,7 @@ import pandas as pd
 from fewshot_cli.atomic import atomic_write_text
 from fewshot_cli.choices import FORMATS
 from fewshot_cli.errors import FewshotError
+from fewshot_cli.report.tables import ALWAYS_SHOWN, STATS, format_table
 from fewshot_cli.run import protocol
 from fewshot_cli.run.results import COLUMNS, REQUIRED, csv_kind
 
@@ -42,71 +34,21 @@ from fewshot_cli.run.results import COLUMNS, REQUIRED, csv_kind
 # that differ in any of these are never averaged together by default.
 PROTOCOL = protocol.PROTOCOL_COLUMNS
 DEFAULT_BY = PROTOCOL
-# Shown in every default table; the other protocol columns only where they tell lines apart.
-ALWAYS_SHOWN = ("algorithm", "split", "test_ways", "test_shots", "bn_mode")
-# What "±" means in every table of results (aggregate, reproduce): one meaning, one label.
-CI_NOTE = (
-    "±: 95% CI over the test episodes; seeds CI95: 95% CI of the mean over the runs' training "
-    "seeds (Student t)."
-)
-STATS = ("accuracy_mean", "ci95", "runs", "episodes", "run_std", "seeds_ci95")
 GLOB_CHARS = set("*?[")
 # Columns that differ between two appends of the same evaluation (and where a row was read).
 INCIDENTAL = ("timestamp", "eval_seconds", "version", "source", "line")
-# Student t quantiles t(0.975, df) for df = 1..30 (scipy.stats.t.ppf); beyond, an expansion.
-T975 = (
-    12.7062,
-    4.3027,
-    3.1824,
-    2.7764,
-    2.5706,
-    2.4469,
-    2.3646,
-    2.3060,
-    2.2622,
-    2.2281,
-    2.2010,
-    2.1788,
-    2.1604,
-    2.1448,
-    2.1314,
-    2.1199,
-    2.1098,
-    2.1009,
-    2.0930,
-    2.0860,
-    2.0796,
-    2.0739,
-    2.0687,
-    2.0639,
-    2.0595,
-    2.0555,
-    2.0518,
-    2.0484,
-    2.0452,
-    2.0423,
-)
 
 
 def t975(df: int) -> float:
     """The 97.5% quantile of Student's t with ``df`` degrees of freedom (for a 95% CI).
 
     Example:
-        >>> t975(2)
+        >>> round(t975(2), 4)
         4.3027
     """
-    if df < 1:
-        return math.nan
-    if df <= len(T975):
-        return T975[df - 1]
-    z, v = 1.959963984540054, float(df)  # Abramowitz & Stegun 26.7.5, < 1e-7 off beyond 30
-    return (
-        z
-        + (z**3 + z) / (4 * v)
-        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2)
-        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3)
-        + (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / (92160 * v**4)
-    )
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, df)) if df >= 1 else math.nan
 
 
 def expand_patterns(
@@ -393,120 +335,6 @@ def training_keys(rows: pd.DataFrame) -> list[str]:
         f"{Path(c).parent}|{s}" if c else f"row {i}"
         for i, (c, s) in enumerate(zip(checkpoints, seeds))
     ]
-
-
-def percent(value: float, digits: int = 2) -> str:
-    """``0.98712`` as ``98.71``; NaN as an empty cell."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return f"{100 * value:.{digits}f}"
-
-
-def render(
-    headers: Sequence[str],
-    rows: Sequence[Sequence[str]],
-    fmt: str = "table",
-    right: Iterable[str] = (),
-) -> str:
-    """Text of a table of strings: aligned columns (``table``) or a Markdown table (``markdown``).
-
-    Args:
-        headers: column titles.
-        rows: cells, already formatted.
-        fmt: ``table`` or ``markdown``.
-        right: titles of the columns to align right (numbers).
-
-    Example:
-        >>> print(render(["a", "n"], [["x", "1"]], "markdown", right=["n"]))
-        | a | n |
-        | :-- | --: |
-        | x | 1 |
-    """
-    right = set(right)
-    if fmt == "markdown":
-
-        def line(cells):
-            return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
-
-        rule = ["--:" if h in right else ":--" for h in headers]
-        return "\n".join([line(headers), line(rule), *(line(r) for r in rows)])
-    if fmt != "table":
-        raise FewshotError(f"unknown format '{fmt}' (choose from table, markdown)")
-    widths = [max([len(h)] + [len(str(r[i])) for r in rows]) for i, h in enumerate(headers)]
-
-    def aligned(cells):
-        return "  ".join(
-            str(c).rjust(w) if h in right else str(c).ljust(w)
-            for c, w, h in zip(cells, widths, headers)
-        ).rstrip()
-
-    return "\n".join([aligned(headers), "  ".join("-" * w for w in widths), *map(aligned, rows)])
-
-
-def shown_columns(table: pd.DataFrame, always: Sequence[str]) -> tuple[list[str], list[str]]:
-    """The grouping columns of ``table`` worth a column, and ``name value`` notes of the rest.
-
-    Columns in ``always`` are shown; another is shown where its value differs between lines,
-    noted once when every line has the same value, and left out when it is empty everywhere.
-    """
-    shown, same = [], []
-    for column in (c for c in table.columns if c not in STATS):
-        values = set(table[column])
-        if column in always or len(values) > 1:
-            shown.append(column)
-        elif values - {""}:
-            same.append(f"{column} {values.pop()}")
-    return shown, same
-
-
-def format_table(
-    table: pd.DataFrame, fmt: str = "table", always: Sequence[str] | None = None
-) -> str:
-    """Text of an ``aggregate`` result: a terminal table, a Markdown table, or a tidy CSV.
-
-    ``table`` and ``markdown`` show percentages (accuracy as ``mean ± ci95``); ``csv`` keeps the
-    fractions in separate columns, with empty cells for missing values.
-
-    Args:
-        table: the result of ``aggregate``.
-        fmt: ``table``, ``markdown`` or ``csv``.
-        always: show these grouping columns, and of the others only those that tell lines apart
-            (the values every line shares are noted under the table). ``None``: show all.
-
-    Example::
-
-        print(format_table(aggregate(rows), "markdown", always=ALWAYS_SHOWN))
-    """
-    if fmt not in FORMATS:
-        raise FewshotError(f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
-    if fmt == "csv":
-        return table.to_csv(index=False, lineterminator="\n", float_format="%.5f")
-    by, same = (
-        ([c for c in table.columns if c not in STATS], [])
-        if always is None
-        else shown_columns(table, always)
-    )
-    headers = [*by, "accuracy (%)", "runs", "episodes", "run std (%)", "seeds CI95 (%)"]
-    rows = []
-    for record in table.to_dict("records"):
-        accuracy = percent(record["accuracy_mean"])
-        if not math.isnan(record["ci95"]):
-            accuracy += f" ± {percent(record['ci95'])}"
-        episodes = "" if math.isnan(record["episodes"]) else str(int(record["episodes"]))
-        rows.append(
-            [
-                *(record[c] for c in by),
-                accuracy,
-                str(record["runs"]),
-                episodes,
-                percent(record["run_std"]),
-                percent(record["seeds_ci95"]),
-            ]
-        )
-    text = render(headers, rows, fmt, right=headers[len(by) :]) + "\n"
-    notes = [f"Every line: {', '.join(same)}."] if same else []
-    notes.append(CI_NOTE)
-    return text + ("\n" if fmt == "markdown" else "") + "\n".join(notes) + "\n"
 
 
 def aggregate_files(

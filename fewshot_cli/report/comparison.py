@@ -13,15 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from fewshot_cli.choices import COMPARISON_FORMATS  # noqa: F401 (what format_comparison writes)
-from fewshot_cli.report.aggregate import (
-    CI_NOTE,
-    PROTOCOL,
-    aggregate,
-    natural_key,
-    percent,
-    read_results,
-    render,
-)
+from fewshot_cli.report.aggregate import PROTOCOL, aggregate, natural_key, read_results
+from fewshot_cli.report.tables import CI_NOTE, percent, render
 from fewshot_cli.run.grid import PUBLISHED, PUBLISHED_SOURCES
 
 

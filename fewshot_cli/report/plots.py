@@ -233,7 +233,7 @@ def protocol_labels(
 
         labels, shared = protocol_labels(aggregate(rows))
     """
-    from fewshot_cli.report.aggregate import shown_columns
+    from fewshot_cli.report.tables import shown_columns
 
     shown, shared = shown_columns(table, always=("algorithm", "order"))
     varying = [c for c in shown if c not in ("algorithm", "order", *axis)]
