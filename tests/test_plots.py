@@ -3,14 +3,15 @@
 import pytest
 from PIL import Image
 
-from fewshot_cli.algorithms import registry
 from fewshot_cli.cli import main
 from fewshot_cli.errors import FewshotError
+from fewshot_cli.report.aggregate import aggregate, read_results
 from fewshot_cli.report.plots import (
+    accuracy_bars,
+    caption,
     colors_of,
     plot_accuracy,
     plot_curves,
-    protocol_colors,
     read_curve,
 )
 from fewshot_cli.run.results import append_row
@@ -81,22 +82,46 @@ def test_accuracy_of_a_non_evaluation_csv_is_an_error(tmp_path):
     assert not (tmp_path / "a.png").exists()
 
 
-def test_each_algorithm_keeps_its_own_colour_whatever_the_row_order():
-    # The bars once took palette colours in legend order, so MAML could be drawn in ProtoNet's red.
-    records = [{"algorithm": "protonet"}, {"algorithm": "anil"}, {"algorithm": "maml", "order": "second"},
-               {"algorithm": "maml", "order": "first"}, {"algorithm": "maml", "order": "second"}]
-    labels = ["protonet", "anil", "maml 2nd a", "maml 1st", "maml 2nd b"]
-    colors = protocol_colors(labels, records)
-    assert colors["protonet"] == colors_of("protonet")["ours"] and colors["anil"] == colors_of("anil")["ours"]
-    assert colors["maml 2nd a"] == colors_of("maml")["ours"] and colors["maml 1st"] == colors_of("maml")["first"]
-    assert colors["maml 2nd b"] not in {c for a in registry.NAMES for c in colors_of(a).values()}
-    assert len(set(colors.values())) == len(labels)
+def grid_rows(tmp_path):
+    """A grid whose cells each trained their own way, as MAML's cpu budget does."""
+    csv_path = tmp_path / "eval.csv"
+    for algorithm, ways, shots, iterations in [("maml", 5, 1, 6000), ("maml", 20, 1, 4200),
+                                               ("protonet", 5, 1, 1500), ("protonet", 20, 1, 1500)]:
+        append_row(csv_path, {"algorithm": algorithm, "order": "second" if algorithm == "maml"
+                              else "", "train_ways": ways if algorithm == "maml" else 60,
+                              "train_shots": shots, "train_iterations": iterations,
+                              "test_ways": ways, "test_shots": shots, "accuracy_mean": 0.9,
+                              "ci95": 0.01, "episodes": 100, "checkpoint": f"{algorithm}{ways}/b.pt"})
+    return csv_path
 
 
-def test_an_algorithm_trained_per_cell_keeps_one_colour():
-    # A grid whose cells each train their own way (MAML's cpu budget): one hue per algorithm.
-    records = [{"algorithm": "maml", "test_ways": w, "test_shots": 1} for w in (5, 20)]
-    records += [{"algorithm": "protonet", "test_ways": w, "test_shots": 1} for w in (5, 20)]
-    colors = protocol_colors(["maml 5w", "maml 20w", "proto 5w", "proto 20w"], records)
-    assert colors["maml 5w"] == colors["maml 20w"] == colors_of("maml")["ours"]
-    assert colors["proto 5w"] == colors["proto 20w"] == colors_of("protonet")["ours"]
+def test_accuracy_legend_has_one_entry_per_algorithm_and_a_caption_per_cell(tmp_path):
+    table = aggregate(read_results([grid_rows(tmp_path)]))
+    cells, bars, _ = accuracy_bars(table)
+    ours = [b for b in bars if not b.paper]
+    assert {b.family for b in ours} == {"maml second order", "protonet"}
+    assert {b.color for b in ours if b.family == "protonet"} == {colors_of("protonet")["ours"]}
+    assert {b.color for b in ours if b.family.startswith("maml")} == {colors_of("maml")["ours"]}
+    assert all(b.color == colors_of(b.family)["paper"] for b in bars if b.paper)
+    notes = caption(cells, bars)
+    assert notes == ["maml second order: 5w1s 6000 it; 20w1s 4200 it"]  # ProtoNet: one training
+
+
+def test_two_bars_of_one_algorithm_in_a_cell_are_told_apart(tmp_path):
+    csv_path = grid_rows(tmp_path)
+    append_row(csv_path, {"algorithm": "maml", "order": "first", "train_ways": 5, "train_shots": 1,
+                          "train_iterations": 6000, "test_ways": 5, "test_shots": 1,
+                          "accuracy_mean": 0.8, "ci95": 0.01, "checkpoint": "fo/b.pt"})
+    append_row(csv_path, {"algorithm": "protonet", "train_ways": 60, "train_shots": 1,
+                          "train_iterations": 300, "test_ways": 5, "test_shots": 1,
+                          "accuracy_mean": 0.8, "ci95": 0.01, "checkpoint": "short/b.pt"})
+    cells, bars, _ = accuracy_bars(aggregate(read_results([csv_path])))
+    proto = [b for b in bars if b.family == "protonet" and not b.paper and b.cell == 0]
+    assert sorted(b.tag for b in proto) == ["a", "b"]
+    first = [b for b in bars if b.family == "maml first order"]
+    assert first and first[0].color == colors_of("maml")["first"]
+    assert any(line.startswith("protonet: 5w1s a ") and "; 5w1s b " in line
+               for line in caption(cells, bars))
+    out = tmp_path / "a.png"
+    plot_accuracy([csv_path], out)
+    assert_png(out)

@@ -7,11 +7,14 @@ no display is needed and no global backend state changes.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from fewshot_cli.algorithms.registry import NAMES as ALGORITHMS
 from fewshot_cli.errors import FewshotError
 
 DPI = 120
@@ -25,20 +28,8 @@ def colors_of(algorithm: str) -> dict:
     return dict(registry.get(algorithm).colors) if algorithm in registry.NAMES else UNKNOWN_COLORS
 
 
+LINE_STYLES = ("-", "--", ":", "-.")
 FIGURE_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}  # matplotlib's name for each
-# Our bars: a strong colour per protocol.
-PALETTE = (
-    "#1f77b4",
-    "#d62728",
-    "#2ca02c",
-    "#9467bd",
-    "#ff7f0e",
-    "#8c564b",
-    "#e377c2",
-    "#17becf",
-    "#bcbd22",
-    "#7f7f7f",
-)
 
 
 def read_curve(run_dir: str | Path) -> pd.DataFrame:
@@ -117,6 +108,19 @@ def read_losses(run_dir: str | Path) -> pd.DataFrame | None:
     return rows if not rows.empty else None
 
 
+def curve_label(run_dir: str | Path) -> str:
+    """A run's legend label: its algorithm and training cell (``maml 5w1s``), from config.json;
+    the folder's name for a folder without one."""
+    from fewshot_cli.run.checkpoint import read_config
+    from fewshot_cli.run.config import TrainConfig
+
+    try:
+        config = TrainConfig.from_dict(read_config(Path(run_dir))).resolved()
+    except FewshotError:
+        return Path(run_dir).resolve().name
+    return f"{config.algorithm} {config.ways}w{config.shots}s"
+
+
 def plot_curves(
     run_dirs: Iterable[str | Path], out: str | Path, warn: Callable[[str], None] | None = None
 ) -> Path:
@@ -145,7 +149,7 @@ def plot_curves(
     if not run_dirs:
         raise FewshotError("give at least one run directory")
     for run_dir in run_dirs:
-        label = Path(run_dir).resolve().name
+        label = curve_label(run_dir)
         try:
             log = read_curve(run_dir)
         except NoValidationYet as exc:
@@ -157,7 +161,7 @@ def plot_curves(
             continue
         if log is None:
             left_out.append(f"{run_dir}: training loss only ({missing})")
-        runs[label if label not in runs else str(run_dir)] = (log, losses)
+        runs[label if label not in runs else f"{label} ({run_dir})"] = (log, losses)
     if not runs:
         raise FewshotError(f"no run has a validation row yet ({', '.join(map(str, run_dirs))})")
     for message in left_out if warn is not None else ():
@@ -168,8 +172,13 @@ def plot_curves(
     loss_axes = panels.pop(0) if with_losses else None
     by_iteration, by_time = panels
     by_time.sharey(by_iteration)
+    seen: dict[str, int] = {}
     for index, (label, (log, losses)) in enumerate(runs.items()):
-        color = f"C{index % 10}"
+        # One hue per algorithm (as in plot accuracy), a line style per run of it.
+        algorithm = label.split()[0]
+        color = colors_of(algorithm)["ours"] if algorithm in ALGORITHMS else f"C{index % 10}"
+        style = LINE_STYLES[seen.get(algorithm, 0) % len(LINE_STYLES)]
+        seen[algorithm] = seen.get(algorithm, 0) + 1
         if losses is not None:
             window = max(1, len(losses) // 50)
             loss_axes.plot(
@@ -179,6 +188,7 @@ def plot_curves(
                 losses["iteration"],
                 losses["train_loss"].rolling(window, min_periods=1).mean(),
                 color=color,
+                linestyle=style,
                 label=label,
             )
         if log is not None:
@@ -189,6 +199,7 @@ def plot_curves(
                 marker=marker,
                 markersize=3,
                 color=color,
+                linestyle=style,
                 label=label,
             )
             by_time.plot(
@@ -197,6 +208,7 @@ def plot_curves(
                 marker=marker,
                 markersize=3,
                 color=color,
+                linestyle=style,
                 label=label,
             )
     by_iteration.set(
@@ -222,29 +234,44 @@ def plot_curves(
 
 def protocol_labels(
     table: pd.DataFrame, axis: tuple[str, ...] = ("test_ways", "test_shots")
-) -> tuple[list[str], list[str]]:
-    """A legend label for each line of an ``aggregate`` table, and the values all lines share.
+) -> tuple[list[str], list[str], list[str]]:
+    """Each line's family, what sets it apart within its family, and what every line shares.
 
-    A label names the algorithm (and MAML order) and every other protocol column whose value
-    differs between lines (``axis`` columns aside: the x axis shows them), e.g.
-    ``maml second order, split=lake, bn_mode=running``.
+    A family is an algorithm (and MAML's order); a line's details name each protocol column
+    whose value differs between the lines of its family (``axis`` columns aside: the x axis
+    shows them), e.g. ``6000 it, vmap engine``.
 
     Example::
 
-        labels, shared = protocol_labels(aggregate(rows))
+        families, details, shared = protocol_labels(aggregate(rows))
     """
-    from fewshot_cli.report.tables import shown_columns
+    from fewshot_cli.report.tables import STATS, shown_columns
 
-    shown, shared = shown_columns(table, always=("algorithm", "order"))
-    varying = [c for c in shown if c not in ("algorithm", "order", *axis)]
-    if {"train_ways", "train_shots"} & set(varying):
-        varying = [c for c in varying if c != "train_shots"]  # both in one word: trained 5w1s
-    labels = []
-    for record in table.to_dict("records"):
-        name = record["algorithm"] + (f" {record['order']} order" if record.get("order") else "")
-        details = [protocol_word(c, record) for c in varying if record[c] != ""]
-        labels.append(name + (": " + ", ".join(details) if details else ""))
-    return labels, [s for s in shared if not s.startswith(axis)]
+    _, shared = shown_columns(table, always=("algorithm", "order"))
+    families = [
+        r["algorithm"] + (f" {r['order']} order" if r.get("order") else "")
+        for r in table.to_dict("records")
+    ]
+    details = [""] * len(table)
+    for family in dict.fromkeys(families):
+        lines = [i for i, f in enumerate(families) if f == family]
+        own = table.iloc[lines]
+        varying = [
+            c
+            for c in own.columns
+            if c not in ("algorithm", "order", *axis, *STATS) and own[c].nunique() > 1
+        ]
+        if {"train_ways", "train_shots"} & set(varying):
+            varying = [c for c in varying if c != "train_shots"]  # both in one: trained 5w1s
+        for i, record in zip(lines, own.to_dict("records")):
+            words = [c for c in varying if record[c] != ""]
+            if [record.get("train_ways"), record.get("train_shots")] == [
+                record.get("test_ways"),
+                record.get("test_shots"),
+            ]:  # trained at the cell it is tested at: the x axis says so
+                words = [c for c in words if c not in ("train_ways", "train_shots")]
+            details[i] = ", ".join(protocol_word(c, record) for c in words)
+    return families, details, [s for s in shared if not s.startswith(axis)]
 
 
 def protocol_word(column: str, record: dict) -> str:
@@ -258,60 +285,55 @@ def protocol_word(column: str, record: dict) -> str:
         "train_queries": f"{value} training queries",
         "train_iterations": f"{value} it",
         "test_queries": f"{value} queries",
-        "inner_steps_test": f"{value} steps",
+        "inner_steps_train": f"{value} inner steps",
+        "inner_steps_test": f"{value} test steps",
+        "inner_lr": f"inner lr {value}",
+        "engine": f"{value} engine",
+        "meta_batch": f"meta-batch {value}",
+        "lr": f"Adam {value}",
+        "lr_halve_every": f"halved every {value}" if value not in ("0", "") else "constant lr",
+        "init_from": f"from {value}",
         "bn_mode": f"BN {value}",
     }
     return words.get(column, f"{column} {value}")
 
 
-def protocol_colors(labels: list[str], records: list[dict]) -> dict[str, str]:
-    """A colour per protocol label, from its algorithm's own, so bars match their paper's hue.
+@dataclass(frozen=True)
+class Bar:
+    """One bar of ``plot_accuracy``.
 
-    Every label of an algorithm (and order: ``colors["first"]`` for first order where the
-    algorithm has one) takes its colour, e.g. a grid whose cells each trained their own way.
-    Only where two labels of one algorithm share a grid cell do the later ones take unused
-    colours of ``PALETTE``, those no algorithm owns first.
-
-    Example:
-        >>> protocol_colors(["protonet", "maml a", "maml b"],
-        ...                 [{"algorithm": "protonet"}, {"algorithm": "maml"}, {"algorithm": "maml"}])
-        {'protonet': '#d62728', 'maml a': '#1f77b4', 'maml b': '#ff7f0e'}
+    Attributes:
+        cell: the index of its grid cell on the x axis.
+        family: its algorithm (and MAML's order): its colour and legend entry.
+        height, ci: accuracy and 95% CI, in percent (CI 0 for a published number).
+        paper: a published number (hatched) rather than ours.
+        tag: ``a``, ``b``...: several lines of one family in one cell, told apart in the caption.
+        details: what sets it apart from its family's other lines (the caption's words).
     """
-    from fewshot_cli.algorithms import registry
 
-    def family(record: dict) -> tuple[str, bool]:
-        return record["algorithm"], record.get("order") == "first"
+    cell: int
+    family: str
+    height: float
+    ci: float
+    paper: bool = False
+    tag: str = ""
+    details: str = ""
 
-    first_in_cell: dict[tuple, str] = {}
-    crowded = set()  # families with two labels in one cell: those need more than one colour
-    for label, record in zip(labels, records):
-        cell = (family(record), record.get("test_ways"), record.get("test_shots"))
-        if first_in_cell.setdefault(cell, label) != label:
-            crowded.add(family(record))
-    owned = {c for name in registry.NAMES for c in colors_of(name).values()}
-    spare = [c for c in PALETTE if c not in owned] + [c for c in PALETTE if c in owned]
-    colors: dict[str, str] = {}
-    for label, record in zip(labels, records):
-        if label in colors:
-            continue
-        own = colors_of(record["algorithm"])
-        base = own.get("first", own["ours"]) if family(record)[1] else own["ours"]
-        used = set(colors.values())
-        if family(record) not in crowded or base not in used:
-            colors[label] = base
-            continue
-        free = [c for c in spare if c not in used]
-        colors[label] = free[0] if free else PALETTE[len(colors) % len(PALETTE)]
-    return colors
+    @property
+    def color(self) -> str:
+        own = colors_of(self.family.split()[0])
+        if self.paper:
+            return own["paper"]
+        return own.get("first", own["ours"]) if "first order" in self.family else own["ours"]
 
 
-def accuracy_bars(table: pd.DataFrame) -> tuple[list[tuple[str, str]], list[tuple], list[str]]:
+def accuracy_bars(table: pd.DataFrame) -> tuple[list[tuple[str, str]], list[Bar], list[str]]:
     """The bars of ``plot_accuracy`` for an ``aggregate`` table grouped by the protocol.
 
     Returns:
         ``(cells, bars, shared)``: the ``(ways, shots)`` cells in order; one bar per table line
-        and per published result of a cell, as ``(cell index, label, height %, ci %, colour,
-        hatch)``; and the ``column value`` notes that hold for every line.
+        and per published result of a cell; and the ``column value`` notes that hold for every
+        line.
 
     Raises:
         FewshotError: the table has no line (the CSVs have no rows).
@@ -321,43 +343,48 @@ def accuracy_bars(table: pd.DataFrame) -> tuple[list[tuple[str, str]], list[tupl
 
     if table.empty:
         raise FewshotError("no evaluation rows to plot (the CSVs have a header only)")
-    labels, shared = protocol_labels(table)
-    colors = protocol_colors(labels, table.to_dict("records"))
+    families, details, shared = protocol_labels(table)
     cells = sorted(
         dict.fromkeys(zip(table["test_ways"], table["test_shots"])),
         key=lambda cell: (natural_key(cell[0]), natural_key(cell[1])),
     )
-    bars = []
-    for index, (ways, shots) in enumerate(cells):
-        here = (table["test_ways"] == ways) & (table["test_shots"] == shots)
-        for label, record in zip(
-            [name for name, h in zip(labels, here) if h], table[here].to_dict("records")
-        ):
-            ci = record["ci95"]
-            bars.append(
-                (
-                    index,
-                    label,
-                    100 * record["accuracy_mean"],
-                    0.0 if math.isnan(ci) else 100 * ci,
-                    colors[label],
-                    "",
-                )
-            )
-        for algorithm in dict.fromkeys(table[here]["algorithm"]):
-            key = (algorithm, int(natural_key(ways)[1]), int(natural_key(shots)[1]))
-            if key in PUBLISHED:
+    bars, published = [], set()
+    for index, cell in enumerate(cells):
+        here = [i for i, c in enumerate(zip(table["test_ways"], table["test_shots"])) if c == cell]
+        for family in dict.fromkeys(families[i] for i in here):
+            lines = [i for i in here if families[i] == family]
+            for n, i in enumerate(lines):
+                record = table.iloc[i]
+                ci = 0.0 if math.isnan(record["ci95"]) else 100 * record["ci95"]
+                tag = "abcdefghijklmnopqrstuvwxyz"[n] if len(lines) > 1 else ""
                 bars.append(
-                    (
-                        index,
-                        f"{algorithm} (paper)",
-                        PUBLISHED[key],
-                        0.0,
-                        colors_of(algorithm)["paper"],
-                        "//",
-                    )
+                    Bar(index, family, 100 * record["accuracy_mean"], ci, False, tag, details[i])
                 )
+            key = (family.split()[0], int(natural_key(cell[0])[1]), int(natural_key(cell[1])[1]))
+            if key in PUBLISHED and key not in published:  # once per algorithm and cell
+                published.add(key)
+                bars.append(Bar(index, key[0], PUBLISHED[key], 0.0, paper=True))
     return cells, bars, shared
+
+
+def caption(cells: list[tuple[str, str]], bars: list[Bar]) -> list[str]:
+    """Lines under the plot: per family, what each cell's training was where they differ.
+
+    Example::
+
+        caption([("5", "1")], [Bar(0, "maml", 97.1, 0.3, details="6000 it")])
+        # ['maml: 5w1s 6000 it']
+    """
+    lines = []
+    for family in dict.fromkeys(b.family for b in bars if not b.paper):
+        parts = [
+            f"{cells[b.cell][0]}w{cells[b.cell][1]}s{' ' + b.tag if b.tag else ''} {b.details}"
+            for b in bars
+            if b.family == family and not b.paper and (b.details or b.tag)
+        ]
+        if parts:
+            lines.append(f"{family}: " + "; ".join(p.strip() for p in parts))
+    return lines
 
 
 def plot_accuracy(
@@ -365,10 +392,11 @@ def plot_accuracy(
 ) -> Path:
     """Test accuracy with 95% CI error bars per grid cell, ours beside the published numbers.
 
-    Rows are grouped as ``fewshot aggregate`` groups them (by the whole protocol: split and part,
-    backbone, training length, BatchNorm mode...), so a bar never averages two experiments; each
-    bar is labelled with what sets it apart. Each published result (``reproduce.PUBLISHED``) for
-    a cell we have is a lighter, hatched bar beside ours.
+    Rows are grouped as ``fewshot aggregate`` groups them (by the whole protocol), so a bar never
+    averages two experiments. One colour and one legend entry per algorithm (ours solid, its
+    published result for the cell hatched, ``run.grid.PUBLISHED``); how each cell's training
+    differs is written under the plot, with letters where one algorithm has several bars in a
+    cell.
 
     Args:
         csv_patterns: evaluation CSVs (paths or glob patterns).
@@ -387,49 +415,60 @@ def plot_accuracy(
     figure_format(out)
     table = aggregate(read_results(csv_patterns), by=DEFAULT_BY, warn=warn)
     cells, bars, shared = accuracy_bars(table)
-    legend_lines = len({b[1] for b in bars})
+    notes = caption(cells, bars)
+    wrapped = [textwrap.fill(n, 130, subsequent_indent="    ") for n in notes]
+    note_lines = sum(w.count("\n") + 1 for w in wrapped)
     figure = Figure(
-        figsize=(max(7.0, 2.4 * len(cells) + 2), 4.5 + 0.2 * legend_lines), layout="constrained"
+        figsize=(max(9.0, 2.4 * len(cells) + 2), 4.8 + 0.18 * note_lines), layout="constrained"
     )
     axes = figure.subplots()
-    per_cell = {i: [b for b in bars if b[0] == i] for i in range(len(cells))}
+    per_cell = {i: [b for b in bars if b.cell == i] for i in range(len(cells))}
     width = 0.8 / max(len(v) for v in per_cell.values())
     for index, group in per_cell.items():
-        for slot, (_, _name, height, ci, color, hatch) in enumerate(group):
+        for slot, bar in enumerate(group):
             x = index + (slot - (len(group) - 1) / 2) * width
             axes.bar(
                 x,
-                height,
+                bar.height,
                 width * 0.95,
-                yerr=ci or None,
+                yerr=bar.ci or None,
                 capsize=4,
-                color=color,
-                hatch=hatch,
+                color=bar.color,
+                hatch="//" if bar.paper else "",
                 edgecolor="#444444",
                 linewidth=0.6,
             )
-            axes.text(x, height + ci + 0.3, f"{height:.1f}", ha="center", va="bottom", fontsize=8)
-    heights = [b[2] - b[3] for b in bars]
-    axes.set_ylim(max(0.0, min(heights) - 5), 101.5)
+            text = f"{bar.height:.1f}" + (f"\n{bar.tag}" if bar.tag else "")
+            axes.text(x, bar.height + bar.ci + 0.3, text, ha="center", va="bottom", fontsize=8)
+    heights = [b.height - b.ci for b in bars]
+    axes.set_ylim(max(0.0, min(heights) - 5), 102.5)
     axes.set_xticks(range(len(cells)), [f"{w}-way {s}-shot" for w, s in cells])
     axes.set_ylabel("test accuracy (%)")
     axes.set_title(
-        "Omniglot test accuracy, ours (95% CI) and published"
+        "Omniglot test accuracy, ours (95% CI, solid) and published (hatched)"
         + (f"\nevery bar of ours: {', '.join(shared)}" if shared else ""),
         fontsize="medium",
     )
     axes.grid(axis="y", alpha=0.3)
     legend = {}
-    for _, name, _, _, color, hatch in bars:
-        legend.setdefault(
-            name, Patch(facecolor=color, hatch=hatch, edgecolor="#444444", label=name)
+    for bar in bars:  # one entry per family and kind: the caption says how cells differ
+        family = bar.family.split()[0] if bar.paper else bar.family
+        kind = "paper" if bar.paper else "ours"
+        legend.setdefault(family.split()[0], {})[kind] = Patch(
+            facecolor=bar.color,
+            hatch="//" if bar.paper else "",
+            edgecolor="#444444",
+            label=f"{family} ({kind})",
         )
-    # Below the bars: long protocol labels must not squeeze the axes.
+    handles = [h for pair in legend.values() for h in (pair.get("ours"), pair.get("paper")) if h]
+    # Below the axes, one column per algorithm (ours above its paper's): the bars stay clear.
     axes.legend(
-        handles=list(legend.values()),
+        handles=handles,
         fontsize="small",
         loc="upper center",
-        bbox_to_anchor=(0.5, -0.1),
-        ncols=1 if len(legend) > 6 or max(map(len, legend)) > 60 else 2,
+        bbox_to_anchor=(0.5, -0.08),
+        ncols=max(1, len(legend)),
     )
+    if wrapped:
+        figure.supxlabel("\n".join(wrapped), fontsize="small", ha="left", x=0.01)
     return save(figure, out)
