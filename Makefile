@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed
 venv: $(STAMP)
 
 # learn2learn 0.2.0's sdist ships C files from an old Cython that do not compile on
-# Python >= 3.11 (upstream issue #413). Build it without isolation against the
+# Python >= 3.11 (github.com/learnables/learn2learn/issues/413). Build it without isolation against the
 # torch/Cython already in the venv, and let `build_ext` re-cythonize its .pyx sources.
 # Its declared gsutil/qpth are not needed to import it (and qpth does not build
 # without isolation), hence --no-deps for it and for our own package.

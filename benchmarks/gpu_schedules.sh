@@ -1,16 +1,15 @@
 #!/bin/bash
-# Schedule trials for the cpu budget's MAML cells, on one GPU, in one call of the device tool.
+# Schedule trials for the cpu budget's MAML cells, on one GPU, in one call.
 #
 # The cpu budget runs on CPUs; this script measures, on a GPU and with the vmap engine (the same
 # meta-gradient as learn2learn's loop), schedules too long to try there: starting the 5w5s,
 # 20w1s and 20w5s trainings from the cpu 5w1s cell's model (--init-from), and the 5w1s cell
-# itself continued past its 3000 iterations. Round 1 (`bash benchmarks/gpu_schedules.sh 1`):
-# four trainings side by side beside the CUDA tests; round 2 (`... 2`): five 20-way trainings.
+# itself continued past its 3000 iterations. First trials (`bash benchmarks/gpu_schedules.sh 1`):
+# four trainings side by side beside the CUDA tests; second (`... 2`): five 20-way trainings.
 # Each training is bounded in time, then tested on 600 episodes.
 #
 # Run from the project root with .gpu/ (see benchmarks/gpu.sh) and the cpu 5w1s run's
-# checkpoints, e.g. with the device tool: command `bash benchmarks/gpu_schedules.sh`, carry
-# [".gpu", "results/cpu/runs/maml-5w1s/best.pt", "results/cpu/runs/maml-5w1s/last.pt"].
+# checkpoints (results/cpu/runs/maml-5w1s/{best,last}.pt) beside it: `bash benchmarks/gpu_schedules.sh`.
 # About 7 minutes. Brings back gpu-tests.txt, trials.txt (every validation curve and test row)
 # and trials.tgz (the run directories' logs and configurations, no checkpoints).
 OUT=${OUT:-/tmp/gpu-out}
@@ -60,8 +59,8 @@ if [ "${1:-1}" = 1 ]; then
   ) &
   wait
 else
-  # Round 2: the 20-way cells again, after the new head of a started run became the random one
-  # (round 1 started them from a zero head), at three meta learning rate schedules.
+  # Second trials: the 20-way cells again, after the new head of a started run became the random
+  # one (the first trials started them from a zero head), at three meta learning rate schedules.
   stamp "five trainings side by side"
   trial 20w1s-lr3e-3 300 --ways 20 --shots 1 --queries 5 --iterations 1000 "${COMMON[@]}" &
   trial 20w1s-lr3e-3-halve250 300 --ways 20 --shots 1 --queries 5 --iterations 1000 \

@@ -1,7 +1,7 @@
 #!/bin/bash
 # What produced results/gpu/h100_side_by_side.txt (kept for the record). Needs .gpu/ (wheels, Omniglot
 # tarball, setup.sh; see benchmarks/gpu.sh). Trainings side by side oversubscribed the CPU: prefer benchmarks/gpu.sh.
-# Final device run: CUDA tests, then the four MAML cells (paper settings, vmap engine) and ProtoNet
+# On one GPU: CUDA tests, then the four MAML cells (paper settings, vmap engine) and ProtoNet
 # trained side by side on one GPU under a time limit, each tested with the reproduce protocol.
 START=$(date +%s); stamp() { echo "=== $1 ($(( $(date +%s) - START )) s)"; }
 source .gpu/setup.sh

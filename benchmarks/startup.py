@@ -1,8 +1,8 @@
 """Start-up time of the command line: what a user waits for before any work is done.
 
 Times, in fresh processes, ``fewshot --help``, ``fewshot train --help`` and ``fewshot predict``
-with a ProtoNet on 20 support images (4 classes of 5) and 20 query images (issue 11 item 6:
-targets on 2 cores are 1 s for each --help and 4 s for predict). Prints the median and the
+with a ProtoNet on 20 support images (4 classes of 5) and 20 query images (targets on 2 cores:
+1 s for each --help and 4 s for predict). Prints the median and the
 fastest of ``--runs`` runs of each.
 
 Usage (from the project root)::

@@ -56,7 +56,7 @@ def test_a_config_json_without_the_new_fields_loads_as_before(tiny_data, tmp_pat
                                            "model": model.state_dict()})
     loaded_config, loaded, _, _ = load_run(tmp_path)
     assert tracks_running_stats(loaded)
-    # Its running statistics exist but came from adapted clones (issue 14): batch mode only.
+    # Its running statistics exist but came from adapted clones: batch mode only.
     with pytest.raises(FewshotError, match="not sound"):
         evaluate_run(tmp_path, episodes=3, bn_mode="running", data=tiny_data)
     result, row = evaluate_run(tmp_path, episodes=3, data=tiny_data)

@@ -153,7 +153,7 @@ def test_cells_and_budgets():
 
 
 def test_budgets_keep_their_settings():
-    # Issue 10: MAML's quick and cpu budgets use the vmap engine; paper keeps its lengths.
+    # MAML's quick and cpu budgets use the vmap engine; paper keeps its lengths.
     cpu, quick, paper = BUDGETS["cpu"], BUDGETS["quick"], BUDGETS["paper"]
     assert cpu.algorithms["maml"].options["engine"] == quick.algorithms["maml"].options["engine"] == "vmap"
     assert cpu.algorithms["protonet"] == BudgetSettings(1500, 1000, {"ways": 60})

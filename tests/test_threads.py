@@ -1,4 +1,4 @@
-"""``--threads N`` bounds torch's CPU threads, next to ``--device`` (issue 14 item 15)."""
+"""``--threads N`` bounds torch's CPU threads, next to ``--device``."""
 
 import pytest
 import torch
