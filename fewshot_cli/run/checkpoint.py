@@ -18,6 +18,7 @@ import torch
 from fewshot_cli.algorithms import registry
 from fewshot_cli.atomic import atomic_torch_save, atomic_write_text
 from fewshot_cli.errors import FewshotError
+from fewshot_cli.run import pretrained
 from fewshot_cli.run.config import TrainConfig
 
 CONFIG, LAST, BEST, LOG = "config.json", "last.pt", "best.pt", "log.csv"
@@ -130,9 +131,10 @@ def load_checkpoint(path: Path) -> dict:
 def resolve_run(path: Path, which: str = BEST) -> tuple[Path, Path]:
     """``(run directory, checkpoint file)`` for a run directory or a checkpoint path.
 
-    For a directory, ``which`` (``best.pt`` by default) is used, falling back to ``last.pt``.
+    For a directory, ``which`` (``best.pt`` by default) is used, falling back to ``last.pt``;
+    ``pretrained:NAME`` is a shipped model's run directory (``run.pretrained``).
     """
-    path = Path(path)
+    path = pretrained.locate(path)
     if path.is_dir():
         for name in (which, LAST):
             if (path / name).is_file():
