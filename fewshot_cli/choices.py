@@ -14,7 +14,15 @@ Example:
 SPLITS = ("lake", "vinyals", "random")  # data.splits: the ways to split Omniglot's classes
 PARTS = ("train", "val", "test", "trainval")  # data.splits: the parts of a split
 BACKBONES = ("conv4", "conv4-strided")  # algorithms.backbone: the embedding networks
-BN_MODES = ("batch", "running")  # algorithms.base: BatchNorm statistics at test time
+BN_MODES = ("batch", "support", "running")  # algorithms.base: BatchNorm statistics at test time
+# One line per mode, for help texts and notices (algorithms.base defines them).
+BN_MODE_HELP = {
+    "batch": "the queries in one batch with the support images, normalised together (a "
+    "query's prediction depends on the other queries)",
+    "support": "each query in a batch of its own with the support images (a query's "
+    "prediction depends on the support images and on it alone)",
+    "running": "the statistics gathered in training, each image on its own",
+}
 INVERT_MODES = ("auto", "yes", "no")  # predict: whether to invert the user's images
 FORMATS = ("table", "markdown", "csv")  # report.aggregate: what aggregate writes
 COMPARISON_FORMATS = ("table", "markdown")  # report.comparison: what format_comparison writes

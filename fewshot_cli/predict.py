@@ -13,7 +13,12 @@ of 255): a light border means a light background, hence dark strokes.
 Queries are classified by the run's algorithm exactly as ``fewshot eval`` classifies an
 episode's queries (``run.evaluation.prepared_copy`` and the algorithm's ``classifier``): ProtoNet by
 the nearest prototype (mean support embedding); MAML adapts a copy of the model on the support
-set (with as many outputs as there are classes) and classifies with the adapted clone.
+set (with as many outputs as there are classes) and classifies with the adapted clone. By default
+(``--bn-mode auto``) a query's prediction depends on the support set and on that query only:
+``support`` BatchNorm where the algorithm's own mode is ``batch``, ``running`` for ProtoNet.
+
+A query folder whose sub-folders are named after support classes is labelled: the predictions
+then get a ``true_class`` column and the report gives the accuracy.
 """
 
 from __future__ import annotations
@@ -28,13 +33,19 @@ import numpy as np
 import torch
 
 from fewshot_cli.algorithms import registry
+from fewshot_cli.algorithms.base import classify_queries
 from fewshot_cli.atomic import atomic_write_text
-from fewshot_cli.choices import INVERT_MODES
+from fewshot_cli.choices import BN_MODE_HELP, INVERT_MODES
 from fewshot_cli.data.source import IMAGE_SIZE
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.run.checkpoint import load_trained
+from fewshot_cli.run.checkpoint import load_run
 from fewshot_cli.run.config import TrainConfig, pick_device
-from fewshot_cli.run.evaluation import prepared_copy, refuse_test_steps, resolve_bn_mode
+from fewshot_cli.run.evaluation import (
+    checkpoint_notices,
+    prepared_copy,
+    refuse_test_steps,
+    resolve_bn_mode,
+)
 
 if TYPE_CHECKING:  # pandas is imported where the table is made (it costs a second)
     import pandas as pd
@@ -94,8 +105,8 @@ def to_grayscale(image) -> Image.Image:
     """A Pillow image as 8-bit grayscale (mode ``L``).
 
     Camera rotation (EXIF) is applied; transparent pixels become white (a drawing on a
-    transparent sheet reads as one on paper); 16-bit and float images are scaled to 0..255
-    instead of being clipped.
+    transparent sheet reads as one on paper); 16-bit, 32-bit and float images are stretched
+    from their own darkest and lightest pixel to 0..255 (a 16-bit file may hold 0..255 values).
     """
     from PIL import Image, ImageOps
 
@@ -105,9 +116,9 @@ def to_grayscale(image) -> Image.Image:
         image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
     if image.mode.startswith("I;16") or image.mode in ("I", "F"):
         pixels = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") else max(float(pixels.max()), 255.0)
-        scaled = np.clip(pixels * (255.0 / top), 0, 255).round().astype(np.uint8)
-        return Image.fromarray(scaled, mode="L")
+        low, high = float(pixels.min()), float(pixels.max())
+        scaled = (pixels - low) * (255.0 / (high - low)) if high > low else pixels * 0
+        return Image.fromarray(scaled.round().astype(np.uint8), mode="L")
     return image.convert("L")
 
 
@@ -286,9 +297,64 @@ def load_query(
     return images, kept
 
 
-def _chunks(images: torch.Tensor):
-    for start in range(0, len(images), CHUNK):
-        yield images[start : start + CHUNK]
+def labelled_query(query_path: str | Path, classes: list[str]) -> bool:
+    """Whether the query folder is labelled: one of its sub-folders is named after a support class.
+
+    An image in such a sub-folder (at any depth) belongs to that class (``true_class``).
+
+    Raises:
+        FewshotError: a labelled query folder has a sub-folder named after no support class.
+
+    Example::
+
+        labelled_query("photos", ["cat", "dog"])  # photos/cat/1.jpg, photos/dog/2.png
+        # True
+    """
+    folder = Path(query_path)
+    if not folder.is_dir():
+        return False
+    names = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not set(names) & set(classes):
+        return False
+    strangers = [name for name in names if name not in classes]
+    if strangers:
+        raise FewshotError(
+            f"query folder {folder} has sub-folders named after support classes, but "
+            f"'{strangers[0]}' is none of them ({', '.join(classes)}): rename or move it"
+        )
+    return True
+
+
+def true_class(query_path: str | Path, path: str | Path) -> str:
+    """The class of a query image of a labelled query folder: its sub-folder's name, or ``""``
+    for an image directly in the query folder.
+
+    Example:
+        >>> true_class("photos", "photos/cat/old/1.jpg"), true_class("photos", "photos/2.jpg")
+        ('cat', '')
+    """
+    parts = Path(path).relative_to(Path(query_path)).parts
+    return parts[0] if len(parts) > 1 else ""
+
+
+def unbalanced_support(support: SupportSet) -> str | None:
+    """The smallest and the largest class of an unbalanced support set, in words, or None.
+
+    Example::
+
+        unbalanced_support(load_support("examples"))
+        # "'cat' has 1 image, 'dog' has 10"
+    """
+    counts = torch.bincount(support.labels, minlength=len(support.classes)).tolist()
+    small, large = min(counts), max(counts)
+    if small == large:
+        return None
+
+    def images(n: int) -> str:
+        return f"{n} image{'s' if n != 1 else ''}"
+
+    smallest, largest = support.classes[counts.index(small)], support.classes[counts.index(large)]
+    return f"'{smallest}' has {images(small)}, '{largest}' has {images(large)}"
 
 
 def classify(
@@ -302,18 +368,19 @@ def classify(
 ) -> torch.Tensor:
     """Class probabilities ``[len(query), len(support.classes)]`` (softmax of the logits).
 
-    The same computation as ``fewshot eval`` on an episode with these support images and these
-    queries (up to ``CHUNK`` queries: more are classified in chunks of ``CHUNK``, each with the
-    support images).
+    The same computation as ``fewshot eval --bn-mode <the same mode>`` on an episode with these
+    support images and these queries.
 
     Args:
         config: the run's resolved configuration.
         model: the trained network; left untouched (a deep copy is used).
         support: the labelled examples.
         query: ``float [n, 1, 28, 28]``.
-        bn_mode: ``running`` (each image on its own, with training's statistics), ``batch``
-            (statistics of the support images together with each chunk of queries) or ``auto``
-            (the algorithm's own: running for ProtoNet, batch for MAML, as ``fewshot eval``).
+        bn_mode: ``support`` (each query in a batch of its own with the support images),
+            ``running`` (each image on its own, with training's statistics), ``batch``
+            (statistics of the support images together with each chunk of ``CHUNK`` queries) or
+            ``auto`` (``running`` for ProtoNet, ``support`` for the algorithms whose own mode is
+            ``batch``).
         steps: adaptation steps (MAML; default: the run's ``test_inner_steps``).
         device: where to compute.
 
@@ -323,16 +390,15 @@ def classify(
         probabilities = classify(config.resolved(), model, load_support("examples"), images)
     """
     algorithm = registry.get(config.algorithm)
-    mode = resolve_bn_mode(config.algorithm, bn_mode, model)
+    mode = resolve_bn_mode(config.algorithm, bn_mode, model, predicting=True)
     ways = len(support.classes)
     model = prepared_copy(algorithm, model, ways, mode, device)
     fitted = algorithm.classifier(
         model, support.images.to(device), support.labels.to(device), ways, config, steps=steps
     )
     with torch.no_grad():
-        return torch.cat(
-            [torch.softmax(fitted(chunk), dim=1).cpu() for chunk in _chunks(query.to(device))]
-        )
+        logits = classify_queries(fitted, query.to(device), mode, chunk=CHUNK)
+    return torch.softmax(logits, dim=1).cpu()
 
 
 def predict(
@@ -351,17 +417,21 @@ def predict(
     Args:
         run: run directory or checkpoint of a trained model.
         support_dir: one sub-folder per class (its name is the label) with one or more images.
-        query_path: an image file, or a folder searched recursively for images.
+        query_path: an image file, or a folder searched recursively for images; a folder with
+            sub-folders named after support classes is labelled (see ``labelled_query``).
         invert: ``auto`` (invert images with a light border), ``yes`` or ``no``.
-        bn_mode: ``auto``, ``running`` or ``batch`` (see ``classify``).
+        bn_mode: ``auto``, ``support``, ``running`` or ``batch`` (see ``classify``).
         steps: MAML adaptation steps (default: the run's test inner steps); not for ProtoNet.
         strict: stop at an unreadable image instead of skipping it with a warning.
         device: ``auto``, ``cpu``, ``cuda``...
-        warn: called with a one-line message for each skipped image (default: ``warnings.warn``).
+        warn: called with a one-line message for each skipped image and for an unbalanced
+            support set where it biases the algorithm (default: ``warnings.warn``).
 
     Returns:
-        One row per query image: ``path``, the predicted ``label``, and ``p_<class>``, the
-        probability of each class in the support folder's (sorted) order.
+        One row per query image: ``path``, the predicted ``label``, its ``true_class`` (labelled
+        queries only), the ``bn_mode`` used, and ``p_<class>``, the probability of each class
+        in the support folder's (sorted) order. ``frame.attrs["notes"]`` holds what ``eval``
+        would note (checkpoint, a new head) and the BatchNorm mode, one line each.
 
     Raises:
         FewshotError: bad run, folders or options.
@@ -371,17 +441,27 @@ def predict(
         frame = predict("runs/proto", "examples", "photos")
         frame[["path", "label"]]
     """
+    warn = warn or _default_warn
     if invert not in INVERT_MODES:
         raise FewshotError(
             f"unknown --invert mode '{invert}' (choose from {', '.join(INVERT_MODES)})"
         )
-    config, model, _ = load_trained(run)
+    config, model, checkpoint_path, state = load_run(run)
     config = config.resolved()
-    resolve_bn_mode(config.algorithm, bn_mode, model)  # a bad mode fails before images are read
+    algorithm = registry.get(config.algorithm)
+    # A bad mode fails before images are read.
+    mode = resolve_bn_mode(config.algorithm, bn_mode, model, predicting=True)
     refuse_test_steps(config, steps, "--steps", run)
     support = load_support(support_dir, invert, strict, warn)
+    unbalanced = unbalanced_support(support)
+    if unbalanced and algorithm.unbalanced_support:
+        warn(
+            f"unbalanced support set: {unbalanced}; {config.algorithm} favours the larger "
+            f"classes ({algorithm.unbalanced_support}): give every class the same number"
+        )
+    labelled = labelled_query(query_path, support.classes)  # a bad folder fails before reading
     query, paths = load_query(query_path, invert, strict, warn)
-    probabilities = classify(config, model, support, query, bn_mode, steps, pick_device(device))
+    probabilities = classify(config, model, support, query, mode, steps, pick_device(device))
     import pandas as pd
 
     frame = pd.DataFrame(
@@ -390,14 +470,66 @@ def predict(
             "label": [support.classes[i] for i in probabilities.argmax(1).tolist()],
         }
     )
+    if labelled:
+        frame["true_class"] = [true_class(query_path, p) for p in paths]
+    frame["bn_mode"] = mode
     for index, name in enumerate(support.classes):
         frame[PROBABILITY_PREFIX + name] = probabilities[:, index].numpy().astype(float)
+    test_steps = steps if steps is not None else (config.test_inner_steps or 0)
+    frame.attrs["notes"] = [
+        *checkpoint_notices(
+            checkpoint_path,
+            state["iteration"],
+            config.iterations,
+            model,
+            len(support.classes),
+            test_steps,
+            action="predicting with",
+        ),
+        f"BatchNorm {mode}: {BN_MODE_HELP[mode]}",
+    ]
     return frame
 
 
+def accuracy_lines(frame: pd.DataFrame) -> list[str]:
+    """The accuracy of labelled predictions: overall on one line, then one line per class.
+
+    Empty when the queries are not labelled (no ``true_class``). Queries without a class (images
+    directly in a labelled query folder) are left out.
+
+    Example::
+
+        accuracy_lines(predict("runs/proto", "examples", "labelled-photos"))
+        # ['accuracy: 75.0% (3 of 4 queries)', '  cat: 100.0% (2 of 2)', '  dog: 50.0% (1 of 2)']
+    """
+    if "true_class" not in frame.columns:
+        return []
+    labelled = frame[frame["true_class"].fillna("").astype(str) != ""]
+    if labelled.empty:
+        return ["accuracy: no query image is in a class sub-folder"]
+
+    def score(rows: pd.DataFrame) -> str:
+        right = int((rows["label"] == rows["true_class"]).sum())
+        return f"{right / len(rows):.1%} ({right} of {len(rows)}"
+
+    classes = [
+        c[len(PROBABILITY_PREFIX) :] for c in frame.columns if c.startswith(PROBABILITY_PREFIX)
+    ]
+    per_class = [(name, labelled[labelled["true_class"] == name]) for name in classes]
+    return [f"accuracy: {score(labelled)} queries)"] + [
+        f"  {name}: {score(rows)})" for name, rows in per_class if len(rows)
+    ]
+
+
 def format_table(frame: pd.DataFrame, digits: int = 3) -> str:
-    """The prediction table as aligned text, probabilities rounded to ``digits``."""
-    return frame.to_string(index=False, float_format=lambda value: f"{value:.{digits}f}")
+    """What ``fewshot predict`` prints: its notes (``note: ...``), the prediction table
+    (probabilities rounded to ``digits``; the BatchNorm mode is in a note) and, for labelled
+    queries, the accuracy (``accuracy_lines``)."""
+    table = frame.drop(columns=["bn_mode"], errors="ignore").to_string(
+        index=False, float_format=lambda value: f"{value:.{digits}f}"
+    )
+    notes = [f"note: {line}" for line in frame.attrs.get("notes", [])]
+    return "\n".join([*notes, table, *accuracy_lines(frame)])
 
 
 def write_csv(frame: pd.DataFrame, path: str | Path) -> None:

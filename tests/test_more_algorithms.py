@@ -251,7 +251,7 @@ def test_eval_and_predict_agree_on_the_same_images(name, tiny_data, tmp_path):
     (tmp_path / "query").mkdir()
     for i, image in enumerate(episode.query):
         save_tensor_png(image, tmp_path / "query" / f"q{i:03d}.png")
-    frame = predict(run, tmp_path / "support", tmp_path / "query", invert="no")
+    frame = predict(run, tmp_path / "support", tmp_path / "query", invert="no", bn_mode="batch")
     assert list(frame["label"]) == [f"class{c}" for c in logits.argmax(1).tolist()]
     assert np.allclose(frame[probability_columns(frame)].to_numpy(),
                        torch.softmax(logits, 1).numpy(), atol=1e-6)

@@ -34,6 +34,7 @@ from fewshot_cli.run.evaluation import episode_logits, evaluate, prepared_copy
 from fewshot_cli.run.training import train
 
 TINY_CLASSES = ("Chi/character01", "Omega/character01", "Omega/character02", "Psi/character03")
+ADAPTING = ("maml", "metasgd", "anil")  # the algorithms that adapt to the support set
 
 
 def tiny_pngs(tiny_root: Path, character: str) -> list[Path]:
@@ -68,14 +69,17 @@ def check_rows_line_up(frame: pd.DataFrame, classes: list[str]) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_runs(tiny_data, tmp_path_factory):
-    """A ProtoNet and a first-order MAML (5-way head) run, trained for a few iterations."""
+    """A ProtoNet and first-order MAML, Meta-SGD and ANIL (5-way heads) runs, trained for a few
+    iterations."""
     root = tmp_path_factory.mktemp("predict-runs")
     common = dict(shots=1, queries=2, test_ways=3, test_queries=2, device="cpu")
     train(TrainConfig("protonet", ways=5, iterations=3, val_every=3, val_episodes=2, **common),
           root / "proto", data=tiny_data, progress=False)
-    train(TrainConfig("maml", ways=5, first_order=True, iterations=2, meta_batch=2, val_every=2,
-                      val_episodes=2, **common), root / "maml", data=tiny_data, progress=False)
-    return {"protonet": root / "proto", "maml": root / "maml"}
+    for name in ADAPTING:
+        train(TrainConfig(name, ways=5, first_order=True, iterations=2, meta_batch=2,
+                          val_every=2, val_episodes=2, **common), root / name, data=tiny_data,
+              progress=False)
+    return {"protonet": root / "proto", **{name: root / name for name in ADAPTING}}
 
 
 @pytest.fixture
@@ -223,7 +227,7 @@ def test_protonet_query_identical_to_a_lone_example_gets_its_class(tiny_runs, ti
     assert list(frame["label"]) == classes[::-1]
 
 
-@pytest.mark.parametrize("bn_mode", ["auto", "batch"])
+@pytest.mark.parametrize("bn_mode", ["auto", "batch", "support"])
 def test_maml_adapts_a_copy_with_as_many_outputs_as_classes(tiny_runs, tiny_tree, bn_mode):
     config, model, _ = load_trained(tiny_runs["maml"])
     config = config.resolved()
@@ -244,7 +248,8 @@ def test_maml_adapts_a_copy_with_as_many_outputs_as_classes(tiny_runs, tiny_tree
 
 # MAML's models keep no running statistics: --bn-mode running is refused for them (test_bn_mode).
 @pytest.mark.parametrize("algorithm, bn_mode", [("protonet", "batch"), ("protonet", "running"),
-                                                ("maml", "batch")])
+                                                ("protonet", "support"), ("maml", "batch"),
+                                                ("maml", "support"), ("anil", "support")])
 def test_eval_and_predict_agree_on_the_same_images(tiny_runs, tiny_data, tmp_path, algorithm,
                                                    bn_mode):
     """An eval episode written out as image folders gets the same predictions from predict."""
@@ -260,7 +265,7 @@ def test_eval_and_predict_agree_on_the_same_images(tiny_runs, tiny_data, tmp_pat
     for index in range(2):
         episode = sampler[index]
         tested = prepared_copy(registry.get(algorithm), model, episode.ways, bn_mode, "cpu")
-        logits = episode_logits(registry.get(algorithm), tested, episode, config)
+        logits = episode_logits(registry.get(algorithm), tested, episode, config, bn_mode=bn_mode)
         folder = tmp_path / f"episode{index}"
         for i, (image, label) in enumerate(zip(episode.support, episode.support_labels)):
             (folder / "support" / f"class{label}").mkdir(parents=True, exist_ok=True)
@@ -305,10 +310,15 @@ def test_cli_prints_the_table_and_writes_the_csv(tiny_runs, tiny_tree, capsys):
     assert list(frame["label"]) == list(expected["label"])
     assert np.allclose(frame[probability_columns(frame)], expected[probability_columns(expected)],
                        atol=1e-5)
+    assert (frame["bn_mode"] == "running").all()  # ProtoNet's own
     lines = captured.out.splitlines()
-    assert lines[0].split() == list(frame.columns)
-    for path, label, line in zip(frame["path"], frame["label"], lines[1:]):
+    notes = [line for line in lines if line.startswith("note: ")]
+    assert lines[: len(notes)] == notes and len(notes) == 2  # the checkpoint, BatchNorm
+    table = lines[len(notes) :]
+    assert table[0].split() == [c for c in frame.columns if c != "bn_mode"]  # said in a note
+    for path, label, line in zip(frame["path"], frame["label"], table[1:7]):
         assert line.split()[:2] == [path, label]
+    assert table[7].startswith("accuracy: ")  # query/ has a sub-folder per class
     assert not list(out.parent.glob(".*.tmp"))  # the atomic write left no temporary file
 
 
@@ -329,7 +339,8 @@ def test_cli_skips_an_unreadable_query_with_a_warning(tiny_runs, tiny_tree, caps
     captured = capsys.readouterr()
     assert captured.err.startswith("warning: cannot read image")
     assert "broken.png" in captured.err and len(captured.err.splitlines()) == 1
-    assert len(captured.out.splitlines()) == 1 + 6 and "broken.png" not in captured.out
+    table = [line for line in captured.out.splitlines() if line.split()[0].endswith(".png")]
+    assert len(table) == 6 and "broken.png" not in captured.out
 
     assert main(args + ["--strict"]) == 2
     captured = capsys.readouterr()
@@ -368,6 +379,10 @@ def _broken_query_file(tree):
     (tree / "one.jpg").write_bytes(b"nope")
 
 
+def _stranger_query_folder(tree):
+    shutil.copytree(tree / "query" / "Chi-character01", tree / "query" / "zz-stranger")
+
+
 @pytest.mark.parametrize("prepare, support, query, extra, expected", [
     (None, "missing", "query", [], "support folder .*missing does not exist"),
     (None, "query/Chi-character01/", "query", [], "needs at least two class sub-folders"),
@@ -379,6 +394,7 @@ def _broken_query_file(tree):
     (None, "support", "nowhere", [], "query path .*nowhere does not exist"),
     (_empty_query, "support", "query", [], "no images found in query folder"),
     (_broken_query_file, "support", "one.jpg", [], "cannot read image .*one.jpg"),
+    (_stranger_query_folder, "support", "query", [], "'zz-stranger' is none of them"),
     (None, "support", "query", ["--steps", "3"], "--steps applies to maml, metasgd, anil only, not to .*proto, a protonet run"),
     (None, "support", "query", ["--invert", "maybe"], "invalid value for '--invert'"),
     (None, "support", "query", ["--bn-mode", "sometimes"], "invalid value for '--bn-mode'"),
@@ -415,6 +431,143 @@ def test_bad_run_or_options_are_one_line_and_exit_2(tiny_runs, tiny_tree, capsys
     assert code == 2 and captured.out == ""
     assert len(captured.err.strip().splitlines()) == 1
     assert re.search(expected, captured.err, flags=re.IGNORECASE), captured.err
+
+
+# --------------------------------------------------------------------------- trustworthy output
+
+@pytest.mark.parametrize("algorithm", ["maml", "metasgd", "anil", "protonet"])
+def test_support_mode_predicts_a_query_alone_as_in_its_folder(tiny_runs, tiny_tree, tmp_path,
+                                                              algorithm):
+    """A query's prediction depends on the support set and on it alone (auto for the algorithms
+    that adapt, asked for explicitly for ProtoNet)."""
+    bn_mode = "support" if algorithm == "protonet" else "auto"
+    folder = predict(tiny_runs[algorithm], tiny_tree / "support", tiny_tree / "query",
+                     bn_mode=bn_mode)
+    assert (folder["bn_mode"] == "support").all()
+    columns = probability_columns(folder)
+    for index, path in enumerate(folder["path"]):
+        alone = predict(tiny_runs[algorithm], tiny_tree / "support", path, bn_mode=bn_mode)
+        assert list(alone["label"]) == [folder["label"][index]]
+        assert np.array_equal(alone[columns].to_numpy()[0], folder[columns].to_numpy()[index])
+
+
+def test_batch_mode_still_depends_on_the_other_queries(tiny_runs, tiny_tree):
+    """Why support is predict's default: in batch mode the same image gets other numbers."""
+    folder = predict(tiny_runs["maml"], tiny_tree / "support", tiny_tree / "query",
+                     bn_mode="batch")
+    alone = predict(tiny_runs["maml"], tiny_tree / "support", folder["path"][0], bn_mode="batch")
+    columns = probability_columns(folder)
+    assert not np.allclose(alone[columns].to_numpy()[0], folder[columns].to_numpy()[0])
+    assert (folder["bn_mode"] == "batch").all()
+
+
+def test_cli_notes_the_bn_mode_and_writes_it_in_the_csv(tiny_runs, tiny_tree, capsys):
+    out = tiny_tree / "predictions.csv"
+    assert main(["predict", str(tiny_runs["maml"]), "--support", str(tiny_tree / "support"),
+                 "--query", str(tiny_tree / "query"), "--csv", str(out)]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note: ")]
+    assert any(line.startswith("note: BatchNorm support: each query in a batch of its own")
+               for line in notes), notes
+    assert set(pd.read_csv(out)["bn_mode"]) == {"support"}
+
+
+@pytest.mark.parametrize("algorithm", ADAPTING)
+def test_unbalanced_support_is_one_warning_for_the_algorithms_that_adapt(tiny_runs, tiny_tree,
+                                                                         tiny_root, algorithm):
+    omega = tiny_tree / "support" / "Omega-character01"
+    for i, png in enumerate(tiny_pngs(tiny_root, "Omega/character01")[2:9]):
+        shutil.copy(png, omega / f"more{i}.png")  # 9 images against 2 and 2
+    next((tiny_tree / "support" / "Chi-character01").glob("*.png")).unlink()  # 1 image
+    messages = []
+    predict(tiny_runs[algorithm], tiny_tree / "support", tiny_tree / "query", warn=messages.append)
+    assert len(messages) == 1, messages
+    assert messages[0].startswith("unbalanced support set: 'Chi-character01' has 1 image, "
+                                  "'Omega-character01' has 9 images")
+    messages.clear()  # ProtoNet's prototypes are class means: no bias, no warning
+    predict(tiny_runs["protonet"], tiny_tree / "support", tiny_tree / "query",
+            warn=messages.append)
+    assert messages == []
+
+
+def test_cli_prints_the_unbalanced_support_warning_once(tiny_runs, tiny_tree, capsys):
+    next((tiny_tree / "support" / "Chi-character01").glob("*.png")).unlink()
+    assert main(["predict", str(tiny_runs["maml"]), "--support", str(tiny_tree / "support"),
+                 "--query", str(tiny_tree / "query")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: unbalanced support set: ")
+    assert "1 image" in err[0] and "2 images" in err[0]
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "metasgd"])
+def test_predict_notes_a_new_head_as_eval_does(tiny_runs, tiny_tree, tiny_root, monkeypatch,
+                                               capsys, algorithm):
+    """The run's head has 5 ways, the support set 3 classes: eval at 3 ways says the same."""
+    monkeypatch.setenv("FEWSHOT_DATA", str(tiny_root))
+    assert main(["eval", str(tiny_runs[algorithm]), "--ways", "3", "--episodes", "2",
+                 "--quiet"]) == 0
+    eval_notes = [line for line in capsys.readouterr().out.splitlines() if "-way head" in line]
+    assert len(eval_notes) == 1 and "trained with a 5-way head" in eval_notes[0]
+    assert main(["predict", str(tiny_runs[algorithm]), "--support", str(tiny_tree / "support"),
+                 "--query", str(tiny_tree / "query")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert eval_notes[0] in out
+    assert out[0].startswith(f"note: predicting with {tiny_runs[algorithm] / 'best.pt'} (best "
+                             "validation accuracy, iteration")
+    frame = predict(tiny_runs["protonet"], tiny_tree / "support", tiny_tree / "query")
+    assert not any("head" in note for note in frame.attrs["notes"])  # no head to replace
+
+
+def test_labelled_query_folder_reports_accuracy_and_true_classes(tiny_runs, tiny_tree, capsys):
+    """query/<class>/ folders named after the support classes are the queries' true classes."""
+    out = tiny_tree / "predictions.csv"
+    assert main(["predict", str(tiny_runs["protonet"]), "--support", str(tiny_tree / "support"),
+                 "--query", str(tiny_tree / "query"), "--csv", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    frame = pd.read_csv(out)
+    assert list(frame["true_class"]) == [Path(p).parent.name for p in frame["path"]]
+    right = int((frame["label"] == frame["true_class"]).sum())
+    overall = [line for line in lines if line.startswith("accuracy: ")]
+    assert overall == [f"accuracy: {right / 6:.1%} ({right} of 6 queries)"]
+    per_class = lines[lines.index(overall[0]) + 1 : -1]  # the last line: the CSV written
+    classes = sorted(p.name for p in (tiny_tree / "support").iterdir())
+    assert [line.split(":")[0].strip() for line in per_class] == classes
+    for name, line in zip(classes, per_class):
+        rows = frame[frame["true_class"] == name]
+        hits = int((rows["label"] == name).sum())
+        assert line == f"  {name}: {hits / len(rows):.1%} ({hits} of {len(rows)})"
+
+
+def test_a_query_folder_of_other_sub_folders_is_not_labelled(tiny_runs, tiny_tree, tmp_path):
+    """Sub-folders named after no support class (photos/2023/...) are just where images are."""
+    shutil.copytree(tiny_tree / "query", tmp_path / "photos" / "2023")
+    frame = predict(tiny_runs["protonet"], tiny_tree / "support", tmp_path / "photos")
+    assert len(frame) == 6 and "true_class" not in frame.columns
+
+
+def _loose_query_image(tree):
+    png = next((tree / "query").rglob("*.png"))
+    shutil.copy(png, tree / "query" / "loose.png")
+
+
+def test_a_loose_image_in_a_labelled_folder_has_no_true_class(tiny_runs, tiny_tree):
+    _loose_query_image(tiny_tree)
+    frame = predict(tiny_runs["protonet"], tiny_tree / "support", tiny_tree / "query")
+    loose = frame["path"].str.endswith("loose.png")
+    assert list(frame["true_class"][loose]) == [""] and (frame["true_class"][~loose] != "").all()
+    from fewshot_cli.predict import accuracy_lines
+
+    assert accuracy_lines(frame)[0].endswith("of 6 queries)")  # the 6 labelled ones
+
+
+def test_sixteen_bit_image_of_8_bit_values_reads_as_the_8_bit_image(tmp_path):
+    eight = glyph((60, 60), background=255, ink=0)
+    eight.save(tmp_path / "eight.png")
+    Image.fromarray(np.asarray(eight).astype(np.uint16)).save(tmp_path / "sixteen.png")
+    with Image.open(tmp_path / "sixteen.png") as check:
+        assert check.mode.startswith("I")
+    converted = convert_image(tmp_path / "sixteen.png")
+    assert converted.max() > 0.6  # not blank
+    assert torch.equal(converted, convert_image(tmp_path / "eight.png"))
 
 
 # --------------------------------------------------------------------------- real Omniglot

@@ -106,6 +106,8 @@ ALGORITHM = Algorithm(
     episodes_per_step=maml.tasks_per_step,
     for_ways=maml.fit_head,
     bn_mode="batch",
+    # Running statistics sound: only the head (no BatchNorm) is cloned; the backbone runs unadapted.
+    unbalanced_support=maml.UNBALANCED_SUPPORT,
     options=tuple(o for o in maml.ALGORITHM.options if o != "engine"),  # the l2l loop only
     csv_columns=maml.ALGORITHM.csv_columns,
     csv_values=maml.csv_values,

@@ -16,6 +16,9 @@ BatchNorm modes, one definition everywhere (training, validation, ``eval`` and `
   with the support images* (support first, queries after), so a query's logits depend on the
   support set and on the queries passed with it, the same way in training, ``eval`` and
   ``predict``.
+- ``support``: as ``batch``, but each query is classified in a forward pass of its own together
+  with the support images (``classify_queries``), so its logits depend on the support set and on
+  that query only, whatever other queries are classified with it (``predict``'s default).
 - ``running``: the network is in evaluation mode and uses the running statistics gathered in
   training: each image is judged on its own.
 
@@ -40,6 +43,7 @@ from fewshot_cli.choices import BN_MODES  # noqa: F401 (defined there for the CL
 from fewshot_cli.errors import FewshotError
 
 if TYPE_CHECKING:  # the run layer sits above this one: type hints only
+    from fewshot_cli.data.batches import TaskBatch
     from fewshot_cli.data.episodes import Episode, EpisodeSampler
     from fewshot_cli.run.config import TrainConfig
 
@@ -197,9 +201,12 @@ class Algorithm:
             given.
         for_ways: ``for_ways(model, ways)``: the model ready for ``ways``-way episodes at test
             (MAML's new head follows the model's device); it may change ``model`` in place.
-        bn_mode: BatchNorm mode at test when ``--bn-mode auto`` (``batch`` or ``running``).
+        bn_mode: BatchNorm mode at test when ``--bn-mode auto`` (``batch`` or ``running``;
+            ``predict`` uses ``support`` where this is ``batch``).
         unsound_running_stats: why the BatchNorm running statistics its training leaves do not
             fit the trained weights (``--bn-mode running`` is then refused), or None.
+        unbalanced_support: why a support set with more images of some classes than of others
+            biases its predictions (``predict`` then warns), or None.
         options: the ``TrainConfig`` fields only this algorithm uses; set for another one, they
             are refused (``registry.refuse_options``).
         csv_columns: names of its own columns in evaluation CSVs.
@@ -229,6 +236,7 @@ class Algorithm:
     for_ways: Callable[[torch.nn.Module, int], torch.nn.Module] = keep_model
     bn_mode: str = "batch"
     unsound_running_stats: str | None = None
+    unbalanced_support: str | None = None
     options: tuple[str, ...] = ()
     csv_columns: tuple[str, ...] = ()
     csv_values: Callable[[TrainConfig, int | None], dict] = no_columns
@@ -289,6 +297,22 @@ class Algorithm:
         return (self.step or step_on_episodes)(self, model, optimizer, episodes, config)
 
 
+def classify_queries(
+    fitted: Classifier, query: torch.Tensor, bn_mode: str, chunk: int | None = None
+) -> torch.Tensor:
+    """Logits ``[queries, ways]`` of ``query`` from a fitted classifier, in ``bn_mode``.
+
+    ``support`` passes one query per call (a batch of the support images and that query);
+    the other modes pass ``chunk`` queries per call (default: all at once).
+
+    Example::
+
+        logits = classify_queries(algorithm.classifier(model, s, labels, 5, config), q, "support")
+    """
+    size = 1 if bn_mode == "support" else max(1, chunk or len(query))
+    return torch.cat([fitted(query[i : i + size]) for i in range(0, len(query), size)])
+
+
 def step_on_episodes(
     algorithm: Algorithm,
     model: torch.nn.Module,
@@ -326,11 +350,13 @@ def episodes_of_step(
     device: torch.device | str,
     rank: int = 0,
     world: int = 1,
-) -> list[Episode]:
+) -> list[Episode] | TaskBatch:
     """Episodes ``iteration * per_step ...`` of ``sampler`` on ``device``: one iteration's tasks.
 
     With ``world`` processes, process ``rank`` takes the ``rank``-th of ``world`` equal
-    contiguous shares of them (``per_step`` must divide by ``world``).
+    contiguous shares of them (``per_step`` must divide by ``world``). A sampler that builds
+    batches itself (``data.batches.DeviceEpisodes``) gives the same episodes as one
+    ``TaskBatch``, which the vmap engine takes as it is and other steps iterate as episodes.
 
     Example::
 
@@ -343,4 +369,6 @@ def episodes_of_step(
         )
     share = per_step // world
     first = iteration * per_step + rank * share
+    if hasattr(sampler, "batch"):
+        return sampler.batch(first, share).to(device)
     return [sampler[first + j].to(device) for j in range(share)]

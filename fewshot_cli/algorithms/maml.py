@@ -200,7 +200,7 @@ def batch_logits(
     steps: int | None = None,
 ) -> torch.Tensor | None:
     """Test logits ``[episodes, queries, ways]`` of same-shaped episodes in vmapped calls, or
-    None where the per-episode loop is the one to use (the ``l2l`` engine).
+    None where the per-episode loop is the one to use (the ``l2l`` engine, ``support`` BatchNorm).
 
     Same adaptation as ``classifier`` at test (``steps`` first-order steps, queries classified
     together with the support set), so accuracies equal the loop's.
@@ -209,7 +209,7 @@ def batch_logits(
 
         logits = batch_logits(tested, [sampler[i] for i in range(32)], config, "batch")
     """
-    if config.engine != "vmap":
+    if config.engine != "vmap" or bn_mode == "support":
         return None
     steps = config.test_inner_steps if steps is None else steps
     images = episodes[0].support.shape[0] + episodes[0].query.shape[0]
@@ -251,6 +251,13 @@ def csv_values(config: TrainConfig, steps: int | None) -> dict:
     }
 
 
+# Why an unbalanced support set biases MAML and its variants (``predict`` warns).
+UNBALANCED_SUPPORT = (
+    "its adaptation minimises the mean loss over the support images, so a class with more "
+    "images pulls the adapted model towards itself"
+)
+
+
 # The budgets of MAML's variants (Meta-SGD, ANIL) until they have schedules of their own: short
 # second-order trainings of 8 tasks at Adam 3e-3 (as MAML's first budgets), and MAML's reference
 # length (60000 meta-iterations at the paper's meta-batches) for `paper`.
@@ -278,6 +285,7 @@ ALGORITHM = Algorithm(
     # adapted clones' activations into them: evaluating with them gives chance accuracy.
     unsound_running_stats="they were gathered from MAML's adapted clones and do not fit the "
     "meta-learned weights",
+    unbalanced_support=UNBALANCED_SUPPORT,
     options=("inner_lr", "inner_steps", "test_inner_steps", "meta_batch", "first_order", "engine"),
     csv_columns=("order", "inner_steps_train", "inner_steps_test", "inner_lr", "engine"),
     csv_values=csv_values,

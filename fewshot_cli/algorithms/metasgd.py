@@ -119,6 +119,11 @@ ALGORITHM = Algorithm(
     episodes_per_step=maml.tasks_per_step,
     for_ways=fit_head,
     bn_mode="batch",
+    # Its clones (``clone_module``) share the base model's BatchNorm buffers, as MAML's do, so
+    # training writes the adapted clones' activations into them.
+    unsound_running_stats="they were gathered from Meta-SGD's adapted clones and do not fit "
+    "the meta-learned weights",
+    unbalanced_support=maml.UNBALANCED_SUPPORT,
     # inner_lr: the rates' initial value. MAML's vmap engine does not apply (learned rates).
     options=tuple(o for o in maml.ALGORITHM.options if o != "engine"),
     csv_columns=maml.ALGORITHM.csv_columns,

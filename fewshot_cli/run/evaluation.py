@@ -6,6 +6,8 @@ explicit choice, recorded with every result (defined once in ``algorithms.base``
 
 - ``batch``: the support images and the queries of an episode are normalised together with
   their own batch statistics (transductive; MAML's reference code keeps no running statistics);
+- ``support``: each query is normalised together with the support images alone, in a forward
+  pass of its own (``predict``'s default where the algorithm's own mode is ``batch``);
 - ``running``: the running statistics gathered in training (``model.eval()``), each query judged
   on its own; refused for a model that keeps none, or whose statistics do not fit its weights
   (``Algorithm.unsound_running_stats``).
@@ -29,7 +31,7 @@ import torch
 
 from fewshot_cli import __version__
 from fewshot_cli.algorithms import registry
-from fewshot_cli.algorithms.base import BN_MODES, Algorithm
+from fewshot_cli.algorithms.base import BN_MODES, Algorithm, classify_queries
 from fewshot_cli.data.source import DATASET, Omniglot, load_omniglot
 from fewshot_cli.data.splits import make_split
 from fewshot_cli.errors import FewshotError
@@ -97,17 +99,26 @@ def running_statistics_problem(algorithm: str, model: torch.nn.Module) -> str | 
 
 
 def resolve_bn_mode(
-    algorithm: str, bn_mode: str = "auto", model: torch.nn.Module | None = None
+    algorithm: str,
+    bn_mode: str = "auto",
+    model: torch.nn.Module | None = None,
+    predicting: bool = False,
 ) -> str:
-    """The BatchNorm mode to evaluate with.
+    """The BatchNorm mode to evaluate (or, with ``predicting``, to predict) with.
 
     ``auto`` is the algorithm's own mode (batch for MAML, running for ProtoNet: each paper's
-    practice), and
-    ``batch`` for a ``model`` whose running statistics cannot be used (see
-    ``running_statistics_problem``); ``running`` for such a model is refused.
+    practice), and ``batch`` for a ``model`` whose running statistics cannot be used (see
+    ``running_statistics_problem``); ``running`` for such a model is refused. When
+    ``predicting``, ``auto`` gives ``support`` where it would give ``batch``, so that a
+    prediction never depends on the other queries.
 
     Raises:
         FewshotError: an unknown mode, or ``running`` for a model without sound statistics.
+
+    Example::
+
+        resolve_bn_mode("maml", "auto", predicting=True)
+        # 'support'
     """
     mode = registry.get(algorithm).bn_mode if bn_mode == "auto" else bn_mode
     if mode not in BN_MODES:
@@ -115,14 +126,14 @@ def resolve_bn_mode(
             f"unknown BatchNorm mode '{bn_mode}' (choose from auto, {', '.join(BN_MODES)})"
         )
     problem = running_statistics_problem(algorithm, model) if mode == "running" and model else None
-    if problem and bn_mode == "auto":
-        return "batch"
-    if problem:
+    if problem and bn_mode != "auto":
         raise FewshotError(
-            f"--bn-mode running does not apply: {problem}; use --bn-mode batch "
-            f"(each episode's own statistics)"
+            f"--bn-mode running does not apply: {problem}; use --bn-mode support or batch "
+            f"(statistics of the support images with each query, or with all of them)"
         )
-    return mode
+    if problem:
+        mode = "batch"
+    return "support" if predicting and bn_mode == "auto" and mode == "batch" else mode
 
 
 def prepared_copy(
@@ -141,7 +152,7 @@ def prepared_copy(
         model_20 = prepared_copy(registry.get(config.algorithm), model, 20, "batch", "cuda")
     """
     model = algorithm.for_ways(copy.deepcopy(model).to(device), ways)
-    model.train(bn_mode == "batch")
+    model.train(bn_mode != "running")  # batch and support: statistics of each forward pass
     return model
 
 
@@ -173,7 +184,7 @@ def evaluate(
         model: the trained network (left untouched).
         sampler: seeded test episodes.
         episodes: how many episodes.
-        bn_mode: ``batch``, ``running`` or ``auto``.
+        bn_mode: ``batch``, ``support``, ``running`` or ``auto``.
         steps: adaptation steps at test (MAML); default: the run's ``test_inner_steps``.
         device: where to compute.
         progress: show a progress bar (on a terminal only).
@@ -209,7 +220,7 @@ def evaluate(
                 else None
             )
             if logits is None:  # one episode at a time
-                logits = [episode_logits(algorithm, model, e, config, steps) for e in batch]
+                logits = [episode_logits(algorithm, model, e, config, steps, mode) for e in batch]
             for episode, episode_logit in zip(batch, logits):
                 predictions = episode_logit.argmax(-1)
                 accuracies.append((predictions == episode.query_labels).float().mean().item())
@@ -223,8 +234,10 @@ def episode_logits(
     episode: Episode,
     config: TrainConfig,
     steps: int | None = None,
+    bn_mode: str = "batch",
 ) -> torch.Tensor:
-    """Logits ``[queries, ways]`` of ``episode``'s queries at test (``model``: a ``prepared_copy``).
+    """Logits ``[queries, ways]`` of ``episode``'s queries at test (``model``: a ``prepared_copy``
+    for ``bn_mode``; ``support`` classifies one query per forward pass).
 
     The adaptation (if any) runs with gradients; the queries are classified without. ``predict``
     computes the same for a user's images.
@@ -237,7 +250,7 @@ def episode_logits(
         model, episode.support, episode.support_labels, episode.ways, config, steps=steps
     )
     with torch.no_grad():
-        return fitted(episode.query)
+        return classify_queries(fitted, episode.query, bn_mode)
 
 
 def checkpoint_notices(
@@ -247,8 +260,10 @@ def checkpoint_notices(
     model: torch.nn.Module,
     ways: int,
     steps: int,
+    action: str = "evaluating",
 ) -> list[str]:
-    """What ``evaluate_run`` tells before testing: the checkpoint used, and a new head if any.
+    """What ``evaluate_run`` and ``predict`` tell before classifying: the checkpoint used (after
+    ``action``), and a new head if any.
 
     Example::
 
@@ -259,14 +274,15 @@ def checkpoint_notices(
     if checkpoint_path.name == LAST and not (checkpoint_path.parent / BEST).is_file():
         what = "latest checkpoint; the run has no best.pt"
     lines = [
-        f"evaluating {checkpoint_path} ({what + ', ' if what else ''}iteration {iteration} "
+        f"{action} {checkpoint_path} ({what + ', ' if what else ''}iteration {iteration} "
         f"of {planned})"
     ]
-    head = getattr(model, "head", None)  # models that classify through a trained output layer
+    # Models that classify through a trained output layer (Meta-SGD's wraps the network).
+    head = getattr(getattr(model, "module", model), "head", None)
     if isinstance(head, torch.nn.Linear) and head.out_features != ways:
         lines.append(
             f"the model was trained with a {head.out_features}-way head: a new "
-            f"zero-initialised {ways}-way head is adapted on each episode's support set "
+            f"zero-initialised {ways}-way head is adapted on the support images "
             f"({steps} steps)"
         )
     return lines
