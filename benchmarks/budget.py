@@ -82,7 +82,7 @@ def main() -> None:
         f"{'cell':<20}{'training':<16}{'engine':<13}{'s/step':>8}{'train min':>11}"
         f"{'val min':>9}{'test min':>10}"
     )
-    paper_splits = {a: registry.get(a).paper_split for a in val_ways}
+    paper_splits = {a: registry.paper(a).split for a in val_ways}
     splits = {a: make_split(data, paper_splits[a]) for a in val_ways}
     trained, totals = set(), [0.0, 0.0, 0.0]
     for cell in plan:

@@ -34,9 +34,11 @@ import torch
 
 from fewshot_cli.algorithms import (  # first: it silences gym's import-time notice
     maml,
+    maml_family,
     maml_vmap,
     protonet,
 )
+from fewshot_cli.algorithms.backbone import Conv4
 from fewshot_cli.algorithms.base import step_on_episodes
 from fewshot_cli.data.episodes import Episode
 
@@ -110,7 +112,7 @@ def bench_train(
     settings (``main`` fills in the paper's where none is asked for)."""
     ways, shots = CELLS[cell][:2]
     torch.manual_seed(0)
-    base = maml_vmap.without_running_stats(maml.build_model(ways, "conv4-strided")).to(device)
+    base = maml_vmap.without_running_stats(maml_family.network(ways, "conv4-strided")).to(device)
     l2l_model, vmap_model = copy.deepcopy(base), copy.deepcopy(base)
     config = SimpleNamespace(inner_steps=steps, inner_lr=inner_lr, first_order=first_order)
     l2l_opt = torch.optim.Adam(l2l_model.parameters(), lr=1e-3)
@@ -132,7 +134,7 @@ def bench_eval(cell: str, iterations: int, device: str, episodes: int) -> tuple[
     """Seconds per test episode, ``episodes`` episodes per timed call."""
     ways, shots, inner_lr, _, _, test_steps = CELLS[cell]
     torch.manual_seed(0)
-    model = maml_vmap.without_running_stats(maml.build_model(ways, "conv4-strided")).to(device)
+    model = maml_vmap.without_running_stats(maml_family.network(ways, "conv4-strided")).to(device)
     l2l_model = copy.deepcopy(model)
     config = SimpleNamespace(inner_lr=inner_lr, test_inner_steps=test_steps)
     batch = random_batch(
@@ -160,7 +162,7 @@ def bench_eval(cell: str, iterations: int, device: str, episodes: int) -> tuple[
 def bench_protonet(shots: int, iterations: int, device: str) -> float:
     """Median seconds of one ProtoNet training episode, 60 ways, 5 queries per class."""
     torch.manual_seed(0)
-    model = protonet.build_model("conv4").to(device)
+    model = Conv4("conv4").to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     episode = unstack(random_batch(1, 60, shots, 5, device, torch.Generator().manual_seed(2)), 60)
     config = SimpleNamespace()

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.stock import stock_omniglot, stock_taskset
-from fewshot_cli.algorithms import maml, protonet
+from fewshot_cli.algorithms import maml, maml_family, protonet
+from fewshot_cli.algorithms.backbone import Conv4
 from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
 from fewshot_cli.data.source import load_omniglot
 from fewshot_cli.data.splits import make_split
@@ -115,11 +116,11 @@ def bench_training(data_root: str, iterations: int) -> None:
         "maml", ways=5, shots=1, queries=15, inner_lr=0.4, inner_steps=1, meta_batch=32
     ).resolved()
     torch.manual_seed(0)
-    model = maml.build_model(5)
+    model = maml_family.network(5)
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
     sampler = EpisodeSampler(train_ds, 5, 1, 15, seed=0)
     torch.manual_seed(0)
-    stock_learner = maml.build_learner(maml.build_model(5), 0.4)
+    stock_learner = maml.build_learner(maml_family.network(5), 0.4)
     stock_opt = torch.optim.Adam(stock_learner.parameters(), 1e-3)
     stock_tasks = stock_taskset(stock_ds, 5, 1, 15)
     ours, stock = alternate(
@@ -132,10 +133,10 @@ def bench_training(data_root: str, iterations: int) -> None:
     )
 
     config = TrainConfig("protonet", ways=60, shots=5, queries=5).resolved()
-    model = protonet.build_model()
+    model = Conv4()
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
     sampler = EpisodeSampler(train_ds, 60, 5, 5, seed=0)
-    stock_model = protonet.build_model()
+    stock_model = Conv4()
     stock_opt = torch.optim.Adam(stock_model.parameters(), 1e-3)
     stock_tasks = stock_taskset(stock_ds, 60, 5, 5)
     ours, stock = alternate(

@@ -77,7 +77,7 @@ SECTIONS = [
         "the paper: 0.1, five and five). A started cell's training time below is its own, "
         "without its source's. ProtoNet: `vinyals` split, 60-way training, 1500 episodes per "
         "shot count (one model per shot count serves both way counts), 1000 test episodes. "
-        "Meta-SGD and ANIL: `maml.VARIANT_BUDGETS` (200 meta-iterations of 8 tasks); at this "
+        "Meta-SGD and ANIL: `algorithms/papers.py`'s `VARIANT_BUDGETS` (200 meta-iterations of 8 tasks); at this "
         "short budget they are far below their papers and need budgets of their own.\n\n"
         "All four MAML cells reach this budget's targets (97 / 98.5 / 90 / 96). Against MAML's "
         "earlier protocol (the `cpu-previous` section below), MAML gained 5.6 points at 5w1s "

@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from fewshot_cli.algorithms import maml, protonet, registry
+from fewshot_cli.algorithms import maml, maml_family, registry
+from fewshot_cli.algorithms.backbone import Conv4
 from fewshot_cli.algorithms.base import step_on_episodes
 from fewshot_cli.cli import main
 from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
@@ -52,16 +53,16 @@ def test_maml_running_mode_is_refused_in_one_line(maml_run, tiny_data):
 
 
 def test_a_model_without_running_statistics_refuses_running_and_auto_is_batch():
-    model = without_running_statistics(protonet.build_model())
+    model = without_running_statistics(Conv4())
     assert running_statistics_problem("protonet", model) == "this model keeps no BatchNorm running statistics"
     with pytest.raises(FewshotError, match="keeps no BatchNorm running statistics"):
         resolve_bn_mode("protonet", "running", model)
     assert resolve_bn_mode("protonet", "auto", model) == "batch"
-    assert resolve_bn_mode("maml", "batch", without_running_statistics(maml.build_model(5))) == "batch"
+    assert resolve_bn_mode("maml", "batch", without_running_statistics(maml_family.network(5))) == "batch"
 
 
 def test_protonet_keeps_its_running_mode():
-    model = protonet.build_model()
+    model = Conv4()
     assert running_statistics_problem("protonet", model) is None
     assert resolve_bn_mode("protonet", "running", model) == "running"
     assert resolve_bn_mode("protonet", "auto", model) == "running"
@@ -80,7 +81,7 @@ def test_predict_auto_is_support_where_eval_auto_is_batch(name):
 
 
 def test_predict_auto_is_support_for_a_model_without_running_statistics():
-    model = without_running_statistics(protonet.build_model())
+    model = without_running_statistics(Conv4())
     assert resolve_bn_mode("protonet", "auto", model, predicting=True) == "support"
 
 

@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 import torch
 
-from fewshot_cli.algorithms import maml
-from fewshot_cli.algorithms.base import BudgetSettings, without_running_stats
+from fewshot_cli.algorithms import maml_family
+from fewshot_cli.algorithms.base import without_running_stats
+from fewshot_cli.algorithms.papers import BudgetSettings
 from fewshot_cli.cli import main
 from fewshot_cli.errors import FewshotError
 from fewshot_cli.report.comparison import comparison
@@ -21,8 +22,8 @@ from fewshot_cli.run.training import train
 
 def test_start_from_copies_the_body_and_keeps_the_new_head():
     torch.manual_seed(0)
-    source = maml.build_model(5, "conv4-strided")
-    model = maml.build_model(20, "conv4-strided")
+    source = maml_family.network(5, "conv4-strided")
+    model = maml_family.network(20, "conv4-strided")
     head = model.head.weight.detach().clone()
     assert start_from(model, source.state_dict()) == ["head.weight", "head.bias"]
     for name, value in source.state_dict().items():
@@ -31,12 +32,12 @@ def test_start_from_copies_the_body_and_keeps_the_new_head():
     # The new head is the model's own random one, not zeros (which trained far slower).
     assert torch.equal(model.head.weight, head) and head.abs().sum() > 0
     # Same ways: everything is the source's, head included.
-    same = maml.build_model(5, "conv4-strided")
+    same = maml_family.network(5, "conv4-strided")
     assert start_from(same, source.state_dict()) == []
     assert torch.equal(same.head.weight, source.head.weight)
     # BatchNorm without running statistics has no buffers to take them from.
     with pytest.raises(FewshotError, match="other layers"):
-        start_from(without_running_stats(maml.build_model(5)), source.state_dict())
+        start_from(without_running_stats(maml_family.network(5)), source.state_dict())
 
 
 def small(ways, **options):
@@ -134,3 +135,35 @@ def test_trainings_that_start_from_each_other_are_refused():
     a, b = Training("a", None, (), source="b"), Training("b", None, (), source="a")
     with pytest.raises(FewshotError, match="start from each other: a, b"):
         in_order([a, b])
+
+
+def test_a_source_that_is_no_checkpoint_is_named_with_why(tmp_path, tiny_data, tiny_root, capsys):
+    train(small(3), tmp_path / "source", data=tiny_data, progress=False)
+    (tmp_path / "loose").mkdir()  # no config.json here: the files themselves are to blame
+    garbage = tmp_path / "loose" / "garbage.pt"
+    garbage.write_text("not a checkpoint\n")
+    alone = tmp_path / "loose" / "best.pt"
+    alone.write_bytes((tmp_path / "source" / "best.pt").read_bytes())
+    for source, message in ((garbage, f"{garbage}: not a PyTorch checkpoint at all"),
+                            (alone, f"checkpoint {alone} has no config.json beside it")):
+        assert main(["train", "maml", "--ways", "2", "--iterations", "1", "--quiet",
+                     "--data-root", str(tiny_root), "--out", str(tmp_path / "run"),
+                     "--init-from", str(source)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+        assert "not a run directory" not in err
+
+
+@pytest.mark.parametrize("inside", ["", "best.pt", "last.pt"])
+def test_a_run_cannot_start_from_the_run_it_replaces(inside, tmp_path, tiny_data, tiny_root,
+                                                     capsys):
+    run = tmp_path / "run"
+    train(small(3), run, data=tiny_data, progress=False)
+    before = {path.name: path.read_bytes() for path in run.iterdir()}
+    source = run / inside if inside else run
+    assert main(["train", "maml", "--ways", "3", "--iterations", "1", "--quiet", "--data-root",
+                 str(tiny_root), "--out", str(run), "--overwrite", "--init-from",
+                 str(source)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--init-from {source} is in --out {run}" in err, err
+    assert {path.name: path.read_bytes() for path in run.iterdir()} == before

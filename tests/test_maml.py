@@ -6,8 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fewshot_cli.algorithms import maml
+from fewshot_cli.algorithms import maml, maml_family
 from fewshot_cli.algorithms.base import step_on_episodes
+from fewshot_cli.algorithms.papers import PAPERS
 from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
 from fewshot_cli.data.splits import make_split
 from fewshot_cli.run.config import TrainConfig
@@ -21,7 +22,7 @@ def episodes(tiny_data):
 
 def fresh_model(ways=5):
     torch.manual_seed(0)
-    return maml.build_model(ways)
+    return maml_family.network(ways)
 
 
 def config(first_order=False, steps=1):
@@ -97,21 +98,21 @@ def test_one_meta_step_lowers_the_query_loss(episodes):
 
 def test_fit_head_resizes_to_zero_head():
     model = fresh_model(5)
-    maml.fit_head(model, 3)
+    maml_family.fit_head(model, 3)
     assert model.head.out_features == 3 and model.head.weight.abs().sum() == 0
     same = fresh_model(5)
     head = same.head
-    assert maml.fit_head(same, 5).head is head
+    assert maml_family.fit_head(same, 5).head is head
 
 
 def test_new_head_follows_the_model_device():
     # The order evaluation uses: move the copy first, then fit the head (a CUDA crash before).
     model = fresh_model(5).to("meta")
-    maml.fit_head(model, 3)
+    maml_family.fit_head(model, 3)
     assert {p.device.type for p in model.parameters()} == {"meta"}
     assert model.head.out_features == 3
     # ... and the other order still works.
-    model = maml.fit_head(fresh_model(5), 3).to("meta")
+    model = maml_family.fit_head(fresh_model(5), 3).to("meta")
     assert {p.device.type for p in model.parameters()} == {"meta"}
 
 
@@ -126,5 +127,10 @@ def test_test_copy_at_other_ways_lives_on_the_device():
 
 
 def test_paper_defaults():
-    assert maml.paper_defaults(5) == dict(inner_lr=0.4, inner_steps=1, test_inner_steps=3, meta_batch=32)
-    assert maml.paper_defaults(20)["inner_lr"] == 0.1 and maml.paper_defaults(20)["meta_batch"] == 16
+    defaults = PAPERS["maml"].defaults
+    assert {k: defaults.at(5, 1)[k] for k in ("inner_lr", "inner_steps", "test_inner_steps",
+                                              "meta_batch")} == dict(inner_lr=0.4, inner_steps=1,
+                                                                     test_inner_steps=3, meta_batch=32)
+    assert defaults.at(20, 1)["inner_lr"] == 0.1 and defaults.at(20, 1)["meta_batch"] == 16
+    assert defaults.at(3, 1)["inner_lr"] == 0.4 and defaults.at(30, 5)["inner_lr"] == 0.1
+    assert defaults.at(5, 5)["queries"] == 5  # K queries per class for K shots

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from fewshot_cli.algorithms import maml, maml_vmap
+from fewshot_cli.algorithms import maml, maml_family, maml_vmap
 from fewshot_cli.algorithms.base import step_on_episodes
 from fewshot_cli.data.episodes import Episode, EpisodeSampler, meta_dataset
 from fewshot_cli.data.splits import make_split
@@ -51,7 +51,7 @@ def episodes_of(batch):
 
 def paper_model(ways, backbone="conv4-strided", seed=0, dtype=torch.float64):
     torch.manual_seed(seed)
-    return maml_vmap.without_running_stats(maml.build_model(ways, backbone)).to(dtype)
+    return maml_vmap.without_running_stats(maml_family.network(ways, backbone)).to(dtype)
 
 
 def both_meta_steps(model, batch, steps, inner_lr, first_order, device="cpu"):
@@ -135,7 +135,7 @@ def adapted_logits_l2l(model, batch, steps, inner_lr, bn_mode):
 def tracking_model(ways, dtype):
     """A network keeping running statistics, given non-trivial ones (as after training)."""
     torch.manual_seed(1)
-    model = maml.build_model(ways, "conv4-strided").to(dtype)
+    model = maml_family.network(ways, "conv4-strided").to(dtype)
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.uniform_(-0.5, 0.5)
@@ -181,7 +181,7 @@ def test_batch_stat_norm_is_batchnorm():
 
 
 def test_refuses_to_train_a_network_with_running_statistics():
-    model = maml.build_model(5)
+    model = maml_family.network(5)
     batch = random_tasks(2, 5, 1, 1, dtype=torch.float32)
     with pytest.raises(FewshotError, match="running statistics") as error:
         maml_vmap.meta_step(model, torch.optim.Adam(model.parameters()), batch, 1, 0.4)

@@ -15,7 +15,7 @@ from test_interrupt import assert_same_checkpoint
 from test_predict import probability_columns, save_tensor_png
 
 from fewshot_cli.algorithms import anil, metasgd, registry
-from fewshot_cli.algorithms.base import BudgetSettings
+from fewshot_cli.algorithms.papers import BudgetSettings
 from fewshot_cli.cli import main
 from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
 from fewshot_cli.data.splits import make_split
@@ -89,7 +89,7 @@ def test_metasgd_rates_are_in_the_checkpoint_and_loaded_back(tiny_data, tmp_path
 
 
 def test_metasgd_new_head_gets_the_mean_learned_rate_of_a_class():
-    model = metasgd.build_model(5, inner_lr=0.4)
+    model = metasgd.build_model(TrainConfig("metasgd", ways=5, inner_lr=0.4).resolved())
     with torch.no_grad():
         model.lrs[-2].copy_(torch.arange(5.0).unsqueeze(1).expand(5, 64))  # rows 0..4
         model.lrs[-1].copy_(torch.arange(5.0))

@@ -53,11 +53,11 @@ def test_query_equal_to_a_prototype_gets_its_class():
 
 
 def test_query_loss_backpropagates_into_the_backbone(tiny_data):
-    from fewshot_cli.algorithms.protonet import build_model
+    from fewshot_cli.algorithms.backbone import Conv4
     from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
     from fewshot_cli.data.splits import make_split
 
-    model = build_model()
+    model = Conv4()
     episode = EpisodeSampler(meta_dataset(tiny_data, make_split(tiny_data), "train"), 5, 2, 3)[0]
     logits = ALGORITHM.query_logits(model, episode, None, training=True)
     assert logits.shape == (15, 5)

@@ -11,36 +11,40 @@ from fewshot_cli.algorithms import registry
 from fewshot_cli.algorithms.base import BN_MODES
 from fewshot_cli.cli import cli
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.report.aggregate import DEFAULT_BY
 from fewshot_cli.run.config import TrainConfig
 from fewshot_cli.run.grid import BUDGETS, GRID, PUBLISHED, parse_cell
-from fewshot_cli.run.results import COLUMNS
 
 PACKAGE = Path(fewshot_cli.__file__).parent
 CONFIG_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
 
 @pytest.mark.parametrize("name", registry.NAMES)
-def test_every_algorithm_fills_in_the_interface(name):
-    algorithm = registry.get(name)
+def test_every_algorithm_fills_in_the_interface_and_has_a_paper(name):
+    algorithm, paper = registry.get(name), registry.paper(name)
     assert algorithm.name == name and algorithm.bn_mode in BN_MODES
     assert set(algorithm.options) <= CONFIG_FIELDS
     for ways in (5, 20, 60):
-        assert set(algorithm.defaults(ways, 1)) <= CONFIG_FIELDS
-    assert set(algorithm.csv_columns) <= set(COLUMNS)
-    assert set(algorithm.group_by) <= set(algorithm.csv_columns) and set(algorithm.group_by) <= set(DEFAULT_BY)
-    assert set(algorithm.budgets) == set(BUDGETS)
+        assert set(paper.defaults.at(ways, 1)) <= CONFIG_FIELDS
+    assert set(paper.budgets) == set(BUDGETS)
     for budget in BUDGETS.values():
         settings = budget.algorithms[name]
         assert set(settings.options) <= CONFIG_FIELDS
         assert all(settings.iterations_for(*parse_cell(c)) >= 1 for c in GRID), budget.name
-    assert {"ours", "paper"} <= set(algorithm.colors)
-    assert algorithm.published.source
-    for (ways, shots), value in algorithm.published.accuracy.items():
+    assert {"ours", "paper"} <= set(paper.colors)
+    assert paper.published.source
+    for (ways, shots), value in paper.published.accuracy.items():
         assert f"{ways}w{shots}s" in GRID and PUBLISHED[(name, ways, shots)] == value
     config = TrainConfig(name).resolved()
     model = algorithm.build_model(config)
     assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_an_algorithm_module_holds_no_protocol_data():
+    """Published numbers, budgets and defaults live in algorithms/papers.py alone."""
+    for name, module in registry.MODULES.items():
+        source = (PACKAGE.parent / Path(*module.split("."))).with_suffix(".py").read_text()
+        for word in ("BudgetSettings", "Published", "budgets", "published", "PAPER_DEFAULTS"):
+            assert word not in source, (name, word)
 
 
 def test_cli_choices_come_from_the_registry():

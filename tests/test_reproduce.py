@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from fewshot_cli.algorithms import registry
-from fewshot_cli.algorithms.base import BudgetSettings
+from fewshot_cli.algorithms.papers import BudgetSettings
 from fewshot_cli.cli import main
 from fewshot_cli.errors import FewshotError
 from fewshot_cli.report.comparison import comparison, format_comparison

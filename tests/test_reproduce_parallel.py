@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import torch
 
-from fewshot_cli.algorithms.base import BudgetSettings
+from fewshot_cli.algorithms.papers import BudgetSettings
 from fewshot_cli.cli import main
 from fewshot_cli.report.aggregate import t975
 from fewshot_cli.report.comparison import comparison, format_comparison

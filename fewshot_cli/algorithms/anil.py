@@ -17,14 +17,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 
-from fewshot_cli.algorithms import maml
-from fewshot_cli.algorithms.base import Algorithm, Classifier, Published
+from fewshot_cli.algorithms import maml_family
+from fewshot_cli.algorithms.base import Algorithm, Classifier, TrainConfig
 
 if TYPE_CHECKING:  # learn2learn itself is imported where used: it costs seconds
     from fewshot_cli.l2l import l2l
-    from fewshot_cli.run.config import TrainConfig
 
 
 def adapt_head(
@@ -44,9 +42,7 @@ def adapt_head(
     from fewshot_cli.l2l import l2l
 
     clone = l2l.algorithms.MAML(head, lr=inner_lr, first_order=first_order).clone()
-    for _ in range(steps):
-        clone.adapt(F.cross_entropy(clone(features), labels))
-    return clone
+    return maml_family.inner_loop(clone, features, labels, steps)
 
 
 def classifier(
@@ -70,7 +66,7 @@ def classifier(
 
         logits = classifier(model, support, labels, 5, config)(query)
     """
-    steps, first_order = maml.adaptation(config, training, steps)
+    steps, first_order = maml_family.adaptation(config, training, steps)
     n_support = len(support)
 
     def logits(query: torch.Tensor) -> torch.Tensor:
@@ -89,37 +85,15 @@ def classifier(
     return logits
 
 
-def defaults(ways: int, shots: int = 1) -> dict:
-    """MAML's settings at ``ways`` and ``shots`` (Raghu et al. use MAML's Omniglot setups),
-    without MAML's engine choice: ANIL runs learn2learn's loop."""
-    return {k: v for k, v in maml.defaults(ways, shots).items() if k != "engine"}
-
-
 ALGORITHM = Algorithm(
     name="anil",
     title="ANIL (Raghu et al., 2020)",
-    default_ways=5,
-    # Raghu et al. use MAML's Omniglot models and setups; MAML's hyper-parameters here.
-    defaults=defaults,
-    build_model=maml.model_of,
+    build_model=maml_family.build_model,
     classifier=classifier,
-    episodes_per_step=maml.tasks_per_step,
-    for_ways=maml.fit_head,
+    episodes_per_step=maml_family.episodes_per_step,
+    for_ways=maml_family.fit_head,
     bn_mode="batch",
     # Running statistics sound: only the head (no BatchNorm) is cloned; the backbone runs unadapted.
-    unbalanced_support=maml.UNBALANCED_SUPPORT,
-    options=tuple(o for o in maml.ALGORITHM.options if o != "engine"),  # the l2l loop only
-    csv_columns=maml.ALGORITHM.csv_columns,
-    csv_values=maml.csv_values,
-    group_by=maml.ALGORITHM.group_by,
-    published=Published(
-        {(20, 1): 96.2, (20, 5): 98.0},
-        "Raghu, Raghu, Bengio & Vinyals (2020), Rapid Learning or Feature Reuse?, Table 2 "
-        "(Omniglot 20-way; mean of 3 seeds; no 5-way numbers)",
-    ),
-    paper_split="random",
-    # MAML's lengths. The backbone runs once per task (MAML's once per inner step and once more),
-    # so 20-way cells with their 5 steps cost less than MAML's; not timed on an idle machine yet.
-    budgets=maml.VARIANT_BUDGETS,
-    colors={"ours": "#9467bd", "first": "#e377c2", "paper": "#c5b0d5"},
+    unbalanced_support=maml_family.UNBALANCED_SUPPORT,
+    options=maml_family.OPTIONS,
 )

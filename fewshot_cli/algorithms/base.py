@@ -4,8 +4,9 @@ The rest of the package (training loop, evaluation, predict, reproduce, aggregat
 asks an ``Algorithm`` (found by name in ``registry``) and never compares names itself. Adding an
 algorithm is one module that builds an ``Algorithm`` plus one line in ``registry``.
 
-Functions receive the run's *resolved* configuration (a ``run.config.TrainConfig``; only its
-attributes are used, so this layer does not import the run layer).
+Functions receive the run's *resolved* configuration (``TrainConfig``: a ``run.config``
+configuration, whose attributes alone this layer reads). An algorithm's paper protocol (its
+defaults, published numbers, budgets) is data in ``papers``.
 
 BatchNorm modes, one definition everywhere (training, validation, ``eval`` and ``predict``):
 
@@ -32,8 +33,8 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -42,81 +43,17 @@ import torch.nn.functional as F
 from fewshot_cli.choices import BN_MODES  # noqa: F401 (defined there for the CLI)
 from fewshot_cli.errors import FewshotError
 
-if TYPE_CHECKING:  # the run layer sits above this one: type hints only
+if TYPE_CHECKING:
     from fewshot_cli.data.batches import TaskBatch
     from fewshot_cli.data.episodes import Episode, EpisodeSampler
-    from fewshot_cli.run.config import TrainConfig
+
+# A run's resolved configuration (``run.config.TrainConfig``, a layer above): this layer reads
+# its attributes only.
+TrainConfig = Any
 
 
 # Query images to logits, for one support set the classifier was fitted to.
 Classifier = Callable[[torch.Tensor], torch.Tensor]
-
-
-@dataclass(frozen=True)
-class Published:
-    """Published Omniglot test accuracies (%) of an algorithm and where they come from.
-
-    Attributes:
-        accuracy: ``{(ways, shots): percent}``.
-        source: the paper and table, as cited beside the numbers.
-
-    Example:
-        >>> Published({(5, 1): 98.8}, "Snell et al. (2017), Table 1").accuracy[(5, 1)]
-        98.8
-    """
-
-    accuracy: Mapping[tuple[int, int], float]
-    source: str
-
-
-@dataclass(frozen=True)
-class BudgetSettings:
-    """How one algorithm trains and tests in a ``reproduce`` budget.
-
-    Attributes:
-        iterations: training iterations of each of its trainings, or ``{(ways, shots): n}``
-            per grid cell (MAML's cells differ up to 30x in cost per iteration).
-        test_episodes: test episodes per grid cell.
-        options: ``TrainConfig`` fields set for its trainings (e.g. ``{"meta_batch": 8}``). When
-            they fix ``ways``, one model per shot count serves every cell of that shot count
-            (validated at the fewest ways it is tested at); otherwise each cell trains at its
-            own ways.
-        cell_options: ``{(ways, shots): {field: value}}``: options of one cell's training on top
-            of ``options`` (e.g. another MAML engine where it is the faster one).
-        starts_from: ``{(ways, shots): (ways, shots)}``: cells whose training starts from the
-            trained model of another cell of the same algorithm and seed (``--init-from`` its
-            run directory) instead of a random initialisation.
-
-    Example::
-
-        BudgetSettings(iterations=200, test_episodes=600, options={"lr": 3e-3})
-    """
-
-    iterations: int | Mapping[tuple[int, int], int]
-    test_episodes: int
-    options: Mapping[str, Any] = field(default_factory=dict)
-    cell_options: Mapping[tuple[int, int], Mapping[str, Any]] = field(default_factory=dict)
-    starts_from: Mapping[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
-
-    def options_for(self, ways: int, shots: int) -> dict:
-        """The options of the ``ways``-way ``shots``-shot cell's training.
-
-        Example:
-            >>> BudgetSettings(10, 6, {"lr": 3e-3}, {(5, 5): {"lr": 1e-3}}).options_for(5, 5)
-            {'lr': 0.001}
-        """
-        return {**self.options, **self.cell_options.get((ways, shots), {})}
-
-    def iterations_for(self, ways: int, shots: int) -> int:
-        """Training iterations of the ``ways``-way ``shots``-shot cell.
-
-        Example:
-            >>> BudgetSettings({(5, 1): 900, (20, 5): 300}, 600).iterations_for(20, 5)
-            300
-        """
-        if isinstance(self.iterations, Mapping):
-            return self.iterations[(ways, shots)]
-        return self.iterations
 
 
 _NORMS = torch.nn.modules.batchnorm._BatchNorm
@@ -161,11 +98,6 @@ def one_episode(config: TrainConfig) -> int:
     return 1
 
 
-def no_columns(config: TrainConfig, steps: int | None) -> dict:
-    """``csv_values`` of an algorithm without columns of its own."""
-    return {}
-
-
 @dataclass(frozen=True)
 class Algorithm:
     """A meta-learning algorithm: what the training loop, evaluation and reports need of it.
@@ -173,34 +105,23 @@ class Algorithm:
     Attributes:
         name: the name on the command line, in ``config.json`` and in the CSV.
         title: one line for help texts, e.g. ``"MAML (Finn et al., 2017)"``.
-        default_ways: training ways when ``--ways`` is not given.
-        defaults: ``defaults(ways, shots)``: its paper's values, at these training ways and
-            shots, for the ``TrainConfig`` fields left ``None`` (queries, backbone, BatchNorm
-            statistics, test ways, learning-rate schedule, its own options).
         build_model: ``build_model(config)``: the freshly initialised network of a configuration;
             its ``state_dict`` is what checkpoints hold.
         classifier: ``classifier(model, support, support_labels, ways, config, training=False,
             steps=None)``: fit to a support set (MAML adapts a clone), returning the function
-            from query images to logits ``[queries, ways]``. The one definition of an episode's
-            query logits, used by training, validation, ``eval`` and ``predict`` (see the
-            module docstring for BatchNorm). ``training`` selects the training-time adaptation
-            (with its graph, for the meta-gradient); ``steps`` overrides the test-time steps.
+            from query images to logits ``[queries, ways]``: the one definition of an episode's
+            query logits in training, validation, ``eval`` and ``predict``. ``training`` selects
+            the training-time adaptation (with its graph); ``steps`` overrides the test steps.
         episodes_per_step: ``episodes_per_step(config)``: episodes of one training iteration
-            (MAML's meta-batch; 1 by default). Iteration ``t`` trains on episodes
-            ``t * n ... t * n + n - 1`` of the training sampler.
-        step: replaces the default training iteration (``step_on_episodes``) when given:
-            ``step(algorithm, model, optimizer, episodes, config)`` returning ``(loss, accuracy)``
-            (e.g. another engine computing the same meta-gradient). Contract, which data-parallel
-            training relies on: the gradient is that of the *mean* loss over ``episodes``, and
-            the step ends with one ``optimizer.step()`` (where ``run.distributed`` averages the
-            gradients of the processes' shares).
+            (MAML's meta-batch; 1 by default).
+        step: replaces the default training iteration (``step_on_episodes``):
+            ``step(algorithm, model, optimizer, episodes, config)`` returning ``(loss, accuracy)``.
+            Its gradient must be that of the *mean* loss over ``episodes``, ending with one
+            ``optimizer.step()`` (data-parallel training averages gradients there).
         batch_logits: ``batch_logits(model, episodes, config, bn_mode, steps)``: test logits
-            ``[episodes, queries, ways]`` of many same-shaped episodes at once (``model``
-            prepared as for ``classifier``), the same as ``classifier`` gives one by one; it may
-            return None where the per-episode path is the one to use. Evaluation uses it when
-            given.
-        for_ways: ``for_ways(model, ways)``: the model ready for ``ways``-way episodes at test
-            (MAML's new head follows the model's device); it may change ``model`` in place.
+            ``[episodes, queries, ways]`` of many same-shaped episodes at once, as
+            ``classifier`` gives them one by one, or None where the per-episode path applies.
+        for_ways: ``for_ways(model, ways)``: the model ready for ``ways``-way episodes at test.
         bn_mode: BatchNorm mode at test when ``--bn-mode auto`` (``batch`` or ``running``;
             ``predict`` uses ``support`` where this is ``batch``).
         unsound_running_stats: why the BatchNorm running statistics its training leaves do not
@@ -209,27 +130,12 @@ class Algorithm:
             biases its predictions (``predict`` then warns), or None.
         options: the ``TrainConfig`` fields only this algorithm uses; set for another one, they
             are refused (``registry.refuse_options``).
-        csv_columns: names of its own columns in evaluation CSVs.
-        csv_values: ``csv_values(config, steps)``: the values of ``csv_columns`` for a result
-            (``steps``: the test adaptation steps asked for, ``None`` for the run's own).
-        group_by: those of ``csv_columns`` that tell two protocols apart in ``aggregate``'s
-            default grouping and in plots (e.g. MAML's ``order``).
-        published: its published Omniglot numbers.
-        paper_split: the split its paper uses (``reproduce``'s default).
-        budgets: its ``BudgetSettings`` per ``reproduce`` budget name.
-        colors: plot colours: ``ours``, ``paper``, and optionally one per value of a
-            ``group_by`` column (e.g. ``first`` for first-order MAML).
     """
 
     name: str
     title: str
-    default_ways: int
-    defaults: Callable[[int], dict]
     build_model: Callable[[TrainConfig], torch.nn.Module]
     classifier: Callable[..., Classifier]
-    published: Published
-    paper_split: str
-    budgets: Mapping[str, BudgetSettings]
     episodes_per_step: Callable[[TrainConfig], int] = one_episode
     step: Callable[..., tuple[float, float]] | None = None
     batch_logits: Callable[..., torch.Tensor | None] | None = None
@@ -238,12 +144,6 @@ class Algorithm:
     unsound_running_stats: str | None = None
     unbalanced_support: str | None = None
     options: tuple[str, ...] = ()
-    csv_columns: tuple[str, ...] = ()
-    csv_values: Callable[[TrainConfig, int | None], dict] = no_columns
-    group_by: tuple[str, ...] = ()
-    colors: Mapping[str, str] = field(
-        default_factory=lambda: {"ours": "#7f7f7f", "paper": "#c7c7c7"}
-    )
 
     def query_logits(
         self,

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +34,7 @@ from torch.func import functional_call, grad, vmap
 
 from fewshot_cli.algorithms.base import tracks_running_stats, without_running_stats
 from fewshot_cli.choices import ENGINES  # noqa: F401 (defined there for the CLI)
+from fewshot_cli.data.batches import TaskBatch  # the stacked tasks this engine consumes
 from fewshot_cli.errors import FewshotError
 
 __all__ = [
@@ -49,43 +49,6 @@ __all__ = [
     "adapted_logits",
     "adapt_and_predict",
 ]
-
-
-@dataclass
-class TaskBatch:
-    """Tasks of one shape stacked along a leading task dimension ``T``.
-
-    Attributes:
-        support: ``[T, S, C, H, W]`` support images.
-        support_labels: ``[T, S]`` labels in ``0 .. ways-1``.
-        query: ``[T, Q, C, H, W]`` query images.
-        query_labels: ``[T, Q]`` labels.
-    """
-
-    support: torch.Tensor
-    support_labels: torch.Tensor
-    query: torch.Tensor
-    query_labels: torch.Tensor
-
-    def __len__(self) -> int:
-        return self.support.shape[0]
-
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> TaskBatch:
-        """The batch on ``device`` (images also cast to ``dtype`` when given)."""
-        return TaskBatch(
-            self.support.to(device, dtype),
-            self.support_labels.to(device),
-            self.query.to(device, dtype),
-            self.query_labels.to(device),
-        )
-
-    def __getitem__(self, index: slice) -> TaskBatch:
-        return TaskBatch(
-            self.support[index],
-            self.support_labels[index],
-            self.query[index],
-            self.query_labels[index],
-        )
 
 
 Episodes = TaskBatch | Sequence

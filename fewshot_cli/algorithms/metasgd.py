@@ -17,35 +17,26 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 
-from fewshot_cli.algorithms import maml
-from fewshot_cli.algorithms.base import Algorithm, Classifier, Published
+from fewshot_cli.algorithms import maml_family
+from fewshot_cli.algorithms.base import Algorithm, Classifier, TrainConfig
 
 if TYPE_CHECKING:  # learn2learn itself is imported where used: it costs seconds
     from fewshot_cli.l2l import l2l
-    from fewshot_cli.run.config import TrainConfig
 
 
-def build_model(ways: int, inner_lr: float, backbone: str = "conv4") -> l2l.algorithms.MetaSGD:
-    """MAML's network wrapped in ``MetaSGD``, every rate starting at ``inner_lr``.
+def build_model(config: TrainConfig) -> l2l.algorithms.MetaSGD:
+    """The family's network of a resolved configuration wrapped in ``MetaSGD``, every rate
+    starting at ``config.inner_lr`` (a checkpoint's rates replace them).
 
-    Example:
-        >>> model = build_model(5, inner_lr=0.4)
-        >>> sorted(model.state_dict())[-2:]
-        ['module.head.bias', 'module.head.weight']
+    Example::
+
+        sorted(build_model(config).state_dict())[-2:]
+        # ['module.head.bias', 'module.head.weight']
     """
     from fewshot_cli.l2l import l2l
 
-    return l2l.algorithms.MetaSGD(maml.build_model(ways, backbone), lr=inner_lr)
-
-
-def model_of(config: TrainConfig) -> l2l.algorithms.MetaSGD:
-    """The model of a resolved configuration (a checkpoint's rates replace the initial ones)."""
-    from fewshot_cli.l2l import l2l
-
-    # MAML's network of the configuration (its BatchNorm as ``config.bn_running_stats`` says).
-    return l2l.algorithms.MetaSGD(maml.model_of(config), lr=config.inner_lr)
+    return l2l.algorithms.MetaSGD(maml_family.build_model(config), lr=config.inner_lr)
 
 
 def fit_head(model: l2l.algorithms.MetaSGD, ways: int) -> l2l.algorithms.MetaSGD:
@@ -55,16 +46,17 @@ def fit_head(model: l2l.algorithms.MetaSGD, ways: int) -> l2l.algorithms.MetaSGD
     the learned rates over the old head's rows (per input feature; the bias gets the mean bias
     rate). The new rates live where the old ones did.
 
-    Example:
-        >>> fit_head(build_model(5, 0.4), 3).module.head.out_features
-        3
+    Example::
+
+        fit_head(build_model(config), 3).module.head.out_features
+        # 3
     """
     head = model.module.head
     if head.out_features == ways:
         return model
     slot = {id(p): i for i, p in enumerate(model.module.parameters())}
     slots = [slot[id(head.weight)], slot[id(head.bias)]]
-    maml.fit_head(model.module, ways)  # the new head takes the old one's place in the order
+    maml_family.fit_head(model.module, ways)  # the new head takes the old one's place in the order
     for i, parameter in zip(slots, (model.module.head.weight, model.module.head.bias)):
         rate = model.lrs[i].detach().mean(0, keepdim=True).expand_as(parameter)
         model.lrs[i] = torch.nn.Parameter(rate.clone())
@@ -90,55 +82,26 @@ def classifier(
 
         logits = classifier(model, support, labels, 5, config)(query)
     """
-    steps, first_order = maml.adaptation(config, training, steps)
-    clone = model.clone()
-    for _ in range(steps):
-        clone.adapt(F.cross_entropy(clone(support), support_labels), first_order=first_order)
-    n_support = len(support)
-
-    def logits(query: torch.Tensor) -> torch.Tensor:
-        return clone(torch.cat([support, query]))[n_support:]
-
-    return logits
-
-
-def defaults(ways: int, shots: int = 1) -> dict:
-    """MAML's Omniglot settings at ``ways`` (its inner rate as the rates' start, its
-    meta-batch), with Li et al.'s one adaptation step in training and at test."""
-    settings = {k: v for k, v in maml.defaults(ways, shots).items() if k != "engine"}
-    return {**settings, "inner_steps": 1, "test_inner_steps": 1}
+    steps, first_order = maml_family.adaptation(config, training, steps)
+    clone = maml_family.inner_loop(
+        model.clone(), support, support_labels, steps, first_order=first_order
+    )
+    return maml_family.with_support(clone, support)
 
 
 ALGORITHM = Algorithm(
     name="metasgd",
     title="Meta-SGD (Li et al., 2017)",
-    default_ways=5,
-    defaults=defaults,
-    build_model=model_of,
+    build_model=build_model,
     classifier=classifier,
-    episodes_per_step=maml.tasks_per_step,
+    episodes_per_step=maml_family.episodes_per_step,
     for_ways=fit_head,
     bn_mode="batch",
     # Its clones (``clone_module``) share the base model's BatchNorm buffers, as MAML's do, so
     # training writes the adapted clones' activations into them.
     unsound_running_stats="they were gathered from Meta-SGD's adapted clones and do not fit "
     "the meta-learned weights",
-    unbalanced_support=maml.UNBALANCED_SUPPORT,
-    # inner_lr: the rates' initial value. MAML's vmap engine does not apply (learned rates).
-    options=tuple(o for o in maml.ALGORITHM.options if o != "engine"),
-    csv_columns=maml.ALGORITHM.csv_columns,
-    csv_values=maml.csv_values,
-    group_by=maml.ALGORITHM.group_by,
-    published=Published(
-        {(5, 1): 99.53, (5, 5): 99.93, (20, 1): 95.93, (20, 5): 98.97},
-        "Li, Zhou, Chen & Li (2017), Meta-SGD, Table 2 (Omniglot; its 5-shot models were "
-        "meta-trained 1-shot)",
-    ),
-    # The paper: 1200 training characters with rotation augmentation, as MAML.
-    paper_split="random",
-    # MAML's lengths. An iteration computes what MAML's does at the same number of steps, with
-    # one step at every cell here (MAML takes 5 at 20 ways); not timed on an idle machine yet.
-    # (Li et al. do not give their length for Omniglot.)
-    budgets=maml.VARIANT_BUDGETS,
-    colors={"ours": "#2ca02c", "first": "#bcbd22", "paper": "#98df8a"},
+    unbalanced_support=maml_family.UNBALANCED_SUPPORT,
+    # inner_lr: the rates' initial value.
+    options=maml_family.OPTIONS,
 )

@@ -7,33 +7,17 @@ queries. learn2learn has no such loss, so it is written here.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 
 from fewshot_cli.algorithms.backbone import Conv4
-from fewshot_cli.algorithms.base import (
-    Algorithm,
-    BudgetSettings,
-    Classifier,
-    Published,
-    without_running_stats,
-)
-
-if TYPE_CHECKING:
-    from fewshot_cli.run.config import TrainConfig
+from fewshot_cli.algorithms.base import Algorithm, Classifier, TrainConfig, without_running_stats
 
 
-def build_model(backbone: str = "conv4") -> torch.nn.Module:
-    """A ProtoNet is just the embedding network."""
-    return Conv4(backbone)
-
-
-def model_of(config: TrainConfig) -> torch.nn.Module:
-    """The network of a resolved configuration (BatchNorm without running statistics when
+def build_model(config: TrainConfig) -> torch.nn.Module:
+    """A ProtoNet is just the embedding network (BatchNorm without running statistics when
     ``config.bn_running_stats`` is off)."""
-    model = build_model(config.backbone)
+    model = Conv4(config.backbone)
     return model if config.bn_running_stats else without_running_stats(model)
 
 
@@ -120,45 +104,11 @@ def classifier(
     return logits
 
 
-def defaults(ways: int, shots: int = 1) -> dict:
-    """Snell et al.'s settings: the max-pool Conv-4 with BatchNorm running statistics, 5 queries
-    per class, Adam's rate halved every 2000 episodes, tested at 5 ways (whatever the training
-    ways and shots)."""
-    return {
-        "queries": 5,
-        "backbone": "conv4",
-        "bn_running_stats": True,
-        "lr_halve_every": 2000,
-        "test_ways": 5,
-    }
-
-
 ALGORITHM = Algorithm(
     name="protonet",
     title="Prototypical Networks (Snell et al., 2017)",
-    default_ways=60,
-    defaults=defaults,
-    build_model=model_of,
+    build_model=build_model,
     classifier=classifier,
     # Its paper tests with the running statistics gathered in training.
     bn_mode="running",
-    published=Published(
-        {(5, 1): 98.8, (5, 5): 99.7, (20, 1): 96.0, (20, 5): 98.9},
-        "Snell, Swersky & Zemel (2017), Prototypical Networks, Table 1 (Omniglot)",
-    ),
-    # The paper's split: 1028 / 172 / 423 characters, rotations as classes.
-    paper_split="vinyals",
-    # Fixed training ways: one model per shot count serves the 5-way and the 20-way cell, as in
-    # the paper. Measured (see maml.py): a 60-way episode takes 0.34 s (1-shot) / 0.71 s
-    # (5-shot) on 2 cores; test episodes as MAML's, without the adaptation.
-    budgets={
-        # Issue 10: 60-way training validates at about 95% after 200-250 episodes (0.42 s each
-        # on 2 idle cores); 200 keeps `make quick` under 5 minutes.
-        "quick": BudgetSettings(200, 100, {"ways": 60}),
-        # 2 x 1500 episodes: 26 minutes.
-        "cpu": BudgetSettings(1500, 1000, {"ways": 60}),
-        # The paper trains until validation stops improving; 20000 episodes.
-        "paper": BudgetSettings(20000, 1000, {"ways": 60}),
-    },
-    colors={"ours": "#d62728", "paper": "#ff9896"},
 )

@@ -46,14 +46,13 @@ def algorithms() -> list:
     return [get(name) for name in NAMES]
 
 
-def group_columns() -> tuple[str, ...]:
-    """CSV columns that tell protocols of one algorithm apart (e.g. MAML's ``order``)."""
-    return tuple(dict.fromkeys(c for a in algorithms() for c in a.group_by))
+def paper(name: str):
+    """The paper protocol of the algorithm called ``name`` (``papers.Paper``: defaults, published
+    numbers, split, budgets, colours)."""
+    from fewshot_cli.algorithms.papers import PAPERS
 
-
-def csv_columns() -> tuple[str, ...]:
-    """Every algorithm's own CSV columns, each once, in registry order."""
-    return tuple(dict.fromkeys(c for a in algorithms() for c in a.csv_columns))
+    get(name)  # an unknown name fails here, with the one message
+    return PAPERS[name]
 
 
 def own_options() -> tuple[str, ...]:

@@ -22,10 +22,10 @@ UNKNOWN_COLORS = {"ours": "#7f7f7f", "paper": "#c7c7c7"}  # an algorithm this ve
 
 
 def colors_of(algorithm: str) -> dict:
-    """Plot colours of ``algorithm`` (``Algorithm.colors``): ours strong, the paper's lighter."""
-    from fewshot_cli.algorithms import registry
+    """Plot colours of ``algorithm`` (``Paper.colors``): ours strong, the paper's lighter."""
+    from fewshot_cli.algorithms.papers import PAPERS
 
-    return dict(registry.get(algorithm).colors) if algorithm in registry.NAMES else UNKNOWN_COLORS
+    return dict(PAPERS[algorithm].colors) if algorithm in PAPERS else UNKNOWN_COLORS
 
 
 LINE_STYLES = ("-", "--", ":", "-.")

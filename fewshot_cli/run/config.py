@@ -17,6 +17,9 @@ from fewshot_cli.errors import FewshotError
 # max-pooling and BatchNorm keeping running statistics (before MAML's paper defaults).
 LEGACY = {"backbone": "conv4", "bn_running_stats": True}
 
+# Why fewer than 2 ways are refused (training, validation and test episodes alike).
+ONE_WAY = "with one class every prediction is right, and the accuracy always 100%"
+
 # What a resumed run may change: where and how long it goes on, never what it learns.
 RESUME_MAY_CHANGE = ("iterations", "device")
 
@@ -25,14 +28,11 @@ RESUME_MAY_CHANGE = ("iterations", "device")
 class TrainConfig:
     """Everything that defines a training run; saved as ``config.json`` in the run directory.
 
-    ``None`` fields take the algorithm's paper defaults in ``resolved()`` (its ``default_ways``
-    and ``defaults(ways, shots)``): MAML follows Finn et al. for Omniglot (strided Conv-4,
-    BatchNorm without running statistics, K queries per class for K shots; 5-way: inner lr 0.4,
-    1 step, 3 at test, meta-batch 32; 20-way: 0.1, 5, 5, 16; the ``l2l`` engine); ProtoNet
-    follows Snell et al. (max-pool Conv-4 with running statistics, 60-way training with 5
-    queries, Adam 1e-3 halved every 2000 episodes, tested at 5 ways with the training shots). Fields that belong to other algorithms only (``Algorithm.options``, e.g.
-    MAML's ``inner_lr`` for a ProtoNet) must stay unset. ``init_from`` names a trained run
-    (or checkpoint) whose weights a fresh run starts from (``run.checkpoint.initial_weights``).
+    ``None`` fields take the algorithm's paper defaults in ``resolved()`` (``algorithms.papers``;
+    test ways and shots default to the training ones where the paper fixes none). Fields that
+    belong to other algorithms only (``Algorithm.options``, e.g. MAML's ``inner_lr`` for a
+    ProtoNet) must stay unset. ``init_from`` names a trained run (or checkpoint) whose weights a
+    fresh run starts from (``run.checkpoint.initial_weights``).
 
     Example:
         >>> TrainConfig("protonet", iterations=500).resolved().ways
@@ -69,8 +69,8 @@ class TrainConfig:
     init_from: str | None = None
 
     def resolved(self) -> TrainConfig:
-        """A copy with every ``None`` replaced by the algorithm's default, validated."""
-        algorithm = registry.get(self.algorithm)
+        """A copy with every ``None`` replaced by the algorithm's paper default, validated."""
+        paper = registry.paper(self.algorithm)
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
         registry.refuse_options(
             self.algorithm,
@@ -82,24 +82,22 @@ class TrainConfig:
         )
         c = dataclasses.replace(self)
         if c.ways is None:
-            c.ways = algorithm.default_ways
+            c.ways = paper.default_ways
         c.validate()  # before ways is used to pick the other defaults
-        for key, value in algorithm.defaults(c.ways, c.shots).items():
+        for key, value in paper.defaults.at(c.ways, c.shots).items():
             if getattr(c, key) is None:
                 setattr(c, key, value)
-        if c.test_shots is None:
-            c.test_shots = c.shots
+        c.test_ways = c.ways if c.test_ways is None else c.test_ways
+        c.test_shots = c.shots if c.test_shots is None else c.test_shots
         c.validate()
         return c
 
     def validate(self) -> None:
         """Raise a one-line error for an impossible configuration."""
         positive = [
-            "ways",
             "shots",
             "queries",
             "iterations",
-            "test_ways",
             "test_shots",
             "test_queries",
             "val_every",
@@ -108,6 +106,12 @@ class TrainConfig:
             "test_inner_steps",
             "meta_batch",
         ]
+        for name in ("ways", "test_ways"):
+            value = getattr(self, name)
+            if value is not None and value < 2:
+                raise FewshotError(
+                    f"--{name.replace('_', '-')} must be at least 2 (got {value}): {ONE_WAY}"
+                )
         for name in positive:  # unset (None) ones are checked once resolved
             value = getattr(self, name)
             if value is not None and value < 1:

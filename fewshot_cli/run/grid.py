@@ -1,7 +1,7 @@
 """The standard grid of a reproduction: its budgets, cells and trainings, and what is done.
 
 The grid is every algorithm of the registry at 5 and 20 ways, 1 and 5 shots, each with its
-paper's protocol: its split (``Algorithm.paper_split``; rotation augmentation on the splits
+paper's protocol (``algorithms.papers``): its split (rotation augmentation on the splits
 without rotated classes) and, per budget, its ``BudgetSettings`` (training length, test
 episodes, options). Test episodes have 15 queries per class, seed 0, BatchNorm per algorithm.
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fewshot_cli.algorithms import registry
-from fewshot_cli.algorithms.base import BudgetSettings
+from fewshot_cli.algorithms.papers import PAPERS, BudgetSettings
 from fewshot_cli.errors import FewshotError
 from fewshot_cli.run.checkpoint import CONFIG, LAST, load_checkpoint, read_config
 from fewshot_cli.run.config import TrainConfig
@@ -33,11 +33,11 @@ from fewshot_cli.run.results import read_rows
 
 # Published test accuracies (%) on Omniglot, by (algorithm, ways, shots), and their sources.
 PUBLISHED = {
-    (a.name, ways, shots): value
-    for a in registry.algorithms()
-    for (ways, shots), value in a.published.accuracy.items()
+    (name, ways, shots): value
+    for name, paper in PAPERS.items()
+    for (ways, shots), value in paper.published.accuracy.items()
 }
-PUBLISHED_SOURCES = {a.name: a.published.source for a in registry.algorithms()}
+PUBLISHED_SOURCES = {name: paper.published.source for name, paper in PAPERS.items()}
 GRID = ("5w1s", "5w5s", "20w1s", "20w5s")
 TEST_QUERIES = 15
 TEST_SEED = 0
@@ -65,10 +65,10 @@ class Budget:
 
 def settings_of(budget: str) -> dict[str, BudgetSettings]:
     """Every registered algorithm's settings for the budget called ``budget``."""
-    return {a.name: a.budgets[budget] for a in registry.algorithms() if budget in a.budgets}
+    return {name: p.budgets[budget] for name, p in PAPERS.items() if budget in p.budgets}
 
 
-# Each algorithm's settings (and the speeds measured behind them) live in its module.
+# Each algorithm's settings live in algorithms.papers; their measurements in results/schedule.
 BUDGETS = {
     b.name: b
     for b in (
@@ -314,7 +314,7 @@ def plan_trainings(
     """
     plan = plan_cells(budget, algorithms, cells)
     rows = csv_rows(result_csvs(out_dir) if csv_paths is None else csv_paths)
-    splits = {c.algorithm: split or registry.get(c.algorithm).paper_split for c in plan}
+    splits = {c.algorithm: split or registry.paper(c.algorithm).split for c in plan}
     # A training's validation ways are the fewest of every budget cell it serves, asked for
     # or not: the same run whichever cells are asked (its name does not depend on val_ways).
     served: dict[str, list[Cell]] = {}

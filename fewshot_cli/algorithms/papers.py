@@ -1,0 +1,242 @@
+"""Each algorithm's paper protocol, as data: its defaults, published numbers, split, budgets and
+plot colours. The algorithm modules hold the maths; ``run.config`` fills a run's unset options
+from ``Paper.defaults``, ``run.grid`` reads the budgets, the report layer the rest.
+
+The budgets' measurements (what each schedule reached, at what cost) are in results/schedule.
+
+Example:
+    >>> PAPERS["maml"].defaults.at(20, 1)["inner_lr"], PAPERS["protonet"].defaults.at(60, 5)["queries"]
+    (0.1, 5)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Published:
+    """Published test accuracies (%) and where they come from.
+
+    Attributes:
+        accuracy: ``{(ways, shots): percent}``.
+        source: the paper and table, as cited beside the numbers.
+    """
+
+    accuracy: Mapping[tuple[int, int], float]
+    source: str
+
+
+@dataclass(frozen=True)
+class BudgetSettings:
+    """How one algorithm trains and tests in a ``reproduce`` budget.
+
+    Attributes:
+        iterations: training iterations of each of its trainings, or ``{(ways, shots): n}``
+            per grid cell.
+        test_episodes: test episodes per grid cell.
+        options: ``TrainConfig`` fields set for its trainings. When they fix ``ways``, one model
+            per shot count serves every cell of that shot count; otherwise each cell trains at
+            its own ways.
+        cell_options: ``{(ways, shots): {field: value}}`` on top of ``options`` for one cell.
+        starts_from: ``{(ways, shots): (ways, shots)}``: cells whose training starts from the
+            trained model of another cell of the same algorithm and seed (``--init-from``).
+
+    Example:
+        >>> BudgetSettings(10, 6, {"lr": 3e-3}, {(5, 5): {"lr": 1e-3}}).options_for(5, 5)
+        {'lr': 0.001}
+    """
+
+    iterations: int | Mapping[tuple[int, int], int]
+    test_episodes: int
+    options: Mapping[str, Any] = field(default_factory=dict)
+    cell_options: Mapping[tuple[int, int], Mapping[str, Any]] = field(default_factory=dict)
+    starts_from: Mapping[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
+
+    def options_for(self, ways: int, shots: int) -> dict:
+        """The options of the ``ways``-way ``shots``-shot cell's training."""
+        return {**self.options, **self.cell_options.get((ways, shots), {})}
+
+    def iterations_for(self, ways: int, shots: int) -> int:
+        """Training iterations of the ``ways``-way ``shots``-shot cell."""
+        if isinstance(self.iterations, Mapping):
+            return self.iterations[(ways, shots)]
+        return self.iterations
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """A paper's values for the ``TrainConfig`` fields a run leaves unset.
+
+    Attributes:
+        fixed: values at any training ways and shots.
+        by_ways: values per training ways: those of the smallest key at or above the run's
+            ways (the largest key beyond them).
+        queries: training queries per class; None: as many as the shots (MAML's K queries).
+    """
+
+    fixed: Mapping[str, Any]
+    by_ways: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
+    queries: int | None = None
+
+    def at(self, ways: int, shots: int) -> dict:
+        """The defaults of a run at ``ways`` training ways and ``shots``."""
+        keys = sorted(self.by_ways)
+        near = next((k for k in keys if k >= ways), keys[-1]) if keys else None
+        own = self.by_ways[near] if near is not None else {}
+        return {"queries": self.queries or shots, **self.fixed, **own}
+
+
+@dataclass(frozen=True)
+class Paper:
+    """One algorithm's paper protocol.
+
+    Attributes:
+        default_ways: training ways when ``--ways`` is not given (test ways default to them
+            unless ``defaults`` fixes ``test_ways``).
+        defaults: its paper's hyper-parameters and network.
+        published: its published Omniglot numbers.
+        split: the split its paper uses (``reproduce``'s default).
+        budgets: its ``BudgetSettings`` per ``reproduce`` budget.
+        colors: plot colours: ``ours``, ``paper``, and ``first`` for first order where it has one.
+    """
+
+    default_ways: int
+    defaults: Defaults
+    published: Published
+    split: str
+    budgets: Mapping[str, BudgetSettings]
+    colors: Mapping[str, str]
+
+
+# The MAML paper's Omniglot hyper-parameters (Finn et al., 2017, and its reference code).
+MAML_DEFAULTS = Defaults(
+    fixed={"backbone": "conv4-strided", "bn_running_stats": False, "lr_halve_every": 0},
+    by_ways={
+        5: dict(inner_lr=0.4, inner_steps=1, test_inner_steps=3, meta_batch=32),
+        20: dict(inner_lr=0.1, inner_steps=5, test_inner_steps=5, meta_batch=16),
+    },
+)
+# The cpu budget's 20-way MAML cells adapt as the 5-way ones: fewer, larger inner steps.
+FIVE_WAY_ADAPTATION = {
+    k: MAML_DEFAULTS.by_ways[5][k] for k in ("inner_lr", "inner_steps", "test_inner_steps")
+}
+# Meta-SGD and ANIL until they have schedules of their own: short second-order trainings of 8
+# tasks at Adam 3e-3, and MAML's reference length for `paper`.
+VARIANT_BUDGETS = {
+    "quick": BudgetSettings(60, 100, {"meta_batch": 8, "first_order": False, "lr": 3e-3}),
+    "cpu": BudgetSettings(200, 600, {"meta_batch": 8, "first_order": False, "lr": 3e-3}),
+    "paper": BudgetSettings(60000, 600, {"first_order": False}),
+}
+
+PAPERS = {
+    "maml": Paper(
+        default_ways=5,
+        defaults=Defaults(
+            fixed={**MAML_DEFAULTS.fixed, "engine": "l2l"}, by_ways=MAML_DEFAULTS.by_ways
+        ),
+        published=Published(
+            {(5, 1): 98.7, (5, 5): 99.9, (20, 1): 95.8, (20, 5): 98.9},
+            "Finn, Abbeel & Levine (2017), Model-Agnostic Meta-Learning, Table 1 (Omniglot)",
+        ),
+        # The paper: 1200 training characters with rotation augmentation (ours: 1100/100/423).
+        split="random",
+        # Meta-batch 16 and Adam 3e-3 learned more per CPU second than the paper's 32 and 1e-3;
+        # each cell's engine is the faster one on 2 CPU threads (results/schedule).
+        budgets={
+            "quick": BudgetSettings(
+                600,
+                100,
+                {
+                    "meta_batch": 16,
+                    "lr": 3e-3,
+                    "engine": "vmap",
+                    "first_order": False,
+                    "queries": 5,
+                },
+            ),
+            # 5w1s trains first and the other cells start from its model; the 20-way cells adapt
+            # as the 5-way ones, which makes second order affordable at 20w5s.
+            "cpu": BudgetSettings(
+                {(5, 1): 6000, (5, 5): 1000, (20, 1): 4200, (20, 5): 1200},
+                600,
+                {"meta_batch": 16, "lr": 3e-3, "engine": "vmap", "first_order": False},
+                cell_options={
+                    (5, 1): {"queries": 5, "lr_halve_every": 1000},
+                    (5, 5): {"engine": "l2l"},
+                    (20, 1): {
+                        "engine": "l2l",
+                        "queries": 5,
+                        "lr": 1e-3,
+                        "lr_halve_every": 1800,
+                        **FIVE_WAY_ADAPTATION,
+                    },
+                    (20, 5): {"engine": "l2l", "lr": 1e-3, **FIVE_WAY_ADAPTATION},
+                },
+                starts_from={(5, 5): (5, 1), (20, 1): (5, 1), (20, 5): (5, 1)},
+            ),
+            # 60000 meta-iterations, as the reference code's Omniglot commands.
+            "paper": BudgetSettings(60000, 600, {"first_order": False, "engine": "vmap"}),
+        },
+        colors={"ours": "#1f77b4", "first": "#17becf", "paper": "#aec7e8"},
+    ),
+    "protonet": Paper(
+        default_ways=60,
+        defaults=Defaults(
+            fixed={
+                "backbone": "conv4",
+                "bn_running_stats": True,
+                "lr_halve_every": 2000,
+                "test_ways": 5,
+            },
+            queries=5,
+        ),
+        published=Published(
+            {(5, 1): 98.8, (5, 5): 99.7, (20, 1): 96.0, (20, 5): 98.9},
+            "Snell, Swersky & Zemel (2017), Prototypical Networks, Table 1 (Omniglot)",
+        ),
+        # 1028 / 172 / 423 characters, rotations as classes.
+        split="vinyals",
+        # Fixed training ways: one model per shot count serves its 5- and 20-way cells.
+        budgets={
+            "quick": BudgetSettings(200, 100, {"ways": 60}),
+            "cpu": BudgetSettings(1500, 1000, {"ways": 60}),
+            "paper": BudgetSettings(20000, 1000, {"ways": 60}),
+        },
+        colors={"ours": "#d62728", "paper": "#ff9896"},
+    ),
+    "metasgd": Paper(
+        default_ways=5,
+        # MAML's settings (the inner rate as the rates' start), one adaptation step as Li et al.
+        defaults=Defaults(
+            fixed=MAML_DEFAULTS.fixed,
+            by_ways={
+                w: {**v, "inner_steps": 1, "test_inner_steps": 1}
+                for w, v in MAML_DEFAULTS.by_ways.items()
+            },
+        ),
+        published=Published(
+            {(5, 1): 99.53, (5, 5): 99.93, (20, 1): 95.93, (20, 5): 98.97},
+            "Li, Zhou, Chen & Li (2017), Meta-SGD, Table 2 (Omniglot; its 5-shot models were "
+            "meta-trained 1-shot)",
+        ),
+        split="random",
+        budgets=VARIANT_BUDGETS,
+        colors={"ours": "#2ca02c", "first": "#bcbd22", "paper": "#98df8a"},
+    ),
+    "anil": Paper(
+        default_ways=5,
+        # Raghu et al. use MAML's Omniglot setups.
+        defaults=MAML_DEFAULTS,
+        published=Published(
+            {(20, 1): 96.2, (20, 5): 98.0},
+            "Raghu, Raghu, Bengio & Vinyals (2020), Rapid Learning or Feature Reuse?, Table 2 "
+            "(Omniglot 20-way; mean of 3 seeds; no 5-way numbers)",
+        ),
+        split="random",
+        budgets=VARIANT_BUDGETS,
+        colors={"ours": "#9467bd", "first": "#e377c2", "paper": "#c5b0d5"},
+    ),
+}
