@@ -17,6 +17,7 @@ from __future__ import annotations
 import gc
 import random
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -202,7 +203,9 @@ class EpisodeSampler:
         self.support_index = (per_class < shots).nonzero().squeeze(1)
         self.query_index = (per_class >= shots).nonzero().squeeze(1)
 
-    def __getitem__(self, index: int) -> Episode:
+    @contextmanager
+    def _drawing(self, index: int):
+        """Python's ``random`` seeded for episode ``index``, the collector paused, meanwhile."""
         # learn2learn's transforms draw from Python's global `random`; seed it for this episode
         # and put the caller's state back afterwards.
         state = random.getstate()
@@ -213,11 +216,37 @@ class EpisodeSampler:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            images, labels = self.taskset[index]
+            yield
         finally:
             if collecting:
                 gc.enable()
             random.setstate(state)
+
+    def plan(self, index: int) -> list[tuple[int, int, int]]:
+        """Episode ``index`` drawn but not loaded: ``(image, quarter turns, label)`` per sample.
+
+        ``image`` indexes the part's dataset (``PartDataset.images``); the samples come in the
+        order ``self[index]`` stacks them (``support_index`` and ``query_index`` pick from it).
+        The same draw as ``self[index]``: the same learn2learn transforms under the same seed.
+
+        Example::
+
+            sampler.plan(0)[:2]  # 5-way 1-shot, 1 query, rotations on
+            # [(418, 3, 0), (431, 3, 0)]
+        """
+        with self._drawing(index):
+            description = self.taskset.sample_task_description()
+        labels = self.taskset.dataset.indices_to_labels
+        # Each sample's last transform is RemapLabels' (after LoadData and ClassRotation's):
+        # given any (data, label) pair, it returns the episode's label for that class.
+        return [
+            (d.index, ClassRotation.turns_of(d), d.transforms[-1]((None, labels[d.index]))[1])
+            for d in description
+        ]
+
+    def __getitem__(self, index: int) -> Episode:
+        with self._drawing(index):
+            images, labels = self.taskset[index]
         return Episode(
             support=images[self.support_index],
             support_labels=labels[self.support_index],

@@ -47,6 +47,14 @@ class ClassRotation(l2l.data.transforms.TaskTransform):
             description.transforms.append(_Rotate(turns_of_label[label]))
         return task_description
 
+    @staticmethod
+    def turns_of(description) -> int:
+        """The quarter turns this transform gave a sample's ``DataDescription`` (0: none).
+
+        Lets a sampler that gathers images itself turn them as ``get_task`` would.
+        """
+        return sum(t.k for t in description.transforms if isinstance(t, _Rotate))
+
 
 class _Rotate:
     """Turns the image of an ``(image, label)`` pair by ``k`` quarter turns."""
