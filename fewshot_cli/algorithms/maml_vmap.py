@@ -44,7 +44,9 @@ __all__ = [
     "without_running_stats",
     "tracks_running_stats",
     "functional_twin",
+    "check_trainable",
     "meta_loss",
+    "meta_update",
     "meta_step",
     "adapted_logits",
     "adapt_and_predict",
@@ -190,7 +192,13 @@ def _query_logits(twin, fast, support, query):
     return functional_call(twin, fast, (torch.cat([support, query]),))[support.shape[0] :]
 
 
-def _check_trainable(model: torch.nn.Module) -> None:
+def check_trainable(model: torch.nn.Module) -> None:
+    """Refuse (``FewshotError``) a network this engine cannot train: one whose BatchNorm keeps
+    running statistics, which the vmapped call cannot update.
+
+    Example:
+        >>> check_trainable(without_running_stats(torch.nn.Sequential(torch.nn.BatchNorm2d(4))))
+    """
     if tracks_running_stats(model):
         raise FewshotError(
             "the vmap engine trains only networks whose BatchNorm keeps no running "
@@ -217,7 +225,7 @@ def meta_loss(
         inner_lr: inner learning rate.
         first_order: drop the second-order terms (first-order MAML).
     """
-    _check_trainable(model)
+    check_trainable(model)
     params = dict(model.named_parameters())
     device = next(iter(params.values())).device
     batch = stack_episodes(episodes).to(device)
@@ -232,6 +240,35 @@ def meta_loss(
     return vmap(task, in_dims=(None, 0, 0, 0, 0))(
         params, batch.support, batch.support_labels, batch.query, batch.query_labels
     )
+
+
+def meta_update(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    episodes: Episodes,
+    steps: int,
+    inner_lr: float,
+    first_order: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One meta-update over a batch of tasks; mean query ``(loss, accuracy)`` as 0-d tensors.
+
+    ``meta_step`` without reading the results back to the host, so nothing in it waits for the
+    device: ``maml_graph.GraphedStep`` records exactly this into a CUDA graph.
+
+    Args:
+        model, optimizer, episodes, steps, inner_lr, first_order: as in ``meta_step``.
+
+    Example::
+
+        loss, accuracy = meta_update(model, optimizer, batch, 1, 0.4)  # tensors on the device
+    """
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    losses, accuracies = meta_loss(model, episodes, steps, inner_lr, first_order)
+    loss = losses.mean()
+    loss.backward()
+    optimizer.step()
+    return loss.detach(), accuracies.mean()
 
 
 def meta_step(
@@ -257,13 +294,8 @@ def meta_step(
 
         loss, acc = meta_step(model, optimizer, batch, steps=1, inner_lr=0.4, first_order=False)
     """
-    model.train()
-    optimizer.zero_grad()
-    losses, accuracies = meta_loss(model, episodes, steps, inner_lr, first_order)
-    loss = losses.mean()
-    loss.backward()
-    optimizer.step()
-    return loss.item(), accuracies.mean().item()
+    loss, accuracy = meta_update(model, optimizer, episodes, steps, inner_lr, first_order)
+    return loss.item(), accuracy.item()
 
 
 def adapted_logits(

@@ -15,6 +15,10 @@ explicit choice, recorded with every result (defined once in ``algorithms.base``
 Evaluation works on a deep copy of the model (``prepared_copy``): adapted MAML clones share
 BatchNorm buffers with their base model, and batch-mode forward passes update them, so the
 caller's model must not be the one used.
+
+An algorithm that scores many episodes per call (``Algorithm.batch_logits``: MAML's vmap engine)
+gets them in chunks built on the device (``data.batches.DeviceEpisodes``, the sampler's episodes
+bit for bit); the others take them one by one. Accuracies stay on the device until the end.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import torch
 from fewshot_cli import __version__
 from fewshot_cli.algorithms import registry
 from fewshot_cli.algorithms.base import BN_MODES, Algorithm, classify_queries
+from fewshot_cli.data.batches import DeviceEpisodes
 from fewshot_cli.data.source import DATASET, Omniglot, load_omniglot
 from fewshot_cli.data.splits import make_split
 from fewshot_cli.errors import FewshotError
@@ -202,7 +207,10 @@ def evaluate(
     from tqdm import tqdm
 
     start = time.perf_counter()
-    accuracies = []
+    # Where the algorithm batches episodes, each chunk is built on the device at once; the
+    # first chunk's answer (logits, or None) tells whether it does for this run.
+    batches = None if algorithm.batch_logits is None else episode_batches(sampler, device)
+    accuracies = []  # on the device: one transfer at the end, no wait per episode
     with tqdm(
         total=episodes,
         desc="evaluating",
@@ -211,21 +219,46 @@ def evaluate(
         leave=False,
     ) as bar:  # None: terminal only
         for first in range(0, episodes, BATCH_EPISODES):
-            batch = [
-                sampler[i].to(device) for i in range(first, min(first + BATCH_EPISODES, episodes))
-            ]
-            logits = (
-                algorithm.batch_logits(model, batch, config, mode, steps)
-                if algorithm.batch_logits is not None
-                else None
-            )
-            if logits is None:  # one episode at a time
-                logits = [episode_logits(algorithm, model, e, config, steps, mode) for e in batch]
-            for episode, episode_logit in zip(batch, logits):
-                predictions = episode_logit.argmax(-1)
-                accuracies.append((predictions == episode.query_labels).float().mean().item())
-            bar.update(len(batch))
-    return EvalResult(accuracies, time.perf_counter() - start)
+            count = min(BATCH_EPISODES, episodes - first)
+            logits = None
+            if batches is not None:
+                batch = batches.batch(first, count)
+                logits = algorithm.batch_logits(model, batch, config, mode, steps)
+            if logits is not None:
+                accuracies.append(query_accuracies(logits, batch.query_labels))
+            else:  # one episode at a time
+                batches = None
+                for i in range(first, first + count):
+                    episode = sampler[i].to(device)
+                    logit = episode_logits(algorithm, model, episode, config, steps, mode)
+                    accuracies.append(query_accuracies(logit[None], episode.query_labels[None]))
+            bar.update(count)
+    return EvalResult(torch.cat(accuracies).tolist(), time.perf_counter() - start)
+
+
+def episode_batches(sampler: EpisodeSampler, device: torch.device | str) -> DeviceEpisodes:
+    """``sampler``'s episodes built in batches on ``device`` (``data.batches.DeviceEpisodes``;
+    ``sampler`` itself when it is one there already): the same episodes, bit for bit.
+
+    Example::
+
+        batch = episode_batches(sampler, "cuda").batch(0, 32)  # episodes 0..31
+    """
+    if isinstance(sampler, DeviceEpisodes):
+        if sampler.device == torch.device(device):
+            return sampler
+        sampler = sampler.sampler
+    return DeviceEpisodes(sampler, device)
+
+
+def query_accuracies(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Each episode's query accuracy ``[episodes]`` from logits ``[episodes, queries, ways]``.
+
+    Example:
+        >>> query_accuracies(torch.tensor([[[0.0, 1.0], [1.0, 0.0]]]), torch.tensor([[1, 1]]))
+        tensor([0.5000])
+    """
+    return (logits.argmax(-1) == labels).float().mean(dim=1)
 
 
 def episode_logits(
