@@ -17,6 +17,7 @@ from fewshot_cli.algorithms.registry import NAMES as ALGORITHMS
 # (from light modules: --help imports neither torch nor pandas nor learn2learn).
 from fewshot_cli.choices import (
     BACKBONES,
+    BN_MODE_HELP,
     BN_MODES,
     BUDGETS,
     COMPARISON_FORMATS,
@@ -44,9 +45,17 @@ def warn(message: str) -> None:
 CONFIG_HELP = (
     "A TOML file of this command's options, e.g. 'ways = 5' or 'first-order = true' "
     "(keys as the long options, - or _), flat or under a [COMMAND] table such as "
-    '[train] or [plot.curves]; arguments too (algorithm = "maml"). Options given on '
-    "the command line (and environment variables) win over the file."
+    "[train] or [plot.curves]. Options given on the command line (and environment "
+    "variables) win over the file. Relative paths in the file are taken from the "
+    "working directory, as on the command line, not from the file's folder."
 )
+# How --config names each positional argument (by its parameter name), shown in its help.
+ARGUMENT_EXAMPLES = {
+    "algorithm": '"maml"',
+    "run": '"runs/maml"',
+    "run_dirs": '["runs/maml", "runs/proto"]',
+    "csv_files": '["results.csv"]',
+}
 
 
 def read_config_file(ctx: click.Context, param: click.Parameter, path: str | None) -> None:
@@ -93,12 +102,40 @@ def read_config_file(ctx: click.Context, param: click.Parameter, path: str | Non
                 ctx,
                 param,
             )
-        defaults[name] = value
+        parameter = next(p for p in ctx.command.params if p.name == name)
+        multiple = parameter.multiple or parameter.nargs == -1
+        # One value of a repeatable option or argument may come as a string ("maml,protonet").
+        defaults[name] = [value] if multiple and isinstance(value, str) else value
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
 
 
+class ChoiceList(click.Choice):
+    """One of the choices, or several, comma-separated ("maml,protonet"), as a tuple; a
+    repeatable option of this type gives tuples that ``flatten`` joins."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        names = [name.strip() for name in str(value).split(",") if name.strip()]
+        return tuple(super(ChoiceList, self).convert(name, param, ctx) for name in names)
+
+
+def flatten(ctx: click.Context, param: click.Parameter, values) -> tuple[str, ...]:
+    """The values of a repeatable ``ChoiceList`` option in one tuple, in order, each once."""
+    return tuple(dict.fromkeys(name for names in values or () for name in names))
+
+
 def config_option(func):
-    """``--config FILE``: read the command's options from a TOML file (see ``CONFIG_HELP``)."""
+    """``--config FILE``: read the command's options from a TOML file (see ``CONFIG_HELP``);
+    its help names the keys of the command's arguments (the outermost decorator sees them)."""
+    arguments = [
+        p for p in reversed(getattr(func, "__click_params__", [])) if isinstance(p, click.Argument)
+    ]
+    keys = [
+        f"{p.human_readable_name} as {p.name} = {ARGUMENT_EXAMPLES.get(p.name, '...')}"
+        for p in arguments
+    ]
+    text = CONFIG_HELP + (f" Arguments too: {', '.join(keys)}." if keys else "")
     return click.option(
         "--config",
         type=click.Path(dir_okay=False),
@@ -106,7 +143,7 @@ def config_option(func):
         expose_value=False,
         callback=read_config_file,
         metavar="FILE",
-        help=CONFIG_HELP,
+        help=text,
     )(func)
 
 
@@ -163,10 +200,17 @@ def split_options(func):
     return func
 
 
+def with_algorithms(func):
+    """Put the registry's algorithm names in place of ``{algorithms}`` in a command's help."""
+    func.__doc__ = func.__doc__.replace("{algorithms}", ", ".join(ALGORITHMS))
+    return func
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="fewshot")
+@with_algorithms
 def cli():
-    """Few-shot image classification on Omniglot: MAML and Prototypical Networks.
+    """Few-shot image classification on Omniglot: train and test {algorithms}.
 
     \b
     Typical session:
@@ -174,6 +218,7 @@ def cli():
       fewshot train protonet --out runs/proto --iterations 1000
       fewshot eval runs/proto --csv results.csv --episodes 600
       fewshot aggregate results.csv
+      fewshot plot curves runs/proto --out curves.png
     """
 
 
@@ -235,24 +280,28 @@ def data(data_root, download, splits, split_dir, split_seed):
     "--out",
     "run_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Run directory for config.json, best.pt, last.pt and log.csv.",
+    help="Run directory for config.json, best.pt, last.pt, log.csv and iterations.csv.",
 )
 @click.option(
     "--resume",
     "resume_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Continue the interrupted run in this directory from its last.pt with its own "
-    "configuration. --iterations (to extend it), --device, --time-limit and "
-    "--quiet may be given; another option that differs from the run's is refused.",
+    help="Continue the interrupted run in this directory from its last.pt (or its best.pt, "
+    "where a kill left that one further) with its own configuration. --iterations (to extend it), --device, --time-limit and "
+    "--quiet may be given; another option that differs from the run's is refused. "
+    "Extended, a run keeps the best.pt of a run as long from the start: a validation "
+    "made only because the run ended off the --val-every grid no longer competes.",
 )
 @click.option(
-    "--overwrite",
-    is_flag=True,
+    "--overwrite/--no-overwrite",
+    default=False,
     help="Let --out replace the run already in that directory (its checkpoints and "
     "logs are deleted). Without it an existing run is refused.",
 )
 @click.option(
-    "--ways", type=int, help="Classes per training episode. Default: 60 (ProtoNet), 5 (the others)."
+    "--ways",
+    type=int,
+    help="Classes per training episode (at least 2). Default: 60 (ProtoNet), 5 (the others).",
 )
 @click.option("--shots", type=int, default=1, show_default=True, help="Support images per class.")
 @click.option(
@@ -268,8 +317,8 @@ def data(data_root, download, splits, split_dir, split_seed):
 )
 @split_options
 @click.option(
-    "--rotations",
-    is_flag=True,
+    "--rotations/--no-rotations",
+    default=False,
     help="Augment training classes with random 90-degree rotations (lake/random splits).",
 )
 @click.option(
@@ -327,7 +376,10 @@ def data(data_root, download, splits, split_dir, split_seed):
     help="MAML, Meta-SGD, ANIL: tasks per meta-update. Default: 32 (5-way), 16 (20-way).",
 )
 @click.option(
-    "--first-order", is_flag=True, help="MAML, Meta-SGD, ANIL: first order (no second derivatives)."
+    "--first-order/--no-first-order",
+    default=False,
+    help="MAML, Meta-SGD, ANIL: first order (no second derivatives). --no-first-order: second "
+    "order (the default), e.g. over a --config file's first-order = true.",
 )
 @click.option(
     "--engine",
@@ -362,7 +414,7 @@ def data(data_root, download, splits, split_dir, split_seed):
     type=int,
     default=100,
     show_default=True,
-    help="Validate (and checkpoint) every N iterations.",
+    help="Validate (and checkpoint) every N iterations, and at the run's end.",
 )
 @click.option(
     "--val-episodes",
@@ -381,14 +433,15 @@ def data(data_root, download, splits, split_dir, split_seed):
     "--nproc",
     type=int,
     help="Train in NPROC processes on this machine (data parallel, launched through "
-    "torchrun; one GPU each on CUDA). Each iteration's episodes (MAML's "
-    "meta-batch, which must divide by NPROC) are split across the processes and "
-    "their gradients averaged: the same training as one process. ProtoNet, with "
-    "one episode per iteration, is refused. For several machines run torchrun "
-    "yourself (README).",
+    "torchrun once the options, run directory and data are checked here; one GPU each on "
+    "CUDA). Each iteration's episodes (the meta-batch of MAML, Meta-SGD, ANIL, which must "
+    "divide by NPROC) are split across the processes and their gradients averaged: the "
+    "same training as one process. ProtoNet, with one episode per iteration, is refused. "
+    "For several machines run torchrun yourself (README).",
 )
 @data_options
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet/--no-quiet", default=False, help="No progress bar.")
+@with_algorithms
 def train(
     algorithm,
     run_dir,
@@ -403,7 +456,7 @@ def train(
     quiet,
     **options,
 ):
-    """Meta-train an algorithm (MAML, ProtoNet, Meta-SGD, ANIL) on Omniglot.
+    """Meta-train an algorithm ({algorithms}) on Omniglot.
 
     Keeps the best checkpoint by validation accuracy (best.pt) and the latest (last.pt) in the
     run directory, with config.json and training logs: one row per validation (log.csv) and one
@@ -454,10 +507,15 @@ def train(
         config.data_root = str(data_root)
     parallel = distributed.from_env()
     if distributed.needs_launch(nproc, parallel):
-        # Under torchrun these same arguments find WORLD_SIZE set and train.
-        return distributed.launch_training(
-            config, nproc, click.get_current_context().find_root().obj["argv"]
+        from fewshot_cli.run.training import preflight
+
+        # Everything the processes would refuse is refused here, once, before any starts.
+        preflight(
+            config, resume_dir or run_dir, bool(resume_dir), overwrite, nproc, download, not quiet
         )
+        # Under torchrun these same arguments find WORLD_SIZE set and train.
+        argv = click.get_current_context().find_root().obj["argv"]
+        return distributed.launch(nproc, distributed.without_nproc(argv))
     # train() checks the configuration, then loads the data.
     with distributed.joined(parallel):
         try:
@@ -475,6 +533,8 @@ def train(
             if parallel is not None and not parallel.main:
                 return 128 + exc.signum  # rank 0 says it
             raise
+        except distributed.RankZeroError:
+            return 2  # rank 0's own error, which rank 0 says
     if parallel is not None and not parallel.main:
         return None
     summary = (
@@ -527,11 +587,9 @@ def train(
     type=click.Choice(["auto", *BN_MODES]),
     default="auto",
     show_default=True,
-    help="BatchNorm at test. batch: the support images and the queries of an episode "
-    "are normalised together with their own statistics (transductive; MAML "
-    "adapts on the support images alone), as in training and predict. running: "
-    "the statistics gathered in training, each image on its own. auto: running for "
-    "ProtoNet, batch for the others. Recorded in the CSV.",
+    help="BatchNorm at test, as in predict. "
+    + " ".join(f"{mode}: {text}." for mode, text in BN_MODE_HELP.items())
+    + " auto: running for ProtoNet, batch for the others (each paper's). Recorded in the CSV.",
 )
 @click.option(
     "--inner-steps",
@@ -552,7 +610,7 @@ def train(
     "own choice, all cores.",
 )
 @data_options
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet/--no-quiet", default=False, help="No progress bar.")
 def eval_(
     run,
     csv_path,
@@ -576,12 +634,14 @@ def eval_(
     --csv, appends one row describing the run, the protocol and the result.
     """
     from fewshot_cli.data.source import load_omniglot
-    from fewshot_cli.run.config import set_threads
+    from fewshot_cli.run.config import ONE_WAY, set_threads
     from fewshot_cli.run.evaluation import evaluate_run
     from fewshot_cli.run.results import format_accuracy
 
     set_threads(threads)
-    for name, value in (("ways", ways), ("shots", shots), ("queries", queries)):
+    if ways is not None and ways < 2:
+        raise FewshotError(f"--ways must be at least 2 (got {ways}): {ONE_WAY}")
+    for name, value in (("shots", shots), ("queries", queries)):
         if value is not None and value < 1:
             raise FewshotError(f"--{name} must be at least 1 (got {value})")
     if episodes < 2:
@@ -660,13 +720,14 @@ def eval_(
     type=click.Choice(["auto", *BN_MODES]),
     default="auto",
     show_default=True,
-    help="BatchNorm, as in eval: running statistics from training (each image on its "
-    "own) or batch statistics of the support images together with the queries "
-    "(in chunks of 256 queries). auto: running for ProtoNet, batch for MAML.",
+    help="BatchNorm, as in eval. "
+    + " ".join(f"{mode}: {text}." for mode, text in BN_MODE_HELP.items())
+    + " auto: running for ProtoNet, support for the others. The mode used is noted and "
+    "written in the CSV's bn_mode column.",
 )
 @click.option(
-    "--strict",
-    is_flag=True,
+    "--strict/--no-strict",
+    default=False,
     help="Stop at an unreadable image instead of skipping it with a warning.",
 )
 @click.option(
@@ -689,8 +750,9 @@ def predict(
 
     Images of any common format, size and colour are converted as in training (grayscale,
     LANCZOS-resized to 28x28, see --invert). ProtoNet compares each query with the mean embedding
-    of each class; MAML first adapts (a copy of) the model on the examples. Prints one row per
-    query image: its path, the predicted label and the probability of every class.
+    of each class; MAML, Meta-SGD and ANIL first adapt (a copy of) the model on the examples.
+    Prints one row per query image: its path, the predicted label and the probability of every
+    class.
 
     \b
     Example:
@@ -792,8 +854,10 @@ def aggregate(csv_files, by, fmt, out):
     "--algorithms",
     "algorithms",
     multiple=True,
-    type=click.Choice(ALGORITHMS),
-    help="Only these algorithms (repeatable). Default: all of them.",
+    type=ChoiceList(ALGORITHMS),
+    callback=flatten,
+    help="Only these algorithms, comma-separated or repeated, e.g. maml,protonet. "
+    "Default: all of them.",
 )
 @click.option(
     "--cells",
@@ -844,8 +908,8 @@ def aggregate(csv_files, by, fmt, out):
     "after each saves its last.pt; rerunning resumes.",
 )
 @click.option(
-    "--plan",
-    is_flag=True,
+    "--plan/--no-plan",
+    default=False,
     help="Print one self-contained command per training (a cell at one seed; cells "
     "that share a model share its command), each writing its own CSV under "
     "OUT/csv/, and exit. Run them with any scheduler (a SLURM array, a loop over "
@@ -854,8 +918,8 @@ def aggregate(csv_files, by, fmt, out):
     "comes after that one's command and refuses to start before it has finished.",
 )
 @click.option(
-    "--report",
-    is_flag=True,
+    "--report/--no-report",
+    default=False,
     help="Train nothing: list the tests without a result yet and print the table of "
     "every CSV in OUT (eval.csv and csv/*.csv).",
 )
@@ -880,7 +944,8 @@ def aggregate(csv_files, by, fmt, out):
     "own choice, all cores.",
 )
 @data_options
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--quiet/--no-quiet", default=False, help="No progress bars.")
+@with_algorithms
 def reproduce(
     budget,
     out_dir,
@@ -903,13 +968,13 @@ def reproduce(
 ):
     """Train and test each algorithm on the Omniglot grid; compare with the papers.
 
-    Each cell (5/20-way, 1/5-shot) is trained with its paper's protocol, tested (600 episodes
-    for MAML, 1000 for ProtoNet, fewer with --budget quick) and appended to OUT/eval.csv; run
-    directories go to OUT/runs/. Cells already in OUT's CSVs are skipped and interrupted
-    trainings resume, so rerunning the same command continues a reproduction. A budget may
-    start a cell's training from another cell's model (cpu: MAML's 5w5s, 20w1s and 20w5s from
-    its 5w1s), which then trains first. Finally prints our accuracy per cell next to the
-    published one.
+    Each cell (5/20-way, 1/5-shot) of each algorithm ({algorithms}) is trained with its paper's
+    protocol, tested (600 episodes for MAML, Meta-SGD and ANIL, 1000 for ProtoNet, fewer with
+    --budget quick) and appended to OUT/eval.csv; run directories go to OUT/runs/. Cells
+    already in OUT's CSVs are skipped and interrupted trainings resume, so rerunning the same
+    command continues a reproduction. A budget may start a cell's training from another cell's
+    model (cpu: MAML's 5w5s, 20w1s and 20w5s from its 5w1s), which then trains first. Finally
+    prints our accuracy per cell next to the published one.
 
     \b
     Several seeds, 2 trainings at a time; or the same through a scheduler:
@@ -977,7 +1042,11 @@ def reproduce(
 
 @cli.group()
 def plot():
-    """Draw figures (PNG, PDF or SVG, by --out's extension): training curves, test accuracy."""
+    """Draw figures (PNG, PDF or SVG, by --out's extension): training curves, test accuracy.
+
+    curves: each run's training loss and validation accuracy; accuracy: test accuracy per grid
+    cell beside the papers'.
+    """
 
 
 @plot.command()
@@ -997,10 +1066,13 @@ def plot():
     help="The figure to write: .png, .pdf or .svg (the format follows the extension).",
 )
 def curves(run_dirs, out):
-    """Validation accuracy of runs against iterations and against wall-clock time.
+    """Training loss and validation accuracy of runs, against iterations and wall-clock time.
 
-    Reads each run directory's log.csv (one line per run in both panels); a run without a
-    validation row yet is left out with a warning.
+    One colour per run. The loss panel draws each iteration's training loss (faint) and its
+    moving average from the run directory's iterations.csv; the accuracy panels draw its
+    log.csv (one row per validation), against iterations and against seconds of training. A
+    run without a validation row yet shows its loss only, or is left out without either, with
+    a warning.
     """
     from fewshot_cli.report.plots import plot_curves
 

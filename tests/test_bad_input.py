@@ -121,6 +121,16 @@ CASES = [
          "--test-inner-steps applies to maml, metasgd, anil only, not to protonet"),
     case("train-out-under-file", TRAIN[:-1] + ["{file}/run"], "{file}"),
     case("train-out-is-file", TRAIN[:-1] + ["{file}"], "is a file"),
+    case("train-one-way", TRAIN + ["--ways", "1"], "--ways must be at least 2"),
+    case("train-one-test-way", TRAIN + ["--test-ways", "1"], "--test-ways must be at least 2"),
+    case("train-init-from-not-a-checkpoint", TRAIN + ["--init-from", "{file}"],
+         "{file}: not a PyTorch checkpoint at all"),
+    case("train-init-from-the-run-it-replaces", TRAIN[:-1] + ["{proto_copy}", "--overwrite",
+                                                             "--init-from", "{proto_copy}"],
+         "--init-from {proto_copy} is in --out {proto_copy}"),
+    # --nproc: refused before any process starts
+    case("train-nproc-existing-run", ["train", "maml", "--out", "{maml}", "--nproc", "2",
+                                      "--meta-batch", "2", "--quiet"], "already holds a training run"),
     # fewshot eval
     case("eval-missing-root", EVAL + ["--data-root", "{work}/nowhere"], "no Omniglot found"),
     case("eval-empty-root", EVAL + ["--data-root", "{empty}"], "no Omniglot found"),
@@ -134,6 +144,7 @@ CASES = [
          "shots + queries (5 + 16)"),
     case("eval-zero-episodes", EVAL + ["--episodes", "0"], "--episodes"),
     case("eval-negative-ways", EVAL + ["--ways", "-3"], "--ways"),
+    case("eval-one-way", EVAL + ["--ways", "1"], "--ways must be at least 2"),
     case("eval-zero-queries", EVAL + ["--queries", "0"], "--queries"),
     case("eval-negative-inner-steps", ["eval", "{maml}", "--episodes", "2", "--quiet",
                                        "--inner-steps", "-1"], "--inner-steps"),
@@ -203,6 +214,9 @@ CASES = [
     case("reproduce-metasgd-bad-cell", REPRODUCE + ["--algorithms", "metasgd", "--cells", "5w0s"],
          "bad cell"),
     case("reproduce-bad-cell", REPRODUCE + ["--cells", "0w1s"], "bad cell"),
+    case("reproduce-one-way-cell", REPRODUCE + ["--cells", "1w1s"], "at least 2 ways"),
+    case("reproduce-unknown-algorithm-in-list", REPRODUCE + ["--algorithms", "maml,nope"],
+         "'nope' is not one of"),
     case("reproduce-out-under-file", ["reproduce", "--out", "{file}/results", "--quiet"], "{file}"),
     case("reproduce-csv-not-evaluation", ["reproduce", "--out", "{foreign_results}", "--quiet"],
          "not an evaluation CSV"),
@@ -247,6 +261,14 @@ CASES = [
                                   "running"], "running statistics"),
     case("predict-maml-running-bn", ["predict", "{maml}", *PREDICT, "--bn-mode", "running"],
          "running statistics"),
+    # Meta-SGD's clones write into its running statistics too, even where it keeps them.
+    case("eval-metasgd-unsound-running-bn", ["eval", "{metasgd_running}", "--episodes", "2",
+                                             "--quiet", "--bn-mode", "running"], "not sound"),
+    case("predict-metasgd-unsound-running-bn",
+         ["predict", "{metasgd_running}", *PREDICT, "--bn-mode", "running"], "not sound"),
+    case("predict-query-folder-of-another-class",
+         ["predict", "{proto}", "--support", "{support}", "--query", "{stranger_query}"],
+         "'zz' is none of them"),
     # CSVs never clobbered or misread
     case("aggregate-out-is-input", ["aggregate", "{eval_csv}", "--out", "{eval_csv}"],
          "one of the CSVs read"),
@@ -283,6 +305,9 @@ def paths(tiny_root, tiny_data, tmp_path_factory) -> dict[str, str]:
     maml = train_tiny("maml", work / "maml", tiny_data)
     metasgd = train_tiny("metasgd", work / "metasgd", tiny_data)
     anil = train_tiny("anil", work / "anil", tiny_data)
+    metasgd_running = work / "metasgd-running"
+    train(TrainConfig("metasgd", **TINY, meta_batch=2, first_order=True, bn_running_stats=True),
+          metasgd_running, data=tiny_data, progress=False)
 
     (work / "empty").mkdir()
     shutil.copytree(tiny_root / "images_background", work / "partial" / "images_background")
@@ -323,6 +348,9 @@ def paths(tiny_root, tiny_data, tmp_path_factory) -> dict[str, str]:
     for label, character in (("a", "character01"), ("b", "character02")):
         shutil.copytree(tiny_root / "images_background" / "Alpha" / character, support / label)
     shutil.copytree(support / "a", one_class)
+    stranger_query = work / "stranger-query"  # class sub-folders, one named after no class
+    for label in ("a", "zz"):
+        shutil.copytree(support / "a", stranger_query / label)
     return {key: str(value) for key, value in {
         "work": work, "proto": proto, "maml": maml, "metasgd": metasgd, "anil": anil,
         "empty": work / "empty",
@@ -349,6 +377,7 @@ def paths(tiny_root, tiny_data, tmp_path_factory) -> dict[str, str]:
         "config_list": copy_run(proto, work / "config-list",
                                 lambda r: (r / "config.json").write_text('["protonet"]')),
         "vinyals_run": copy_run(proto, work / "vinyals-run", vinyals),
+        "metasgd_running": metasgd_running, "stranger_query": stranger_query,
         "proto_copy": copy_run(proto, work / "proto-copy", lambda r: None),
         "toml_unknown_key": work / "unknown-key.toml", "header_csv": work / "header.csv", "fresh_log": work / "fresh-log",
         "summary_csv": work / "summary.csv",

@@ -1,9 +1,9 @@
 """Data-parallel MAML under torchrun (gloo, 2 CPU processes) trains as one process does.
 
-Checked: the BatchNorm merge against sequential updates; refusals before any process starts;
-and real runs: 2 processes stopped by SIGTERM hold the weights of one process stopped at the
-same iteration (up to float rounding), and resumed by a bare torchrun they end where one
-process ends.
+Checked: the BatchNorm merge against sequential updates; refusals before any process starts
+(bad options, an existing run, a missing source or data); and real runs: 2 processes stopped by
+SIGTERM (exit code 143) hold the weights of one process stopped at the same iteration (up to
+float rounding), and resumed by a bare torchrun they end where one process ends.
 """
 
 from __future__ import annotations
@@ -77,6 +77,39 @@ def test_refusals_come_before_any_process_starts(tmp_path, capsys):
         ["train", "maml", "--out", "r"]
 
 
+def test_bad_options_are_refused_before_any_process_starts(tiny_root, cache_dir, tiny_data,
+                                                           tmp_path, monkeypatch, capsys):
+    from fewshot_cli.run import distributed
+
+    monkeypatch.setenv("FEWSHOT_DATA", str(tiny_root))
+    monkeypatch.setenv("FEWSHOT_CACHE", str(cache_dir))
+    monkeypatch.setattr(distributed, "launch", lambda *args: pytest.fail("a process started"))
+    run, file = tmp_path / "run", tmp_path / "file"
+    train(TrainConfig("maml", **{**SETTINGS, "iterations": 2}), run, data=tiny_data,
+          progress=False)
+    file.write_text("not a checkpoint\n")
+    new = ["--out", str(tmp_path / "new")]
+    for args, message in (
+        (["--out", str(run)], "already holds a training run"),
+        (["--out", str(file / "run")], f"{file} is a file"),
+        (["--resume", str(run), "--iterations", "1"], "done 2 iterations already"),
+        ([*new, "--init-from", str(file)], "not a PyTorch checkpoint at all"),
+        ([*new, "--data-root", str(tmp_path / "nowhere")], "no Omniglot found"),
+        ([*new, "--ways", "50"], "ways (50) exceeds"),
+    ):
+        assert main(["train", "maml", "--nproc", "2", "--meta-batch", "4", "--quiet", *args]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "new").exists()
+
+    # The whole command: one line, nothing from torchrun.
+    done = subprocess.run(fewshot("train", "maml", "--out", str(run), "--nproc", "2", "--quiet"),
+                          env=environment(tiny_root, cache_dir), stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("error: ") and "already holds a training run" in done.stderr
+
+
 def environment(tiny_root: Path, cache_dir: Path) -> dict:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("FEWSHOT_", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_"))}
@@ -136,8 +169,9 @@ def test_two_processes_train_as_one_and_resume_after_sigterm(tiny_root, cache_di
         time.sleep(0.01)
     process.send_signal(signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=300)
-    assert process.returncode == 130, (stdout, stderr)
+    assert process.returncode == 143, (stdout, stderr)  # 128 + SIGTERM, as for one process
     assert "Traceback" not in stderr and stderr.count("--resume") == 1, stderr  # rank 0 alone
+    assert "torch" not in stderr and "signal" not in stderr.lower(), stderr  # torchrun's logs
     stopped = load_checkpoint(run / "last.pt")["iteration"]
     assert SETTINGS["val_every"] <= stopped < SETTINGS["iterations"]
 

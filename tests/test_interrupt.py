@@ -126,3 +126,99 @@ def test_sigterm_saves_and_resume_gives_the_same_weights(algorithm, reference, t
     assert resumed.returncode == 0, stderr
     assert f"done: {settings['iterations']} iterations" in stdout
     assert_same_checkpoint(run / "last.pt", reference[algorithm])
+
+
+# ---------------------------------------------------------------- kills and extensions
+# Validation accuracies scripted by iteration, so that which validation is best is known.
+
+
+@pytest.fixture
+def scripted(monkeypatch):
+    """``scores`` (iteration -> validation accuracy) replaces the real validation."""
+    from types import SimpleNamespace
+
+    from fewshot_cli.algorithms.base import Algorithm
+    from fewshot_cli.run import training
+
+    scores, done = {}, {"iteration": 0}
+    real_step = Algorithm.train_step
+
+    def step(self, model, optimizer, sampler, iteration, *args, **kwargs):
+        done["iteration"] = iteration + 1
+        return real_step(self, model, optimizer, sampler, iteration, *args, **kwargs)
+
+    monkeypatch.setattr(Algorithm, "train_step", step)
+    monkeypatch.setattr(training, "evaluate",
+                        lambda *args, **kwargs: SimpleNamespace(mean=scores[done["iteration"]]))
+    return scores
+
+
+KILLED = dict(ways=5, queries=2, test_ways=3, test_queries=2, val_every=2, val_episodes=1, seed=3,
+              device="cpu")
+
+
+def protonet_run(run, data, iterations, resume=False, **options):
+    config = TrainConfig("protonet", iterations=iterations, **({} if resume else KILLED))
+    return train(config, run, resume=resume, data=data, progress=False, **options)
+
+
+def stopped(run, data, iterations, at, resume=False):
+    with pytest.raises(TrainingInterrupted):
+        protonet_run(run, data, iterations, resume=resume, stop_after=at)
+
+
+@pytest.mark.parametrize("kill", ["best-without-last", "best-newer-than-last", "log-ahead"])
+def test_a_kill_at_any_moment_of_a_validation_leaves_a_run_that_resumes(
+        kill, scripted, single_thread, tiny_data, tmp_path):
+    scripted.update({2: 0.5, 4: 0.8, 6: 0.6})
+    protonet_run(tmp_path / "whole", tiny_data, 6)
+    run = tmp_path / "run"
+    if kill == "best-without-last":  # killed at the first validation, between its two saves
+        stopped(run, tiny_data, 6, at=2)
+        (run / "last.pt").unlink()
+    elif kill == "best-newer-than-last":  # killed at iteration 4's validation, the same way
+        stopped(run, tiny_data, 6, at=2)
+        earlier = (run / "last.pt").read_bytes()
+        stopped(run, tiny_data, 6, at=4, resume=True)
+        (run / "last.pt").write_bytes(earlier)
+    else:  # killed after log.csv had iteration 4's row, before any checkpoint of it
+        stopped(run, tiny_data, 6, at=2)
+        with (run / "log.csv").open("a") as handle:
+            handle.write("4,1.00000,0.50000,0.80000,1.00\n")
+    assert protonet_run(run, tiny_data, 6, resume=True).iterations == 6
+    for name in ("last.pt", "best.pt"):
+        assert_same_checkpoint(run / name, tmp_path / "whole" / name)
+    assert load_checkpoint(run / "best.pt")["iteration"] == 4
+    rows = [line.split(",")[0] for line in (run / "log.csv").read_text().splitlines()[1:]]
+    assert rows == ["2", "4", "6"]
+
+
+@pytest.mark.parametrize("first", [5, 1])  # with a validation on the grid before, and none
+def test_an_extended_run_keeps_the_best_checkpoint_of_a_run_as_long(
+        first, scripted, single_thread, tiny_data, tmp_path):
+    # Iteration 5 validates only because the first run ends there, and it scores highest.
+    scripted.update({1: 0.7, 2: 0.5, 4: 0.4, 5: 0.9, 6: 0.6, 7: 0.3})
+    whole, extended = tmp_path / "whole", tmp_path / "extended"
+    protonet_run(whole, tiny_data, 7)
+    protonet_run(extended, tiny_data, first)
+    assert load_checkpoint(extended / "best.pt")["iteration"] == first  # the short run's best
+    result = protonet_run(extended, tiny_data, 7, resume=True)
+    reference = load_checkpoint(whole / "best.pt")
+    assert reference["iteration"] == 6 and result.best_val_accuracy == 0.6
+    assert_same_checkpoint(extended / "best.pt", whole / "best.pt")
+    assert_same_checkpoint(extended / "last.pt", whole / "last.pt")
+
+
+def test_a_kill_while_an_extension_begins_still_restores_the_best(scripted, single_thread,
+                                                                  tiny_data, tmp_path):
+    scripted.update({2: 0.5, 3: 0.9, 4: 0.6, 6: 0.4})
+    protonet_run(tmp_path / "whole", tiny_data, 6)
+    run = tmp_path / "run"
+    protonet_run(run, tiny_data, 3)  # ends off the grid, at its best
+    # Killed between the best.pt of iteration 3 and its last.pt: best.pt is further, and holds
+    # what it displaced.
+    stopped(tmp_path / "at-2", tiny_data, 3, at=2)
+    (run / "last.pt").write_bytes((tmp_path / "at-2" / "last.pt").read_bytes())
+    protonet_run(run, tiny_data, 6, resume=True)
+    for name in ("last.pt", "best.pt"):
+        assert_same_checkpoint(run / name, tmp_path / "whole" / name)

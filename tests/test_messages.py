@@ -1,4 +1,4 @@
-"""Messages that say the right thing (issue 14, items 7 and 9 to 12)."""
+"""Messages and help texts that say the right thing."""
 
 import pickle
 
@@ -43,7 +43,7 @@ def test_unsafe_and_damaged_checkpoints_are_told_apart(tmp_path):
     assert "could run code" not in str(error.value)
 
 
-# ---------------------------------------------------------------- item 9: what eval used
+# ---------------------------------------------------------------- what eval used
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_eval_of_maml_at_other_ways_says_the_head_is_new(runs, tiny_root, monkey
     assert "head" not in capsys.readouterr().out
 
 
-# ---------------------------------------------------------------- item 10: --csv append/replace
+# ---------------------------------------------------------------- --csv: append or replace
 
 
 def test_eval_and_predict_csv_help_name_append_and_replace(capsys):
@@ -119,7 +119,7 @@ def test_predict_says_when_it_replaced_a_csv(runs, tiny_root, tmp_path, capsys):
     assert "(its previous content replaced)" in capsys.readouterr().out
 
 
-# ---------------------------------------------------------------- item 11: figures
+# ---------------------------------------------------------------- figures
 
 
 def write_log(run_dir, rows):
@@ -176,7 +176,7 @@ def test_accuracy_of_a_header_only_csv_is_a_one_line_error(tmp_path, capsys):
     assert err.count("\n") == 1 and "no evaluation rows" in err
 
 
-# ---------------------------------------------------------------- item 12: small things
+# ---------------------------------------------------------------- small things
 
 
 def test_eval_line_and_table_round_the_ci_alike(runs, tiny_root, tmp_path, monkeypatch, capsys):
@@ -212,6 +212,27 @@ def test_every_option_explains_itself():
                for option in command.params
                if isinstance(option, click.Option) and not option.help]
     assert missing == []
+
+
+def test_help_names_every_algorithm_and_what_each_command_reads_and_writes():
+    from click.testing import CliRunner
+
+    from fewshot_cli.algorithms.registry import NAMES
+    from fewshot_cli.cli import cli
+
+    def help_of(*path):
+        return " ".join(CliRunner().invoke(cli, [*path, "--help"]).output.split())
+
+    for path in ((), ("train",), ("reproduce",)):
+        text = help_of(*path)
+        assert all(name in text for name in NAMES), (path, text)
+    train = help_of("train")
+    assert "log.csv and iterations.csv" in train and "--no-first-order" in train
+    assert "MAML, Meta-SGD and ANIL first adapt" in help_of("predict")
+    assert "600 episodes for MAML, Meta-SGD and ANIL" in help_of("reproduce")
+    curves = help_of("plot", "curves")
+    assert "Training loss and validation accuracy" in curves and "iterations.csv" in curves
+    assert "training loss" in help_of("plot")
 
 
 def test_training_from_python_records_where_the_data_is(tiny_data, tmp_path):

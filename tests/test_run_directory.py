@@ -112,7 +112,7 @@ def test_divergence_after_a_checkpoint_names_it_with_its_iteration(tiny_data, tm
         tiny_train(tmp_path / "run", tiny_data, iterations=4)
 
 
-# ---------------------------------------------------------------- item 13: iterations.csv
+# ---------------------------------------------------------------- iterations.csv
 
 
 def read_iterations(run):

@@ -226,3 +226,17 @@ def test_config_json_holds_the_training_fields_only(proto_run):
     assert set(stored) == {f.name for f in dataclasses.fields(TrainConfig)}
     # A config.json of an older version, with its unused "extra", still loads.
     assert TrainConfig.from_dict({**stored, "extra": {}}).resolved() == TrainConfig.from_dict(stored)
+
+
+def test_fewer_than_two_ways_are_refused(proto_run, tmp_path, capsys):
+    for options in (dict(ways=1), dict(test_ways=1)):
+        with pytest.raises(FewshotError, match="ways must be at least 2 .got 1.: with one class"):
+            TrainConfig("maml", **options).resolved()
+    for args in (["train", "protonet", "--out", str(tmp_path / "r"), "--ways", "1"],
+                 ["train", "maml", "--out", str(tmp_path / "r"), "--test-ways", "1"],
+                 ["eval", str(proto_run), "--ways", "1", "--episodes", "2"],
+                 ["reproduce", "--out", str(tmp_path / "g"), "--cells", "1w1s", "--plan"]):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and "at least 2" in err, err
+    assert not (tmp_path / "r").exists()

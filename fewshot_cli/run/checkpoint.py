@@ -167,8 +167,14 @@ def load_run(path: str | Path) -> tuple[TrainConfig, torch.nn.Module, Path, dict
         # 1000
     """
     run_dir, checkpoint_path = resolve_run(Path(path))
-    config = TrainConfig.from_dict(read_config(run_dir))
+    # The checkpoint first: a given file that is none is named as such, not its folder.
     state = load_checkpoint(checkpoint_path)
+    if not (run_dir / CONFIG).is_file() and not Path(path).is_dir():
+        raise FewshotError(
+            f"checkpoint {checkpoint_path} has no {CONFIG} beside it (its run's network and "
+            f"settings): give a checkpoint inside its run directory"
+        )
+    config = TrainConfig.from_dict(read_config(run_dir))
     if state["algorithm"] != config.algorithm:
         raise FewshotError(
             f"{checkpoint_path} holds a {state['algorithm']} model but {run_dir}/config.json "
@@ -235,8 +241,8 @@ def start_from(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> list
     with its random head at 85% (results/gpu/schedules-first and -second).
 
     Example:
-        >>> from fewshot_cli.algorithms.maml import build_model
-        >>> start_from(build_model(20), build_model(5).state_dict())
+        >>> from fewshot_cli.algorithms.maml_family import network
+        >>> start_from(network(20), network(5).state_dict())
         ['head.weight', 'head.bias']
     """
     own = model.state_dict()

@@ -48,6 +48,10 @@ TIMEOUT = timedelta(hours=2)
 CPU = torch.device("cpu")
 
 
+class RankZeroError(FewshotError):
+    """Rank 0's error as the other ranks raise it (``Parallel.share``): rank 0 alone reports it."""
+
+
 def check_split(algorithm: Any, config: Any, world: int) -> None:
     """Refuse a run whose iterations do not split evenly across ``world`` processes.
 
@@ -140,7 +144,7 @@ class Parallel:
         dist.broadcast_object_list(box, 0, device=CPU)
         status, value = box[0]
         if status == "error":
-            raise FewshotError(value)
+            raise RankZeroError(value)
         return value
 
     def sync(self, model: torch.nn.Module) -> None:
@@ -339,19 +343,6 @@ def needs_launch(nproc: int | None, parallel: Parallel | None) -> bool:
     return nproc > 1
 
 
-def launch_training(config: Any, nproc: int, argv: list[str]) -> int:
-    """Check ``config`` splits across ``nproc`` processes, then run ``fewshot <argv>`` under
-    torchrun; its exit code.
-
-    A bad configuration is refused here, in one line, before any process starts.
-    """
-    from fewshot_cli.algorithms import registry
-
-    resolved = config.resolved()
-    check_split(registry.get(resolved.algorithm), resolved, nproc)
-    return launch(nproc, without_nproc(argv))
-
-
 def without_nproc(argv: list[str]) -> list[str]:
     """``argv`` less its ``--nproc N``: torchrun's parser would take ``--nproc`` for an
     abbreviation of its own ``--nproc-per-node`` (and the processes it starts need none).
@@ -385,30 +376,43 @@ def torchrun_arguments(nproc: int, argv: list[str]) -> list[str]:
 
 def launch(nproc: int, argv: list[str]) -> int:
     """Run ``fewshot <argv>`` in ``nproc`` processes, this process acting as torchrun; the exit
-    code (130 when a signal stopped the run).
+    code (128 + the signal's number when a signal stopped the run: 130 Ctrl-C, 143 SIGTERM).
 
     Ctrl-C or SIGTERM reach this process, which (as torchrun does) passes the signal on to the
     ranks once; they finish the iteration, rank 0 saves ``last.pt`` and says so, and all stop.
-    torchrun's own traceback on a signal and its report on a failed rank are left out: the
-    ranks print their own one-line messages. Each rank gets ``cores / nproc`` threads unless
-    ``OMP_NUM_THREADS`` is set.
+    torchrun's log lines, its traceback on a signal and its report on a failed rank are left
+    out (unless ``LOGLEVEL`` asks for them): the ranks print their own one-line messages. Each
+    rank gets ``cores / nproc`` threads unless ``OMP_NUM_THREADS`` is set.
     """
+    import logging
+
     from torch.distributed import run as torchrun
+    from torch.distributed.elastic.agent.server import local_elastic_agent  # noqa: F401 (loggers)
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher import api  # noqa: F401 (its logger, silenced below)
 
     args = torchrun.parse_args(torchrun_arguments(nproc, argv))
     threads = os.environ.get("OMP_NUM_THREADS")
     if threads is None:  # torchrun would give every rank 1 thread
         os.environ["OMP_NUM_THREADS"] = str(max(1, available_cores() // nproc))
+    silenced = {}
+    if "LOGLEVEL" not in os.environ:
+        for name in list(logging.root.manager.loggerDict):
+            if name.startswith("torch.distributed"):
+                logger = logging.getLogger(name)
+                silenced[logger] = logger.level
+                logger.setLevel(logging.CRITICAL + 1)
     try:
         torchrun.run(args)
-    except SignalException:
-        return 130
+    except SignalException as exc:
+        return 128 + int(exc.sigval)
     except ChildFailedError as exc:
         codes = [failure.exitcode for failure in exc.failures.values()]
         return next((code for code in codes if code > 0), 1)
     finally:
         if threads is None:
             del os.environ["OMP_NUM_THREADS"]
+        for logger, level in silenced.items():
+            logger.setLevel(level)
     return 0

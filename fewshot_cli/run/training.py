@@ -9,6 +9,8 @@ resumed with ``resume=True`` ends with the very weights of an uninterrupted one 
 
 Ctrl-C or SIGTERM finish the iteration under way, save ``last.pt`` and stop with
 ``TrainingInterrupted``; a second Ctrl-C stops at once (the last periodic checkpoint stays).
+A validation writes ``best.pt`` (when it is the best) before ``last.pt``, and a resumed run goes
+on from the further of the two, so a kill at any moment leaves a run that ``resume`` continues.
 
 Under torchrun (``parallel``, see ``run.distributed``) each process trains on its share of every
 iteration's episodes with gradients averaged before the optimizer step: the same training as
@@ -178,96 +180,120 @@ def append_iterations(run_dir: Path, rows: list[dict]) -> None:
     rows.clear()
 
 
-def train(
+def resume_point(run_dir: Path) -> tuple[Path, dict]:
+    """The checkpoint a resumed run goes on from, and its contents: ``last.pt``, or ``best.pt``
+    when that one is further (a kill between the two writes of a validation) or alone.
+
+    Raises:
+        FewshotError: neither can be loaded (``last.pt`` is named).
+    """
+    last, best = run_dir / LAST, run_dir / BEST
+    path, state = last, None
+    if last.is_file() or not best.is_file():
+        state = load_checkpoint(last)
+    if best.is_file():
+        try:
+            other = load_checkpoint(best)
+        except FewshotError:
+            if state is None:
+                raise
+            other = None  # last.pt alone is enough to go on
+        if other is not None and (state is None or other["iteration"] > state["iteration"]):
+            path, state = best, other
+    return path, state
+
+
+def displaced_best(run_dir: Path, best: float, best_at: int | None) -> dict:
+    """The best validation so far, its iteration and its ``best.pt``'s contents (when there is
+    one), to give back should a validation made only because the run ended replace them."""
+    if best < 0:
+        return {"best_val": best, "best_iteration": best_at}
+    try:
+        checkpoint = load_checkpoint(run_dir / BEST)
+    except FewshotError:  # nothing to give back: then the next validation writes a best.pt
+        return {"best_val": -1.0, "best_iteration": None}
+    return {"best_val": best, "best_iteration": best_at, "checkpoint": checkpoint}
+
+
+def refuse_own_source(config: TrainConfig, run_dir: Path) -> None:
+    """Refuse ``--init-from`` in the very directory a new run takes (and empties first)."""
+    if not config.init_from:
+        return
+    source = Path(config.init_from)
+    folder = source.parent if source.is_file() else source
+    if folder.resolve() == run_dir.resolve():
+        raise FewshotError(
+            f"--init-from {config.init_from} is in --out {run_dir}, whose run a new run "
+            f"deletes first: start from a copy of it elsewhere, or choose another --out"
+        )
+
+
+def check_creatable(run_dir: Path) -> None:
+    """Refuse a run directory that cannot be created (a file in its place or on its path)."""
+    for folder in (run_dir, *run_dir.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise FewshotError(f"cannot create run directory {run_dir}: {folder} is a file")
+            return
+
+
+def prepare(
     config: TrainConfig,
     run_dir: str | Path,
     resume: bool = False,
-    data: Omniglot | None = None,
-    progress: bool = True,
-    stop_after: int | None = None,
-    max_seconds: float | None = None,
-    download: bool = False,
     overwrite: bool = False,
-    parallel: Parallel | None = None,
-) -> TrainResult:
-    """Meta-train ``config.algorithm`` and keep its checkpoints in ``run_dir``.
+    world: int = 1,
+) -> tuple[TrainConfig, dict | None, dict | None]:
+    """Every check of a run that needs no data, before anything is written.
 
-    Args:
-        config: the run's settings (``None`` fields take the paper defaults).
-        run_dir: where ``config.json``, ``last.pt``, ``best.pt``, ``log.csv`` (one row per
-            validation) and ``iterations.csv`` (one row per training iteration) go.
-        resume: continue from ``run_dir/last.pt`` (``config`` then comes from the run, except
-            its ``iterations``, which may extend the run, its ``device``, and a ``data_root``
-            given).
-        data: preloaded Omniglot (loaded from ``config.data_root`` otherwise, once the
-            configuration is known to be sound, with ``download``).
-        progress: show a progress bar with the running loss and accuracy (on a terminal only).
-        stop_after: stop as if interrupted after this iteration (used by tests).
-        max_seconds: end the run (validating and saving as at its last iteration) once this
-            much wall-clock time has passed; ``--resume`` can continue it later.
-        overwrite: start afresh in a ``run_dir`` that already holds a run, deleting its
-            checkpoints and logs first (without it, such a directory is refused).
-        parallel: this process's rank among data-parallel processes (``run.distributed``, in a
-            joined process group): every rank trains on its share of each iteration's episodes
-            and rank 0 alone reads and writes the run directory and validates. The run's
-            configuration and checkpoint come from rank 0, so only its machine needs them.
+    Returns the resolved configuration, the checkpoint a resumed run goes on from (``None``
+    for a new run; ``resume_point``) and the weights of ``init_from`` (``None`` without).
+    ``world`` processes must split each iteration evenly (``check_split``).
 
     Raises:
-        TrainingInterrupted: after a signal (``last.pt`` saved).
-        FewshotError: bad settings, or a loss that is not finite.
-
-    Example::
-
-        train(TrainConfig("protonet", iterations=250), "runs/proto")
+        FewshotError: one line naming the problem.
     """
     run_dir = Path(run_dir)
-    main = parallel is None or parallel.main
-    local_root = config.data_root
-
-    def settings() -> tuple[TrainConfig, dict | None, dict | None]:
-        state, resolved, weights = None, config, None
-        if resume:
-            stored = TrainConfig.from_dict(read_config(run_dir))
-            if stored.algorithm != config.algorithm:
-                raise FewshotError(f"{run_dir} is a {stored.algorithm} run, not {config.algorithm}")
-            stored.iterations, stored.device = config.iterations, config.device
-            stored.data_root = config.data_root or stored.data_root
-            resolved = stored
-            state = load_checkpoint(run_dir / LAST)
-            if state["algorithm"] != config.algorithm:
-                raise FewshotError(f"{run_dir / LAST} does not hold a {config.algorithm} model")
-            if state["iteration"] > resolved.iterations:
-                raise FewshotError(
-                    f"{run_dir} has done {state['iteration']} iterations already, "
-                    f"more than --iterations {resolved.iterations}: give more to "
-                    f"extend it"
-                )
-        elif not overwrite and run_files(run_dir):
+    state, resolved, weights = None, config, None
+    if resume:
+        stored = TrainConfig.from_dict(read_config(run_dir))
+        if stored.algorithm != config.algorithm:
+            raise FewshotError(f"{run_dir} is a {stored.algorithm} run, not {config.algorithm}")
+        stored.iterations, stored.device = config.iterations, config.device
+        stored.data_root = config.data_root or stored.data_root
+        resolved = stored
+        path, state = resume_point(run_dir)
+        if state["algorithm"] != config.algorithm:
+            raise FewshotError(f"{path} does not hold a {config.algorithm} model")
+        if state["iteration"] > resolved.iterations:
+            raise FewshotError(
+                f"{run_dir} has done {state['iteration']} iterations already, "
+                f"more than --iterations {resolved.iterations}: give more to "
+                f"extend it"
+            )
+    else:
+        refuse_own_source(config, run_dir)
+        if not overwrite and run_files(run_dir):
             raise FewshotError(
                 f"{run_dir} already holds a training run "
                 f"({', '.join(run_files(run_dir))}); continue it with --resume "
                 f"{run_dir}, replace it with --overwrite, or choose another --out"
             )
-        resolved = resolved.resolved()
-        if parallel is not None:
-            check_split(registry.get(resolved.algorithm), resolved, parallel.world)
-        if state is None and resolved.init_from:
-            # Read before prepare_directory, which empties run_dir (it may be the source).
-            weights = initial_weights(resolved)
-        return resolved, state, weights
+        check_creatable(run_dir)
+    resolved = resolved.resolved()
+    check_split(registry.get(resolved.algorithm), resolved, world)
+    if state is None and resolved.init_from:
+        # Read before the run directory is emptied (train's prepare_directory).
+        weights = initial_weights(resolved)
+    return resolved, state, weights
 
-    config, state, weights = parallel.share(settings) if parallel is not None else settings()
-    if config.data_root is None and data is not None:
-        # Recorded, so that a later `fewshot eval` of this run finds the data by itself.
-        config.data_root = str(data.root)
-    algorithm = registry.get(config.algorithm)
-    device = pick_device(config.device)
-    rank, world = (parallel.rank, parallel.world) if parallel is not None else (0, 1)
-    if parallel is not None:
-        device = parallel.device_for(device)
-        progress = progress and main
-    if data is None:
-        data = load_omniglot(local_root or config.data_root, download=download, progress=progress)
+
+def samplers(config: TrainConfig, data: Omniglot) -> tuple[EpisodeSampler, EpisodeSampler]:
+    """The training and validation episodes of a resolved ``config`` on ``data``.
+
+    Raises:
+        FewshotError: episodes the split cannot give (more ways than classes...).
+    """
     split = make_split(data, config.split, config.split_seed, config.split_dir)
     train_sampler = EpisodeSampler(
         meta_dataset(data, split, "train"),
@@ -286,6 +312,106 @@ def train(
         seed=config.seed + VAL_SEED_OFFSET,
         part="val",
     )
+    return train_sampler, val_sampler
+
+
+def preflight(
+    config: TrainConfig,
+    run_dir: str | Path,
+    resume: bool = False,
+    overwrite: bool = False,
+    world: int = 1,
+    download: bool = False,
+    progress: bool = False,
+) -> None:
+    """Check that ``train`` with these arguments can start, writing nothing: ``prepare``, then
+    the data and its episodes (what ``train --nproc`` does before it starts any process)."""
+    resolved, _, _ = prepare(config, run_dir, resume, overwrite, world)
+    data = load_omniglot(resolved.data_root, download=download, progress=progress)
+    samplers(resolved, data)
+
+
+def train(
+    config: TrainConfig,
+    run_dir: str | Path,
+    resume: bool = False,
+    data: Omniglot | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+    max_seconds: float | None = None,
+    download: bool = False,
+    overwrite: bool = False,
+    parallel: Parallel | None = None,
+) -> TrainResult:
+    """Meta-train ``config.algorithm`` and keep its checkpoints in ``run_dir``.
+
+    Args:
+        config: the run's settings (``None`` fields take the paper defaults).
+        run_dir: where ``config.json``, ``last.pt``, ``best.pt``, ``log.csv`` (one row per
+            validation) and ``iterations.csv`` (one row per training iteration) go.
+        resume: continue from ``run_dir/last.pt`` (or from ``best.pt`` where that one is
+            further: ``resume_point``; ``config`` then comes from the run, except
+            its ``iterations``, which may extend the run, its ``device``, and a ``data_root``
+            given).
+        data: preloaded Omniglot (loaded from ``config.data_root`` otherwise, once the
+            configuration is known to be sound, with ``download``).
+        progress: show a progress bar with the running loss and accuracy (on a terminal only).
+        stop_after: stop as if interrupted after this iteration (used by tests).
+        max_seconds: end the run (validating and saving as at its last iteration) once this
+            much wall-clock time has passed; ``--resume`` can continue it later.
+        overwrite: start afresh in a ``run_dir`` that already holds a run, deleting its
+            checkpoints and logs first (without it, such a directory is refused).
+        parallel: this process's rank among data-parallel processes (``run.distributed``, in a
+            joined process group): every rank trains on its share of each iteration's episodes
+            and rank 0 alone reads and writes the run directory and validates. The run's
+            configuration and checkpoint come from rank 0, so only its machine needs them.
+
+    Validations come every ``val_every`` iterations and at the run's end. One made only because
+    the run ended off that grid (its last iteration, or a time limit) competes for ``best.pt``
+    until the run goes on (``resume`` with more iterations, or after a time limit): then the
+    ``best.pt`` it displaced comes back, so an extended run keeps the ``best.pt`` of a run that
+    had its length from the start.
+
+    Raises:
+        TrainingInterrupted: after a signal (``last.pt`` saved).
+        FewshotError: bad settings, or a loss that is not finite.
+
+    Example::
+
+        train(TrainConfig("protonet", iterations=250), "runs/proto")
+    """
+    run_dir = Path(run_dir)
+    main = parallel is None or parallel.main
+    local_root = config.data_root
+    world_size = parallel.world if parallel is not None else 1
+
+    def settings() -> tuple[TrainConfig, dict | None, dict | None]:
+        return prepare(config, run_dir, resume, overwrite, world_size)
+
+    config, state, weights = parallel.share(settings) if parallel is not None else settings()
+    if config.data_root is None and data is not None:
+        # Recorded, so that a later `fewshot eval` of this run finds the data by itself.
+        config.data_root = str(data.root)
+    algorithm = registry.get(config.algorithm)
+    device = pick_device(config.device)
+    rank, world = (parallel.rank, parallel.world) if parallel is not None else (0, 1)
+    if parallel is not None:
+        device = parallel.device_for(device)
+        progress = progress and main
+    if data is None:
+        data = load_omniglot(local_root or config.data_root, download=download, progress=progress)
+    train_sampler, val_sampler = samplers(config, data)
+
+    # The best validation so far (-1: none), its iteration, and what an end-of-run validation
+    # off the --val-every grid displaced ({"best_val", "best_iteration"} and the displaced
+    # "checkpoint", if any): it is given back once the run goes on.
+    start, best, best_at, before_end = 0, -1.0, None, None
+    restore = False
+    if state is not None:
+        start, best = state["iteration"], state["best_val"]
+        best_at, before_end = state.get("best_iteration"), state.get("before_end")
+        if before_end is not None and config.iterations > start:
+            best, best_at, restore = before_end["best_val"], before_end["best_iteration"], True
 
     def prepare_directory() -> None:
         try:
@@ -296,6 +422,16 @@ def train(
             # A fresh start must not leave the previous run's best.pt beside the new config.json.
             for name in run_files(run_dir):
                 (run_dir / name).unlink()
+        else:
+            # Resumed from a best.pt that last.pt had not caught up with: now it has.
+            last = run_dir / LAST
+            if not last.is_file() or load_checkpoint(last)["iteration"] < start:
+                save_checkpoint(last, state)
+        if restore:  # last.pt still holds what to restore, should a kill come now
+            if "checkpoint" in before_end:
+                save_checkpoint(run_dir / BEST, before_end["checkpoint"])
+            else:
+                (run_dir / BEST).unlink(missing_ok=True)
         save_config(run_dir, config)
 
     if parallel is not None:
@@ -311,15 +447,17 @@ def train(
     scheduler = torch.optim.lr_scheduler.StepLR(
         optimizer, step_size=config.lr_halve_every or 10**12, gamma=0.5
     )
-    start, best, elapsed, log = 0, -1.0, 0.0, []
+    elapsed, log = 0.0, []
     saved_at = state["iteration"] if state is not None else None  # this run's last.pt
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        start, best, elapsed = state["iteration"], state["best_val"], state["elapsed"]
+        elapsed = state["elapsed"]
         if main:
             log = [row for row in read_log(run_dir) if int(row["iteration"]) <= start]
+    if restore:
+        before_end = None
     hook = None
     if parallel is not None:
         parallel.sync(model)
@@ -333,7 +471,9 @@ def train(
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "best_val": best,
+            "best_iteration": best_at,
             "elapsed": elapsed,
+            **({"before_end": before_end} if before_end is not None else {}),
         }
 
     if main:
@@ -400,7 +540,8 @@ def train(
                 loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}",
                 acc=f"{sum(accuracies[-20:]) / len(accuracies[-20:]):.3f}",
             )
-            if main and (done % config.val_every == 0 or done == config.iterations or out_of_time):
+            on_grid = done % config.val_every == 0
+            if main and (on_grid or done == config.iterations or out_of_time):
                 val = evaluate(config, model, val_sampler, config.val_episodes, device=device)
                 elapsed = time.perf_counter() - began
                 log.append(
@@ -414,12 +555,15 @@ def train(
                 )
                 losses, accuracies = [], []
                 append_iterations(run_dir, pending)
+                write_log(run_dir, log)  # rows after last.pt's iteration are dropped on resume
                 if val.mean > best:
-                    best = val.mean
+                    if not on_grid:  # the run's end alone called for it: keep what it displaces
+                        before_end = displaced_best(run_dir, best, best_at)
+                    best, best_at = val.mean, done
+                    # best.pt first: a kill before last.pt leaves best.pt further, resumable.
                     save_checkpoint(run_dir / BEST, checkpoint(done))
                 save_checkpoint(run_dir / LAST, checkpoint(done))
                 saved_at = done
-                write_log(run_dir, log)
                 if progress:
                     bar.write(f"iteration {done}: validation accuracy {val.mean:.2%}")
             if out_of_time:
@@ -430,8 +574,8 @@ def train(
                 elapsed = time.perf_counter() - began
                 if main:
                     append_iterations(run_dir, pending)
-                    save_checkpoint(run_dir / LAST, checkpoint(done))
                     write_log(run_dir, log)
+                    save_checkpoint(run_dir / LAST, checkpoint(done))
                 bar.close()
                 if hook is not None:
                     hook.remove()
