@@ -245,3 +245,20 @@ def test_a_run_kept_without_checkpoints_is_refused_for_another_split(tmp_path, t
     with pytest.raises(FewshotError, match="split=lake, not random"):
         run(tmp_path, tiny_data, algorithms=["maml"], cells=["2w1s"], split="random")
     assert not list((tmp_path / "runs").glob("*/*.pt"))
+
+
+def test_a_run_left_with_best_pt_alone_resumes(tmp_path, tiny_data):
+    from fewshot_cli.errors import TrainingInterrupted
+    from fewshot_cli.run.training import train
+
+    budget = with_maml_iterations(4)
+    training = plan_trainings(tmp_path, budget, ["maml"], None, "lake")[0]
+    run_dir = tmp_path / "runs" / training.name
+    with pytest.raises(TrainingInterrupted):
+        train(dataclasses.replace(training.config, device="cpu"), run_dir, data=tiny_data,
+              progress=False, stop_after=2)
+    (run_dir / "last.pt").unlink()  # what a kill between a validation's two writes leaves
+    lines = []
+    run(tmp_path, tiny_data, lines, algorithms=["maml"], budget=budget)
+    assert any("resuming at 2" in line for line in lines)
+    assert read_rows(tmp_path)["train_iterations"].tolist() == [4]

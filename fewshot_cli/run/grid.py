@@ -26,7 +26,7 @@ from pathlib import Path
 from fewshot_cli.algorithms import registry
 from fewshot_cli.algorithms.papers import PAPERS, BudgetSettings
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.run.checkpoint import CONFIG, LAST, load_checkpoint, read_config
+from fewshot_cli.run.checkpoint import BEST, CONFIG, LAST, read_config
 from fewshot_cli.run.config import TrainConfig
 from fewshot_cli.run.protocol import training_identity, training_values
 from fewshot_cli.run.results import read_rows
@@ -368,13 +368,22 @@ def plan_trainings(
     ]
 
 
+def trained_so_far(run_dir: Path) -> int:
+    """Iterations a run directory holds (0 for none): its ``last.pt``'s, or its ``best.pt``'s
+    where a kill between the two writes of a validation left that one further or alone."""
+    from fewshot_cli.run.training import resume_point
+
+    if not (run_dir / LAST).is_file() and not (run_dir / BEST).is_file():
+        return 0
+    return resume_point(run_dir)[1]["iteration"]
+
+
 def check_source_trained(
     out_dir: Path, name: str, source: str, config: TrainConfig, cell: Cell
 ) -> None:
     """Refuse to plan ``name`` while ``source`` (the training of ``cell`` with ``config``), the
     training it starts from, has not finished in ``out_dir`` (and is not part of the plan)."""
-    last = out_dir / "runs" / source / LAST
-    done = load_checkpoint(last)["iteration"] if last.is_file() else 0
+    done = trained_so_far(out_dir / "runs" / source)
     if done < config.iterations:
         state = (
             f"has done {done} of its {config.iterations} iterations" if done else "is not trained"

@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.run.checkpoint import LAST, load_checkpoint
 from fewshot_cli.run.grid import (
     PLAN_CSVS,
     PUBLISHED,
@@ -30,6 +29,7 @@ from fewshot_cli.run.grid import (
     plan_trainings,
     result_csvs,
     seed_list,
+    trained_so_far,
 )
 from fewshot_cli.run.results import format_accuracy
 
@@ -81,7 +81,7 @@ def run_training(
     )
     for test in tests:
         cell, name = test.cell, title(test, total, seeds)
-        trained = load_checkpoint(run_dir / LAST)["iteration"] if (run_dir / LAST).is_file() else 0
+        trained = trained_so_far(run_dir)
         if trained < config.iterations:
             action = f"resuming at {trained}" if trained else "training"
             echo(f"{name}: {action} {run_dir} ({config.iterations} iterations)")
