@@ -533,5 +533,16 @@ def format_table(frame: pd.DataFrame, digits: int = 3) -> str:
 
 
 def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
-    """Write the predictions as CSV atomically (a temporary file renamed into place)."""
-    atomic_write_text(Path(path), frame.to_csv(index=False, float_format="%.6f"))
+    """Write the predictions as CSV atomically (a temporary file renamed into place).
+
+    An existing file of predictions is replaced; an evaluation CSV or an ``aggregate`` summary
+    is refused, since its rows would be lost.
+    """
+    from fewshot_cli.run.results import csv_kind, header_of
+
+    path = Path(path)
+    kind = csv_kind(header_of(path)) if path.is_file() else "other"
+    if kind != "other":
+        what = "an evaluation CSV" if kind == "evaluation" else "a summary of fewshot aggregate"
+        raise FewshotError(f"--csv {path} is {what}: write the predictions to another file")
+    atomic_write_text(path, frame.to_csv(index=False, float_format="%.6f"))

@@ -278,6 +278,10 @@ CASES = [
          "is a summary written by fewshot aggregate"),
     case("eval-csv-into-summary", EVAL + ["--csv", "{summary_csv}"],
          "is a summary written by fewshot aggregate"),
+    case("predict-csv-over-evaluation-csv", ["predict", "{proto}", *PREDICT, "--csv",
+                                             "{header_csv}"], "is an evaluation CSV"),
+    case("predict-csv-over-summary", ["predict", "{proto}", *PREDICT, "--csv", "{summary_csv}"],
+         "is a summary of fewshot aggregate"),
 ]
 
 
