@@ -3,10 +3,10 @@
 #
 # Run from the project root of a tree holding .gpu/ (learn2learn + gym wheels and Omniglot as
 # .gpu/omni.tgz, see .gpu/setup.sh; `bash benchmarks/gpu_bundle.sh` makes it on a CPU machine),
-# e.g. with the device tool: command `bash benchmarks/gpu.sh`, carry [".gpu"]. About 6 minutes,
+# copied with the tree to the GPU machine: `bash benchmarks/gpu.sh`. About 6 minutes,
 # never more than TOTAL (570 s): each part is bounded by `timeout`, at most its own limit and
 # what is left of TOTAL, so one slow part cannot eat the others' time. Prints everything; copies
-# small result files into $OUT (the device tool brings back at most 8):
+# small result files into $OUT (8 of them, to keep what comes back small):
 #   gpu-info.txt, gpu-tests.txt, gpu-engines.txt, gpu-batches.txt, gpu-graph.txt,
 #   paper-5w1s-config.json, paper-5w1s-log.csv, paper-5w1s-eval.csv
 #

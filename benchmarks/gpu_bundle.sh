@@ -4,12 +4,11 @@
 #
 # Usage, on this (CPU) machine, from the project root (about 2 minutes; PyPI must be reachable):
 #     FEWSHOT_DATA=../shared/data/omniglot bash benchmarks/gpu_bundle.sh [OUT_DIR]   # default .gpu
-# then on the GPU machine, from the project root of a tree holding .gpu/ (the device tool: carry
-# [".gpu"]):   bash benchmarks/gpu.sh
+# then on the GPU machine, from the project root of a tree holding .gpu/:   bash benchmarks/gpu.sh
 #
 # What goes in (about 8 MB), for the GPU machine's Python (GPU_PYTHON, default 3.12: the
-# device machines' /opt/torch/.venv has Python 3.12.3, torch, torchvision, click, pandas, scipy,
-# cython, cloudpickle, pytest; /work/.library/device/KINDS.md lists them):
+# GPU machines this was made for have Python 3.12.3 with torch, torchvision, click, pandas,
+# scipy, cython, cloudpickle and pytest):
 #   learn2learn-0.2.0-cp312-*.whl  built as the Makefile builds it (its .pyx re-cythonized, no
 #                                  build isolation, no declared dependencies), by a Python of that
 #                                  version found here (PYTHON_FOR_WHEELS, python3.12 on the PATH,
