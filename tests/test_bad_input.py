@@ -233,6 +233,16 @@ CASES = [
          ["plot", "accuracy", "{binary_csv}", "--out", "{work}/a.png"], "not an evaluation CSV"),
     case("plot-accuracy-out-under-file",
          ["plot", "accuracy", "{eval_csv}", "--out", "{file}/a.png"], "{file}"),
+    # fewshot export, and shipped models (pretrained:NAME) wherever a run goes
+    case("export-to-zip", ["export", "{proto}", "--out", "{work}/net.zip"],
+         "give a file ending in .pt2 or .onnx"),
+    case("export-unknown-pretrained", ["export", "pretrained:nope", "--out", "{work}/net.pt2"],
+         "no shipped model 'nope'"),
+    case("eval-unknown-pretrained", ["eval", "pretrained:nope"], "no shipped model 'nope'"),
+    case("predict-unknown-pretrained", ["predict", "pretrained:nope", *PREDICT],
+         "no shipped model 'nope'"),
+    case("train-init-from-unknown-pretrained", TRAIN + ["--init-from", "pretrained:nope"],
+         "no shipped model 'nope'"),
     # runs and files that cannot be used as given
     case("train-out-existing-run", TRAIN[:-1] + ["{proto_copy}"], "already holds a training run"),
     case("train-overwrite-with-resume", ["train", "protonet", "--resume", "{proto_copy}",
