@@ -27,4 +27,7 @@ INVERT_MODES = ("auto", "yes", "no")  # predict: whether to invert the user's im
 FORMATS = ("table", "markdown", "csv")  # report.aggregate: what aggregate writes
 COMPARISON_FORMATS = ("table", "markdown")  # report.comparison: what format_comparison writes
 ENGINES = ("l2l", "vmap")  # algorithms.maml_vmap: MAML's engines (learn2learn's loop, vmap)
+# algorithms.maml_graph: whether training captures its step in a CUDA graph (--cuda-graph)
+CUDA_GRAPH_MODES = ("auto", "on", "off")
+PRECISIONS = ("fp32", "tf32")  # run.precision: float precision of products and convolutions
 BUDGETS = ("quick", "cpu", "paper")  # run.grid: the names of its BUDGETS, in order

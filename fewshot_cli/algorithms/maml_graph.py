@@ -33,10 +33,9 @@ import torch
 
 from fewshot_cli.algorithms import maml_vmap
 from fewshot_cli.algorithms.base import TrainConfig
+from fewshot_cli.choices import CUDA_GRAPH_MODES  # noqa: F401 (defined there for the CLI)
 from fewshot_cli.data.batches import TaskBatch
 from fewshot_cli.errors import FewshotError
-
-CUDA_GRAPH_MODES = ("auto", "on", "off")
 
 # Eager iterations on a side stream before capture, as torch's CUDA-graph notes prescribe: they
 # create Adam's state and let cuDNN/cuBLAS set up their workspaces outside the graph.

@@ -9,7 +9,7 @@ import torch
 
 from fewshot_cli.algorithms import registry
 from fewshot_cli.algorithms.backbone import BACKBONES
-from fewshot_cli.choices import ENGINES
+from fewshot_cli.choices import CUDA_GRAPH_MODES, ENGINES, PRECISIONS
 from fewshot_cli.data.splits import SPLITS
 from fewshot_cli.errors import FewshotError
 
@@ -20,8 +20,8 @@ LEGACY = {"backbone": "conv4", "bn_running_stats": True}
 # Why fewer than 2 ways are refused (training, validation and test episodes alike).
 ONE_WAY = "with one class every prediction is right, and the accuracy always 100%"
 
-# What a resumed run may change: where and how long it goes on, never what it learns.
-RESUME_MAY_CHANGE = ("iterations", "device")
+# What a resumed run may change: where, how long and how fast it goes on, never what it learns.
+RESUME_MAY_CHANGE = ("iterations", "device", "cuda_graph")
 
 
 @dataclass
@@ -67,6 +67,8 @@ class TrainConfig:
     val_episodes: int = 100
     data_root: str | None = None
     init_from: str | None = None
+    cuda_graph: str = "auto"  # capture the training step in a CUDA graph (algorithms.maml_graph)
+    precision: str = "fp32"  # of products and convolutions on CUDA (run.precision)
 
     def resolved(self) -> TrainConfig:
         """A copy with every ``None`` replaced by the algorithm's paper default, validated."""
@@ -126,6 +128,15 @@ class TrainConfig:
             raise FewshotError(f"unknown split '{self.split}' (choose from {', '.join(SPLITS)})")
         if self.engine is not None and self.engine not in ENGINES:
             raise FewshotError(f"unknown engine '{self.engine}' (choose from {', '.join(ENGINES)})")
+        if self.cuda_graph not in CUDA_GRAPH_MODES:
+            raise FewshotError(
+                f"unknown --cuda-graph '{self.cuda_graph}' "
+                f"(choose from {', '.join(CUDA_GRAPH_MODES)})"
+            )
+        if self.precision not in PRECISIONS:
+            raise FewshotError(
+                f"unknown precision '{self.precision}' (choose from {', '.join(PRECISIONS)})"
+            )
         if self.engine == "vmap" and self.bn_running_stats:
             raise FewshotError(
                 "--engine vmap trains only networks whose BatchNorm keeps no running "

@@ -18,9 +18,8 @@ from contextlib import contextmanager
 
 import torch
 
+from fewshot_cli.choices import PRECISIONS  # noqa: F401 (defined there for the CLI)
 from fewshot_cli.errors import FewshotError
-
-PRECISIONS = ("fp32", "tf32")
 
 # Saved flags: (cuBLAS matmul TF32, cuDNN TF32).
 Flags = tuple[bool, bool]

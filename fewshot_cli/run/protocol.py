@@ -83,6 +83,7 @@ COLUMNS = (
     Column("inner_steps_test", field="test_inner_steps"),  # an evaluation may ask for others
     Column("inner_lr", field="inner_lr"),
     Column("engine", field="engine"),
+    Column("precision", field="precision"),  # tf32 rounds inside products and convolutions
     Column("meta_batch", field="meta_batch"),
     Column("backbone", field="backbone"),
     Column("bn_running_stats", field="bn_running_stats"),
@@ -114,7 +115,8 @@ COLUMNS = (
     Column("bn_mode"),
 )
 # TrainConfig fields that say where or how a run computed, not what it learned.
-INCIDENTAL = ("device", "split_dir", "data_root")
+# A captured step (cuda_graph) runs the very kernels of the eager one.
+INCIDENTAL = ("device", "split_dir", "data_root", "cuda_graph")
 
 BY_NAME = {c.name: c for c in COLUMNS}
 # What aggregate groups on by default: rows that differ in one are different experiments.
