@@ -55,6 +55,7 @@ format: venv $(RUFF)
 
 bench: venv
 	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.batches --threads 2
 	$(PY) -m benchmarks.startup
 
 clean-venv:
