@@ -21,7 +21,7 @@ from fewshot_cli.run.results import read_rows
 
 # What a shipped checkpoint keeps: enough to evaluate and start from, no optimizer state.
 KEPT = ("model", "algorithm", "iteration", "best_val")
-# Configuration fields that only held where the run was made.
+# Configuration fields that only held where the run was made (left to their defaults).
 LOCAL = ("device", "data_root", "split_dir", "init_from")
 
 
@@ -39,7 +39,7 @@ def ship(run_dir: str | Path, name: str, row: dict, command: str) -> dict:
     target = pretrained.folder() / name
     target.mkdir(parents=True, exist_ok=True)
     save_checkpoint(target / pretrained.WEIGHTS, {k: state[k] for k in KEPT if k in state})
-    stored = {**read_config(checkpoint.parent), **dict.fromkeys(LOCAL)}
+    stored = {k: v for k, v in read_config(checkpoint.parent).items() if k not in LOCAL}
     atomic_write_text(target / CONFIG, json.dumps(stored, indent=2) + "\n")
     entry = {
         "name": name,
