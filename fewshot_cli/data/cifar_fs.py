@@ -121,13 +121,9 @@ def load_cifar_fs(
     """
     from fewshot_cli.data.source import default_data_root
 
-    if channels not in (1, 3):
-        raise FewshotError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
-    if int(image_size) < 1:
-        raise FewshotError(f"image size must be at least 1 pixel (got {image_size})")
+    preprocessing = Preprocessing(int(image_size), channels, False, mean, std)
     root = Path(root).expanduser() if root else default_data_root()
     folder, classes, split_files = find_classes(root)
-    preprocessing = Preprocessing(int(image_size), channels, False, mean, std)
     return load_class_folders(
         NAME,
         folder,

@@ -61,6 +61,12 @@ class Preprocessing:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
 
+    def __post_init__(self):
+        if self.size < 1:
+            raise FewshotError(f"image size must be at least 1 pixel (got {self.size})")
+        if self.channels not in (None, 1, 3):
+            raise FewshotError(f"channels must be 1 (grayscale) or 3 (RGB), got {self.channels}")
+
     def key(self) -> str:
         """What the stored pixels depend on, as text (part of the cache key)."""
         return f"size={self.size};channels={self.channels};invert={self.invert};resize=lanczos"

@@ -439,10 +439,6 @@ def load_folder(
     """
     if path is None:
         raise FewshotError("the folder dataset needs a path: a folder of class folders of images")
-    if int(image_size) < 1:
-        raise FewshotError(f"image size must be at least 1 pixel (got {image_size})")
-    if channels not in (None, 1, 3):
-        raise FewshotError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
     check_fractions(fractions)
     root = Path(path).expanduser()
     preprocessing = Preprocessing(
