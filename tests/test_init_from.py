@@ -131,6 +131,25 @@ def test_a_cell_whose_source_is_not_trained_is_refused(tmp_path, tiny_data):
     assert len(pd.read_csv(tmp_path / "eval.csv")) == 2
 
 
+# A cell that tests another cell's model trains nothing of its own.
+TESTED_WITH = Budget("tiny", ("3w1s", "2w1s"), {
+    "metasgd": BudgetSettings(2, 4, {"meta_batch": 2, "first_order": True},
+                              tested_with={(2, 1): (3, 1)}),
+}, val_every=2, val_episodes=2)
+
+
+def test_a_cell_tested_with_another_cells_model_trains_nothing(tmp_path, tiny_data):
+    lines = []
+    reproduce(tmp_path, budget=TESTED_WITH, split="lake", data=tiny_data, device="cpu",
+              progress=False, echo=lines.append, cells=["2w1s", "3w1s"])
+    assert [line for line in lines if ": training " in line] == [
+        f"[1/2] metasgd 2-way 1-shot: training {tmp_path / 'runs' / 'metasgd-3w1s'} (2 iterations)"]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["metasgd-3w1s"]
+    rows = pd.read_csv(tmp_path / "eval.csv")
+    assert sorted(zip(rows.run_id, rows.train_ways, rows.test_ways)) == [
+        ("metasgd-3w1s", 3, 2), ("metasgd-3w1s", 3, 3)]
+
+
 def test_trainings_that_start_from_each_other_are_refused():
     a, b = Training("a", None, (), source="b"), Training("b", None, (), source="a")
     with pytest.raises(FewshotError, match="start from each other: a, b"):

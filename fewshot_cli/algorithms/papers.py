@@ -43,6 +43,8 @@ class BudgetSettings:
         cell_options: ``{(ways, shots): {field: value}}`` on top of ``options`` for one cell.
         starts_from: ``{(ways, shots): (ways, shots)}``: cells whose training starts from the
             trained model of another cell of the same algorithm and seed (``--init-from``).
+        tested_with: ``{(ways, shots): (ways, shots)}``: cells that train nothing and test the
+            model of another cell (as Li et al. test 1-shot-trained models at 5 shots).
 
     Example:
         >>> BudgetSettings(10, 6, {"lr": 3e-3}, {(5, 5): {"lr": 1e-3}}).options_for(5, 5)
@@ -54,15 +56,20 @@ class BudgetSettings:
     options: Mapping[str, Any] = field(default_factory=dict)
     cell_options: Mapping[tuple[int, int], Mapping[str, Any]] = field(default_factory=dict)
     starts_from: Mapping[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
+    tested_with: Mapping[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
+
+    def trained_cell(self, ways: int, shots: int) -> tuple[int, int]:
+        """The cell whose training the ``ways``-way ``shots``-shot cell tests."""
+        return self.tested_with.get((ways, shots), (ways, shots))
 
     def options_for(self, ways: int, shots: int) -> dict:
-        """The options of the ``ways``-way ``shots``-shot cell's training."""
-        return {**self.options, **self.cell_options.get((ways, shots), {})}
+        """The options of the training the ``ways``-way ``shots``-shot cell tests."""
+        return {**self.options, **self.cell_options.get(self.trained_cell(ways, shots), {})}
 
     def iterations_for(self, ways: int, shots: int) -> int:
-        """Training iterations of the ``ways``-way ``shots``-shot cell."""
+        """Training iterations of the training the ``ways``-way ``shots``-shot cell tests."""
         if isinstance(self.iterations, Mapping):
-            return self.iterations[(ways, shots)]
+            return self.iterations[self.trained_cell(ways, shots)]
         return self.iterations
 
 
@@ -123,11 +130,37 @@ MAML_DEFAULTS = Defaults(
 FIVE_WAY_ADAPTATION = {
     k: MAML_DEFAULTS.by_ways[5][k] for k in ("inner_lr", "inner_steps", "test_inner_steps")
 }
-# Meta-SGD and ANIL in `cpu` until their measured schedules are adopted: short second-order
-# trainings of 8 tasks at Adam 3e-3; MAML's reference length for `paper`.
-VARIANT_BUDGETS = {
-    "cpu": BudgetSettings(200, 600, {"meta_batch": 8, "first_order": False, "lr": 3e-3}),
-    "paper": BudgetSettings(60000, 600, {"first_order": False}),
+# MAML's reference length for `paper`.
+VARIANT_BUDGETS = {"paper": BudgetSettings(60000, 600, {"first_order": False})}
+# `cpu` (results/schedule/metasgd-anil.md): MAML's 5w1s schedule. Meta-SGD tests its 1-shot
+# models at 5 shots, as Li et al.; its 20-way cell trains from the 5-way model. ANIL's backbone
+# from 5-way training serves every cell: only its head adapts, at any ways.
+CPU_VARIANTS = {
+    "metasgd": BudgetSettings(
+        {(5, 1): 4500, (20, 1): 2400},
+        600,
+        {"meta_batch": 16, "first_order": False, "lr": 3e-3, "queries": 5},
+        cell_options={
+            (5, 1): {"lr_halve_every": 1000},
+            (20, 1): {"lr": 1e-3, "lr_halve_every": 1200, "inner_lr": 0.4},
+        },
+        starts_from={(20, 1): (5, 1)},
+        tested_with={(5, 5): (5, 1), (20, 5): (20, 1)},
+    ),
+    "anil": BudgetSettings(
+        {(5, 1): 6000},
+        600,
+        {
+            "meta_batch": 16,
+            "first_order": False,
+            "lr": 5e-3,
+            "lr_halve_every": 1000,
+            "queries": 5,
+            "inner_steps": 5,
+            "test_inner_steps": 5,
+        },
+        tested_with={(5, 5): (5, 1), (20, 1): (5, 1), (20, 5): (5, 1)},
+    ),
 }
 # `quick`: 5 training queries per class, as MAML's (results/schedule/metasgd-anil.md); ANIL
 # takes MAML's 5 inner steps at a larger meta learning rate, cheap since its head alone adapts.
@@ -241,7 +274,11 @@ PAPERS = {
             "meta-trained 1-shot)",
         ),
         split="random",
-        budgets={**VARIANT_BUDGETS, "quick": QUICK_VARIANTS["metasgd"]},
+        budgets={
+            **VARIANT_BUDGETS,
+            "quick": QUICK_VARIANTS["metasgd"],
+            "cpu": CPU_VARIANTS["metasgd"],
+        },
         colors={"ours": "#2ca02c", "first": "#bcbd22", "paper": "#98df8a"},
     ),
     "anil": Paper(
@@ -254,7 +291,7 @@ PAPERS = {
             "(Omniglot 20-way; mean of 3 seeds; no 5-way numbers)",
         ),
         split="random",
-        budgets={**VARIANT_BUDGETS, "quick": QUICK_VARIANTS["anil"]},
+        budgets={**VARIANT_BUDGETS, "quick": QUICK_VARIANTS["anil"], "cpu": CPU_VARIANTS["anil"]},
         colors={"ours": "#9467bd", "first": "#e377c2", "paper": "#c5b0d5"},
     ),
 }

@@ -139,15 +139,16 @@ def training_for(cell: Cell, budget: Budget, split: str, val_ways: int) -> tuple
 
     When the budget fixes the algorithm's training ways, its run depends on the shots only and
     is validated at ``val_ways`` (the fewest ways it is tested at); otherwise it trains and
-    validates at the cell's ways.
+    validates at the ways of the cell it trains for (``BudgetSettings.tested_with``).
     """
     settings = budget.algorithms[cell.algorithm]
-    options = {"ways": cell.ways, **settings.options_for(cell.ways, cell.shots)}
+    ways, shots = settings.trained_cell(cell.ways, cell.shots)
+    options = {"ways": ways, **settings.options_for(ways, shots)}
     if "ways" in settings.options:
         options.setdefault("test_ways", val_ways)
     config = TrainConfig(
         cell.algorithm,
-        shots=cell.shots,
+        shots=shots,
         iterations=settings.iterations_for(cell.ways, cell.shots),
         split=split,
         rotations=split != "vinyals",
@@ -156,7 +157,7 @@ def training_for(cell: Cell, budget: Budget, split: str, val_ways: int) -> tuple
         test_queries=TEST_QUERIES,
         **options,
     )
-    return f"{cell.algorithm}-{config.ways}w{cell.shots}s", config
+    return f"{cell.algorithm}-{config.ways}w{shots}s", config
 
 
 def check_same_training(run_dir: Path, config: TrainConfig) -> None:
@@ -333,7 +334,8 @@ def plan_trainings(
             name, config = training_for(cell, budget, splits[cell.algorithm], val_ways[cell])
             config = dataclasses.replace(config, seed=seed)
             name += suffix
-            start = budget.algorithms[cell.algorithm].starts_from.get((cell.ways, cell.shots))
+            settings = budget.algorithms[cell.algorithm]
+            start = settings.starts_from.get(settings.trained_cell(cell.ways, cell.shots))
             if start is not None:
                 start = Cell(cell.algorithm, *start)
                 source, source_config = training_for(
