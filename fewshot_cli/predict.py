@@ -2,7 +2,8 @@
 
 The support set is a folder with one sub-folder per class (the sub-folder's name is the label)
 holding one or more images; the queries are an image file or a folder of images. Every image is
-turned into what the model saw in training: grayscale, LANCZOS-resized to 28x28 like
+turned into what the model saw in training: for a run of another dataset, the run's channels
+and size (``data.images.decode``); for Omniglot, grayscale, LANCZOS-resized to 28x28 like
 ``source.preprocess``, bright strokes on a dark background, ``float [1, 28, 28]`` in ``[0, 1]``.
 
 Omniglot drawings are dark strokes on a light page, and the cache inverts them. A user's image
@@ -135,12 +136,17 @@ def has_light_border(gray) -> bool:
     return float(border.mean()) > LIGHT_BORDER
 
 
-def convert_image(path: str | Path, invert: str = "auto") -> torch.Tensor:
-    """One image file as the model's input: ``float [1, 28, 28]`` in ``[0, 1]``, strokes bright.
+def convert_image(
+    path: str | Path, invert: str = "auto", shape: tuple[int, int] | None = None
+) -> torch.Tensor:
+    """One image file as the model's input: ``float [1, 28, 28]`` in ``[0, 1]``, strokes bright
+    (Omniglot), or ``float [C, S, S]`` for a run of another dataset.
 
     Args:
         path: any format Pillow reads, any size, colour or grayscale.
-        invert: ``auto`` (invert when the border is light), ``yes`` or ``no``.
+        invert: ``auto`` (invert when the border is light), ``yes`` or ``no`` (Omniglot only).
+        shape: ``(channels, size)`` of a run of another dataset, prepared as its images were
+            (``data.images.decode``: no inversion); None for Omniglot.
 
     Raises:
         FewshotError: naming the file when it cannot be decoded.
@@ -156,6 +162,11 @@ def convert_image(path: str | Path, invert: str = "auto") -> torch.Tensor:
         raise FewshotError(
             f"unknown --invert mode '{invert}' (choose from {', '.join(INVERT_MODES)})"
         )
+    if shape is not None:
+        from fewshot_cli.data.images import decode
+
+        channels, size = shape
+        return decode(path, size, channels).float().div_(255)
     try:
         with Image.open(path) as image:
             gray = to_grayscale(image)
@@ -182,12 +193,13 @@ def load_images(
     invert: str = "auto",
     strict: bool = False,
     warn: Callable[[str], None] | None = None,
+    shape: tuple[int, int] | None = None,
 ) -> tuple[torch.Tensor, list[Path]]:
     """Convert image files, skipping unreadable ones.
 
     Args:
         paths: the files.
-        invert: see ``convert_image``.
+        invert, shape: see ``convert_image``.
         strict: stop at the first unreadable image instead of skipping it.
         warn: called with a one-line message for each skipped file (default: ``warnings.warn``).
 
@@ -205,14 +217,15 @@ def load_images(
     images, kept = [], []
     for path in paths:
         try:
-            images.append(convert_image(path, invert))
+            images.append(convert_image(path, invert, shape))
         except FewshotError as exc:
             if strict:
                 raise
             warn(f"{exc}; skipped")
             continue
         kept.append(Path(path))
-    stacked = torch.stack(images) if images else torch.empty(0, 1, IMAGE_SIZE, IMAGE_SIZE)
+    channels, size = shape or (1, IMAGE_SIZE)
+    stacked = torch.stack(images) if images else torch.empty(0, channels, size, size)
     return stacked, kept
 
 
@@ -221,6 +234,7 @@ def load_support(
     invert: str = "auto",
     strict: bool = False,
     warn: Callable[[str], None] | None = None,
+    shape: tuple[int, int] | None = None,
 ) -> SupportSet:
     """The labelled examples of a folder holding one sub-folder of images per class.
 
@@ -251,7 +265,7 @@ def load_support(
         )
     images, labels, paths = [], [], []
     for index, class_dir in enumerate(class_dirs):
-        class_images, kept = load_images(find_images(class_dir), invert, strict, warn)
+        class_images, kept = load_images(find_images(class_dir), invert, strict, warn, shape)
         if not kept:
             raise FewshotError(f"class folder {class_dir} has no readable image")
         images.append(class_images)
@@ -270,6 +284,7 @@ def load_query(
     invert: str = "auto",
     strict: bool = False,
     warn: Callable[[str], None] | None = None,
+    shape: tuple[int, int] | None = None,
 ) -> tuple[torch.Tensor, list[Path]]:
     """The images to classify: one file, or every image under a folder (recursively).
 
@@ -291,7 +306,7 @@ def load_query(
         # A file named explicitly is tried whatever its name's ending; if it cannot be read
         # there is nothing left to skip to, so that is the error.
         files, strict = [path], True
-    images, kept = load_images(files, invert, strict, warn)
+    images, kept = load_images(files, invert, strict, warn, shape)
     if not kept:
         raise FewshotError(f"no readable query image in {path}")
     return images, kept
@@ -401,6 +416,28 @@ def classify(
     return torch.softmax(logits, dim=1).cpu()
 
 
+def input_shape(config, invert: str = "auto") -> tuple[int, int] | None:
+    """``(channels, size)`` of a resolved run's input when its dataset is not Omniglot (whose
+    images ``convert_image`` prepares, inverted as needed), else None.
+
+    Raises:
+        FewshotError: the run's preprocessing cannot be reproduced on single files.
+    """
+    if config.dataset == "omniglot":
+        return None
+    if config.channels not in (1, 3) or not config.image_size:
+        raise FewshotError(
+            f"the run records no image channels and size for {config.dataset}: its "
+            "preprocessing cannot be reproduced"
+        )
+    if invert == "yes":
+        raise FewshotError(
+            f"--invert yes: the {config.dataset} images this run learned from were not "
+            "inverted (inversion applies to Omniglot runs)"
+        )
+    return config.channels, config.image_size
+
+
 def predict(
     run: str | Path,
     support_dir: str | Path,
@@ -452,7 +489,8 @@ def predict(
     # A bad mode fails before images are read.
     mode = resolve_bn_mode(config.algorithm, bn_mode, model, predicting=True)
     refuse_test_steps(config, steps, "--steps", run)
-    support = load_support(support_dir, invert, strict, warn)
+    shape = input_shape(config, invert)
+    support = load_support(support_dir, invert, strict, warn, shape)
     unbalanced = unbalanced_support(support)
     if unbalanced and algorithm.unbalanced_support:
         warn(
@@ -460,7 +498,7 @@ def predict(
             f"classes ({algorithm.unbalanced_support}): give every class the same number"
         )
     labelled = labelled_query(query_path, support.classes)  # a bad folder fails before reading
-    query, paths = load_query(query_path, invert, strict, warn)
+    query, paths = load_query(query_path, invert, strict, warn, shape)
     probabilities = classify(config, model, support, query, mode, steps, pick_device(device))
     import pandas as pd
 

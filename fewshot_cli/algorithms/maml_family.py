@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from fewshot_cli.algorithms.backbone import EMBEDDING_DIM, Conv4
+from fewshot_cli.algorithms.backbone import EMBEDDING_DIM, Conv4, feature_dim
 from fewshot_cli.algorithms.base import Classifier, TrainConfig, without_running_stats
 
 # The options of the family's inner loop (MAML adds its engine).
@@ -26,17 +26,29 @@ UNBALANCED_SUPPORT = (
 )
 
 
-def network(ways: int, backbone: str = "conv4") -> torch.nn.Module:
-    """Conv-4 embedding followed by a linear ``ways``-way head."""
+def network(
+    ways: int,
+    backbone: str = "conv4",
+    channels: int = 1,
+    filters: int = EMBEDDING_DIM,
+    size: int = 28,
+) -> torch.nn.Module:
+    """Conv-4 embedding (``backbone.Conv4``'s arguments) followed by a linear ``ways``-way head."""
+    features = feature_dim(backbone, filters, size)
     return torch.nn.Sequential(
-        OrderedDict(backbone=Conv4(backbone), head=torch.nn.Linear(EMBEDDING_DIM, ways))
+        OrderedDict(
+            backbone=Conv4(backbone, channels, filters, size),
+            head=torch.nn.Linear(features, ways),
+        )
     )
 
 
 def build_model(config: TrainConfig) -> torch.nn.Module:
     """The network of a resolved configuration; its BatchNorm keeps running statistics only
     when ``config.bn_running_stats`` (runs made before the paper's BatchNorm was the default)."""
-    model = network(config.ways, config.backbone)
+    model = network(
+        config.ways, config.backbone, config.channels, config.filters, config.image_size
+    )
     return model if config.bn_running_stats else without_running_stats(model)
 
 

@@ -87,13 +87,23 @@ class Defaults:
     fixed: Mapping[str, Any]
     by_ways: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
     queries: int | None = None
+    by_shots: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
 
     def at(self, ways: int, shots: int) -> dict:
-        """The defaults of a run at ``ways`` training ways and ``shots``."""
-        keys = sorted(self.by_ways)
-        near = next((k for k in keys if k >= ways), keys[-1]) if keys else None
-        own = self.by_ways[near] if near is not None else {}
-        return {"queries": self.queries or shots, **self.fixed, **own}
+        """The defaults of a run at ``ways`` training ways and ``shots`` (``by_shots`` as
+        ``by_ways``, and winning over it)."""
+        return {
+            "queries": self.queries or shots,
+            **self.fixed,
+            **_nearest(self.by_ways, ways),
+            **_nearest(self.by_shots, shots),
+        }
+
+
+def _nearest(table: Mapping[int, Mapping[str, Any]], key: int) -> Mapping[str, Any]:
+    """The entry of the smallest key at or above ``key`` (the largest key beyond them)."""
+    keys = sorted(table)
+    return table[next((k for k in keys if k >= key), keys[-1])] if keys else {}
 
 
 @dataclass(frozen=True)
@@ -103,11 +113,12 @@ class Paper:
     Attributes:
         default_ways: training ways when ``--ways`` is not given (test ways default to them
             unless ``defaults`` fixes ``test_ways``).
-        defaults: its paper's hyper-parameters and network.
+        defaults: its paper's hyper-parameters and network (Omniglot).
         published: its published Omniglot numbers.
-        split: the split its paper uses (``reproduce``'s default).
-        budgets: its ``BudgetSettings`` per ``reproduce`` budget.
+        split: the Omniglot split its paper uses (``reproduce``'s default).
+        budgets: its ``BudgetSettings`` per ``reproduce`` budget (Omniglot).
         colors: plot colours: ``ours``, ``paper``, and ``first`` for first order where it has one.
+        datasets: the same protocol on other datasets: ``{dataset: DatasetProtocol}``.
     """
 
     default_ways: int
@@ -116,6 +127,48 @@ class Paper:
     split: str
     budgets: Mapping[str, BudgetSettings]
     colors: Mapping[str, str]
+    datasets: Mapping[str, DatasetProtocol] = field(default_factory=dict)
+
+    def ways_for(self, dataset: str, shots: int) -> int:
+        """Training ways when ``--ways`` is not given."""
+        own = self.datasets.get(dataset)
+        return own.ways.get(shots, self.default_ways) if own and own.ways else self.default_ways
+
+    def defaults_for(self, dataset: str) -> Defaults:
+        """The paper's defaults on ``dataset`` (Omniglot's where it has none of its own)."""
+        own = self.datasets.get(dataset)
+        return own.defaults if own else self.defaults
+
+    def published_on(self, dataset: str) -> Published | None:
+        """The published numbers on ``dataset``, if any."""
+        if dataset == "omniglot":
+            return self.published
+        own = self.datasets.get(dataset)
+        return own.published if own else None
+
+    def budgets_on(self, dataset: str) -> Mapping[str, BudgetSettings]:
+        """The ``reproduce`` budgets on ``dataset``."""
+        if dataset == "omniglot":
+            return self.budgets
+        own = self.datasets.get(dataset)
+        return own.budgets if own else {}
+
+
+@dataclass(frozen=True)
+class DatasetProtocol:
+    """An algorithm's paper protocol on one dataset other than Omniglot.
+
+    Attributes:
+        defaults: hyper-parameters and network.
+        published: published numbers, or None.
+        budgets: ``reproduce`` budgets.
+        ways: training ways per shots when ``--ways`` is not given (default: the algorithm's).
+    """
+
+    defaults: Defaults
+    published: Published | None = None
+    budgets: Mapping[str, BudgetSettings] = field(default_factory=dict)
+    ways: Mapping[int, int] = field(default_factory=dict)
 
 
 # The MAML paper's Omniglot hyper-parameters (Finn et al., 2017, and its reference code).
@@ -182,6 +235,44 @@ QUICK_VARIANTS = {
     ),
 }
 
+# mini-ImageNet (84x84 RGB): Finn et al.'s network has 32 filters and max-pooling, 5 inner
+# steps of 0.01 (10 at test), meta-batch 4 at 1 shot and 2 at 5, 15 queries per class. CIFAR-FS
+# (32x32 RGB) has no numbers in these papers: it takes the same settings.
+MINI_DEFAULTS = Defaults(
+    fixed=dict(
+        backbone="conv4",
+        filters=32,
+        bn_running_stats=False,
+        lr_halve_every=0,
+        inner_lr=0.01,
+        inner_steps=5,
+        test_inner_steps=10,
+    ),
+    by_shots={1: dict(meta_batch=4), 5: dict(meta_batch=2)},
+    queries=15,
+)
+# Short budgets for trying a mini-ImageNet copy on a CPU (no accuracy on the real data measured).
+MINI_BUDGETS = {
+    "quick": BudgetSettings(100, 100, {"meta_batch": 4, "first_order": True}),
+    "cpu": BudgetSettings(2000, 600, {"first_order": True}),
+    "paper": BudgetSettings(60000, 600, {"first_order": False}),
+}
+MINI_META_SGD = Defaults(
+    fixed={**MINI_DEFAULTS.fixed, "inner_steps": 1, "test_inner_steps": 1},
+    by_shots=MINI_DEFAULTS.by_shots,
+    queries=15,
+)
+
+
+def _image_datasets(defaults: Defaults, published: Published, budgets=None, ways=None) -> dict:
+    """mini-ImageNet with its numbers, CIFAR-FS with its settings only."""
+    budgets, ways = budgets or MINI_BUDGETS, ways or {}
+    return {
+        "mini-imagenet": DatasetProtocol(defaults, published, budgets, ways),
+        "cifar-fs": DatasetProtocol(defaults, None, budgets, ways),
+    }
+
+
 PAPERS = {
     "maml": Paper(
         default_ways=5,
@@ -232,6 +323,12 @@ PAPERS = {
             "paper": BudgetSettings(60000, 600, {"first_order": False, "engine": "vmap"}),
         },
         colors={"ours": "#1f77b4", "first": "#17becf", "paper": "#aec7e8"},
+        datasets=_image_datasets(
+            MINI_DEFAULTS,
+            Published(
+                {(5, 1): 48.70, (5, 5): 63.11}, "Finn et al. (2017), Table 1 (mini-ImageNet)"
+            ),
+        ),
     ),
     "protonet": Paper(
         default_ways=60,
@@ -257,6 +354,31 @@ PAPERS = {
             "paper": BudgetSettings(20000, 1000, {"ways": 60}),
         },
         colors={"ours": "#d62728", "paper": "#ff9896"},
+        # 30-way training for 1 shot, 20-way for 5 shots, 15 queries, 64 filters flattened.
+        datasets=_image_datasets(
+            Defaults(
+                fixed={
+                    "backbone": "conv4",
+                    "filters": 64,
+                    "bn_running_stats": True,
+                    "lr_halve_every": 2000,
+                    "test_ways": 5,
+                },
+                queries=15,
+            ),
+            Published(
+                {(5, 1): 49.42, (5, 5): 68.20}, "Snell et al. (2017), Table 2 (mini-ImageNet)"
+            ),
+            {
+                name: BudgetSettings(
+                    n,
+                    600 if name != "quick" else 100,
+                    cell_options={(5, 1): {"ways": 30}, (5, 5): {"ways": 20}},
+                )
+                for name, n in (("quick", 100), ("cpu", 2000), ("paper", 20000))
+            },
+            ways={1: 30, 5: 20},
+        ),
     ),
     "metasgd": Paper(
         default_ways=5,
@@ -280,6 +402,10 @@ PAPERS = {
             "cpu": CPU_VARIANTS["metasgd"],
         },
         colors={"ours": "#2ca02c", "first": "#bcbd22", "paper": "#98df8a"},
+        datasets=_image_datasets(
+            MINI_META_SGD,
+            Published({(5, 1): 50.47, (5, 5): 64.03}, "Li et al. (2017), Table 3 (mini-ImageNet)"),
+        ),
     ),
     "anil": Paper(
         default_ways=5,
@@ -293,5 +419,9 @@ PAPERS = {
         split="random",
         budgets={**VARIANT_BUDGETS, "quick": QUICK_VARIANTS["anil"], "cpu": CPU_VARIANTS["anil"]},
         colors={"ours": "#9467bd", "first": "#e377c2", "paper": "#c5b0d5"},
+        datasets=_image_datasets(
+            MINI_DEFAULTS,
+            Published({(5, 1): 46.7, (5, 5): 61.5}, "Raghu et al. (2020), Table 2 (mini-ImageNet)"),
+        ),
     ),
 }

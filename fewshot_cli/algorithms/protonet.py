@@ -17,7 +17,7 @@ from fewshot_cli.algorithms.base import Algorithm, Classifier, TrainConfig, with
 def build_model(config: TrainConfig) -> torch.nn.Module:
     """A ProtoNet is just the embedding network (BatchNorm without running statistics when
     ``config.bn_running_stats`` is off)."""
-    model = Conv4(config.backbone)
+    model = Conv4(config.backbone, config.channels, config.filters, config.image_size)
     return model if config.bn_running_stats else without_running_stats(model)
 
 

@@ -1,37 +1,101 @@
-"""``fewshot data``: locate (or download) Omniglot, build its cache, print every split's parts."""
+"""``fewshot data``: locate (or download) a dataset, build its cache, print every split's parts,
+or export it as class folders."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
 from fewshot_cli.choices import SPLITS
-from fewshot_cli.cli.options import config_option, data_options, split_dir_option, split_seed_option
+from fewshot_cli.cli.options import (
+    config_option,
+    data_options,
+    dataset_options,
+    split_dir_option,
+    split_seed_option,
+)
 from fewshot_cli.errors import FewshotError
 
 
 @click.command()
 @config_option
+@dataset_options
 @data_options
 @click.option(
     "--split",
     "splits",
     multiple=True,
-    type=click.Choice(SPLITS),
-    help="Split(s) to summarise (repeatable). Default: all that are available.",
+    help="Split(s) to summarise (repeatable). Default: all that are available "
+    f"(omniglot: {', '.join(SPLITS)}).",
 )
 @split_dir_option
 @split_seed_option
-def data(data_root, download, splits, split_dir, split_seed):
-    """Prepare and verify Omniglot, then print the size of every split part.
+@click.option(
+    "--export",
+    "export_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write the dataset as train/, val/ and test/ folders of class folders of PNGs (the "
+    "first --split, default the dataset's first), exactly as the network sees them: what "
+    "--dataset folder reads.",
+)
+def data(
+    dataset, image_size, channels, data_root, download, splits, split_dir, split_seed, export_dir
+):
+    """Prepare and verify a dataset, then print the size of every split part.
 
-    Locates (or with --download fetches) the images, builds the 28x28 tensor cache on first use,
-    and prints alphabets, characters, classes after rotation and images for each split part.
+    Locates (Omniglot: or with --download fetches) the images, builds the tensor cache on first
+    use, and prints each split part: Omniglot's alphabets, characters, classes after rotation
+    and images; other datasets' classes, images per class, image size and memory.
     """
-    from fewshot_cli.data.source import FULL_IMAGE_COUNT, load_omniglot
+    from fewshot_cli.run.config import TrainConfig
+    from fewshot_cli.run.run_data import load_run_data
+
+    config = TrainConfig(
+        "protonet",
+        dataset=dataset,
+        image_size=image_size,
+        channels=channels,
+        split_seed=split_seed,
+        data_root=str(data_root) if data_root else None,
+    ).resolved()
+    loaded = load_run_data(config, download=download, progress=True, warn=warn_line)
+    if dataset == "omniglot":
+        from fewshot_cli.data.dataset import from_omniglot
+
+        summarise_omniglot(loaded, splits, split_dir, split_seed, download)
+        if export_dir is None:
+            return
+        loaded = from_omniglot(loaded, split_seed)
+    else:
+        summarise(loaded, splits)
+    if export_dir is not None:
+        from fewshot_cli.data.folder import export
+
+        written = export(loaded, export_dir, splits[0] if splits else None)
+        click.echo(f"\nexported {len(loaded.labels)} images to {written}")
+
+
+def warn_line(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
+def summarise(loaded, splits) -> None:
+    from fewshot_cli.report.summary import dataset_summary
+
+    click.echo(
+        f"{loaded.name} at {loaded.root}: {len(loaded.labels)} images of "
+        f"{len(loaded.classes)} classes, {'x'.join(map(str, loaded.image_shape))}"
+    )
+    for name in splits or list(loaded.parts):
+        click.echo("\n" + dataset_summary(loaded, name).to_string(index=False))
+
+
+def summarise_omniglot(omniglot, splits, split_dir, split_seed, download) -> None:
+    from fewshot_cli.data.source import FULL_IMAGE_COUNT
     from fewshot_cli.data.splits import make_split
     from fewshot_cli.report.summary import split_summary
 
-    omniglot = load_omniglot(data_root, download=download, progress=True)
     count = len(omniglot.labels)
     click.echo(
         f"Omniglot at {omniglot.root}: {count} images of {len(omniglot.characters)} "

@@ -85,7 +85,6 @@ def eval_(
     --csv, appends one row describing the run, the protocol and the result. RUN may also be
     pretrained:NAME, a model that ships with fewshot_cli (fewshot models lists them).
     """
-    from fewshot_cli.data.source import load_omniglot
     from fewshot_cli.run.config import ONE_WAY, set_threads
     from fewshot_cli.run.evaluation import evaluate_run
     from fewshot_cli.run.results import format_accuracy
@@ -100,9 +99,6 @@ def eval_(
         raise FewshotError(
             f"--episodes must be at least 2, for a confidence interval (got {episodes})"
         )
-    omniglot = (
-        load_omniglot(data_root, download=download, progress=not quiet) if data_root else None
-    )
     _, row = evaluate_run(
         run,
         csv_path,
@@ -114,7 +110,8 @@ def eval_(
         seed,
         bn_mode,
         inner_steps,
-        data=omniglot,
+        data_root=data_root,
+        download=download,
         device=device,
         progress=not quiet,
         notice=note,

@@ -11,13 +11,16 @@ import click
 
 from fewshot_cli import config_file
 from fewshot_cli.algorithms.registry import NAMES as ALGORITHMS
-from fewshot_cli.choices import BN_MODE_HELP, BN_MODES, SPLITS
+from fewshot_cli.choices import BN_MODE_HELP, BN_MODES
+from fewshot_cli.data import registry as datasets
 from fewshot_cli.errors import FewshotError
 
 DATA_HELP = (
-    "Folder holding images_background/ and images_evaluation/ (an extracted copy of the "
-    "official zips), or where --download puts them. Default: $FEWSHOT_DATA, else "
-    "~/.cache/fewshot."
+    "The dataset's folder. Omniglot: images_background/ and images_evaluation/ (an extracted "
+    "copy of the official zips), or where --download puts them; mini-imagenet: learn2learn's "
+    "mini-imagenet-cache-*.pkl files; cifar-fs: its data/ and splits/ folders; folder: "
+    "train/, val/, test/ folders of class folders, or class folders (split by --split-seed). "
+    "Default: $FEWSHOT_DATA, else ~/.cache/fewshot."
 )
 CONFIG_HELP = (
     "A TOML file of this command's options, e.g. 'ways = 5' or 'first-order = true' "
@@ -151,7 +154,31 @@ def bn_mode_option(lead: str, auto: str):
     )
 
 
-# Options that read Omniglot.
+# Which dataset, and its images as the network sees them (recorded with the run).
+dataset_options = stack(
+    click.option(
+        "--dataset",
+        type=click.Choice(datasets.NAMES),
+        default=datasets.DEFAULT,
+        show_default=True,
+        help="; ".join(f"{s.name}: {s.about}" for s in datasets.SOURCES.values()) + ".",
+    ),
+    click.option(
+        "--image-size",
+        type=int,
+        metavar="PIXELS",
+        help="Side of the square images the network sees (resized once, cached). Default: "
+        "the dataset's papers' (omniglot 28, mini-imagenet 84, cifar-fs 32, folder 84).",
+    ),
+    click.option(
+        "--channels",
+        type=click.Choice(["1", "3"]),
+        callback=lambda ctx, param, value: None if value is None else int(value),
+        help="1: grayscale, 3: RGB. Default: the dataset's (folder: detected, RGB when any "
+        "image has colour).",
+    ),
+)
+# Options that read a dataset.
 data_options = stack(
     click.option(
         "--data-root",
@@ -198,12 +225,11 @@ quiet_option = click.option("--quiet/--no-quiet", default=False, help="No progre
 split_options = stack(
     click.option(
         "--split",
-        type=click.Choice(SPLITS),
-        default="lake",
-        show_default=True,
-        help="lake: background alphabets train, evaluation alphabets test. vinyals: "
-        "the 1028/172/423-character split with rotations as classes. random: a "
-        "seeded 1100/100/423 character split (MAML protocol).",
+        help="Omniglot: lake (the default: background alphabets train, evaluation alphabets "
+        "test), vinyals (the 1028/172/423-character split with rotations as classes) or "
+        "random (a seeded 1100/100/423 character split, MAML protocol). Other datasets: "
+        "their own (mini-imagenet: ravi; cifar-fs: bertinetto; folder: its part folders, "
+        "else random 64/16/20% of its classes), the default.",
     ),
     click.option(
         "--split-dir",

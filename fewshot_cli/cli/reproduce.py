@@ -21,6 +21,7 @@ from fewshot_cli.cli.options import (
     warn,
     with_algorithms,
 )
+from fewshot_cli.data.registry import NAMES as DATASETS
 from fewshot_cli.errors import FewshotError
 
 
@@ -61,10 +62,19 @@ from fewshot_cli.errors import FewshotError
     "Default: the budget's (quick: 5w1s; others: 5w1s 5w5s 20w1s 20w5s).",
 )
 @click.option(
+    "--dataset",
+    type=click.Choice([n for n in DATASETS if n != "folder"]),
+    default="omniglot",
+    show_default=True,
+    help="omniglot: the 5/20-way grid. mini-imagenet, cifar-fs: the 5-way 1- and 5-shot "
+    "cells with each paper's mini-ImageNet settings (84x84 RGB; CIFAR-FS at 32x32 with the "
+    "same settings, no published numbers).",
+)
+@click.option(
     "--split",
-    type=click.Choice(SPLITS),
-    help="One split for every algorithm. Default: each paper's (MAML, Meta-SGD, ANIL: "
-    "random with rotation augmentation; ProtoNet: vinyals).",
+    help="One split for every algorithm. Default: each paper's on Omniglot (MAML, "
+    f"Meta-SGD, ANIL: random with rotation augmentation; ProtoNet: vinyals; choices "
+    f"{', '.join(SPLITS)}), the dataset's own on the others.",
 )
 @split_dir_option
 @click.option(
@@ -128,6 +138,7 @@ def reproduce(
     out_dir,
     algorithms,
     cells,
+    dataset,
     split,
     split_dir,
     fmt,
@@ -143,7 +154,7 @@ def reproduce(
     download,
     quiet,
 ):
-    """Train and test each algorithm on the Omniglot grid; compare with the papers.
+    """Train and test each algorithm on the Omniglot grid (or --dataset's); compare with the papers.
 
     Each cell (5/20-way, 1/5-shot) of each algorithm ({algorithms}) is trained with its paper's
     protocol, tested (600 episodes for MAML, Meta-SGD and ANIL, 1000 for ProtoNet, fewer with
@@ -162,9 +173,11 @@ def reproduce(
     from fewshot_cli.report.comparison import comparison, format_comparison
     from fewshot_cli.report.plan import plan_commands, report_command
     from fewshot_cli.run.config import set_threads
+    from fewshot_cli.run.grid import get_budget
     from fewshot_cli.run.reproduce import reproduce as run_reproduction
 
     set_threads(threads)
+    budget = get_budget(budget, dataset)
     if plan and report:
         raise FewshotError(
             "give one of --plan (print the commands) and --report (merge their results)"

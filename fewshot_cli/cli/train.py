@@ -11,6 +11,7 @@ from fewshot_cli.choices import BACKBONES, CUDA_GRAPH_MODES, ENGINES, PRECISIONS
 from fewshot_cli.cli.options import (
     config_option,
     data_options,
+    dataset_options,
     device_option,
     given,
     quiet_option,
@@ -67,6 +68,7 @@ FAMILY = "MAML, Meta-SGD, ANIL: "
     type=int,
     help="Meta-iterations (MAML, Meta-SGD, ANIL) or episodes (ProtoNet). Default: 1000.",
 )
+@dataset_options
 @split_options
 @click.option(
     "--rotations/--no-rotations",
@@ -83,6 +85,12 @@ FAMILY = "MAML, Meta-SGD, ANIL: "
     type=click.Choice(BACKBONES),
     help="conv4: max-pooling blocks (the ProtoNet paper's); conv4-strided: stride-2 "
     "convolutions (the MAML paper's). Default: each algorithm's paper.",
+)
+@click.option(
+    "--filters",
+    type=int,
+    help="Filters of each Conv-4 convolution. Default: 64; 32 for MAML, Meta-SGD and ANIL "
+    "on mini-imagenet and cifar-fs (Finn et al.'s network).",
 )
 @click.option(
     "--lr",
@@ -215,7 +223,7 @@ def train(
     quiet,
     **options,
 ):
-    """Meta-train an algorithm ({algorithms}) on Omniglot.
+    """Meta-train an algorithm ({algorithms}) on a dataset (--dataset: Omniglot by default).
 
     Keeps the best checkpoint by validation accuracy (best.pt) and the latest (last.pt) in the
     run directory, with config.json and training logs: one row per validation (log.csv) and one

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import torch
 
-from fewshot_cli.data.source import Omniglot
 from fewshot_cli.data.splits import Split
 from fewshot_cli.data.transforms import ClassRotation
 from fewshot_cli.errors import FewshotError
@@ -32,11 +31,12 @@ from fewshot_cli.l2l import l2l
 class PartDataset(torch.utils.data.Dataset):
     """The images of one split part as float tensors, labelled by class index within the part.
 
-    Images are ``float32 [1, 28, 28]`` in ``[0, 1]``, already turned for rotated classes.
+    Images are ``float32 [C, H, W]`` in ``[0, 1]`` (Omniglot's ``[1, 28, 28]``), already turned
+    for rotated classes.
 
     Args:
-        data: the loaded Omniglot tensors.
-        classes: ``(character index, quarter turns)`` of each class, as in ``Split.parts``.
+        data: Omniglot, or any dataset as ``FewShotData``.
+        classes: ``(class index, quarter turns)`` of each class, as in ``Split.parts``.
 
     Example::
 
@@ -44,19 +44,18 @@ class PartDataset(torch.utils.data.Dataset):
         image, label = ds[0]
     """
 
-    def __init__(self, data: Omniglot, classes: list[tuple[int, int]]):
+    def __init__(self, data, classes: list[tuple[int, int]]):
         by_character: dict[int, list[int]] = defaultdict(list)
         for index, character in enumerate(data.labels.tolist()):
             by_character[character].append(index)
+        pixels = data.images if data.images.dim() == 4 else data.images.unsqueeze(1)
         chunks, targets = [], []
         for label, (character, turns) in enumerate(classes):
-            images = data.images[by_character[character]]
-            chunks.append(torch.rot90(images, turns, dims=(1, 2)) if turns % 4 else images)
+            images = pixels[by_character[character]]
+            chunks.append(torch.rot90(images, turns, dims=(2, 3)) if turns % 4 else images)
             targets += [label] * len(images)
         self.images = (
-            torch.cat(chunks).unsqueeze(1).float().div_(255)
-            if chunks
-            else torch.empty(0, 1, 28, 28)
+            torch.cat(chunks).float().div_(255) if chunks else torch.empty(0, *pixels.shape[1:])
         )
         self.targets = targets
         self.classes = classes
@@ -77,7 +76,7 @@ def stack_samples(samples: list) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack(images), torch.tensor(labels)
 
 
-def meta_dataset(data: Omniglot, split: Split, part: str) -> l2l.data.MetaDataset:
+def meta_dataset(data, split: Split, part: str) -> l2l.data.MetaDataset:
     """A learn2learn ``MetaDataset`` over one part of ``split`` (and only that part).
 
     Example::

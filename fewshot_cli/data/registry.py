@@ -38,6 +38,7 @@ class DataSource:
         channels: the papers' input channels (None: the data's own, detected).
         size: the papers' input side in pixels (the loader's default ``image_size``).
         about: one line for help texts.
+        splits: its named splits, the default first (empty: the data's own, as ``folder``'s).
         common: ``module:function`` turning the loader's result into ``FewShotData``, when it
             gives another form (Omniglot's own).
     """
@@ -47,6 +48,7 @@ class DataSource:
     channels: int | None
     size: int
     about: str
+    splits: tuple[str, ...] = ()
     common: str | None = None
 
     @property
@@ -62,9 +64,9 @@ class DataSource:
 SOURCES = {
     s.name: s
     for s in (
-        DataSource("omniglot", "fewshot_cli.data.source:load_omniglot", 1, 28, "Omniglot, 1623 handwritten characters of 50 alphabets (28x28, grayscale)", common="fewshot_cli.data.dataset:from_omniglot"),
-        DataSource("mini-imagenet", "fewshot_cli.data.mini_imagenet:load_mini_imagenet", 3, 84, "mini-ImageNet, 100 ImageNet classes (learn2learn's pickles; 84x84 RGB)"),
-        DataSource("cifar-fs", "fewshot_cli.data.cifar_fs:load_cifar_fs", 3, 32, "CIFAR-FS, the 100 CIFAR-100 classes (learn2learn's folders; 32x32 RGB)"),
+        DataSource("omniglot", "fewshot_cli.data.source:load_omniglot", 1, 28, "Omniglot, 1623 handwritten characters of 50 alphabets (28x28, grayscale)", ("lake", "vinyals", "random"), common="fewshot_cli.data.dataset:from_omniglot"),
+        DataSource("mini-imagenet", "fewshot_cli.data.mini_imagenet:load_mini_imagenet", 3, 84, "mini-ImageNet, 100 ImageNet classes (learn2learn's pickles; 84x84 RGB)", ("ravi",)),
+        DataSource("cifar-fs", "fewshot_cli.data.cifar_fs:load_cifar_fs", 3, 32, "CIFAR-FS, the 100 CIFAR-100 classes (learn2learn's folders; 32x32 RGB)", ("bertinetto",)),
         DataSource("folder", "fewshot_cli.data.folder:load_folder", None, 84, "your own folder of class folders of images (any format, size and colour)"),
     )
 }  # fmt: skip

@@ -177,6 +177,8 @@ def make_split(
         len(split.parts["train"])  # 1028 characters x 4 rotations
         # 4112
     """
+    if hasattr(data, "as_split"):  # another dataset (``FewShotData``): its own named splits
+        return data.as_split(name)
     if name == "lake":
         split = lake_split(data, seed)
     elif name == "random":

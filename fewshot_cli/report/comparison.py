@@ -15,7 +15,7 @@ import pandas as pd
 from fewshot_cli.choices import COMPARISON_FORMATS  # noqa: F401 (what format_comparison writes)
 from fewshot_cli.report.aggregate import PROTOCOL, aggregate, natural_key, read_results
 from fewshot_cli.report.tables import CI_NOTE, percent, render
-from fewshot_cli.run.grid import PUBLISHED, PUBLISHED_SOURCES
+from fewshot_cli.run.grid import published, published_source
 
 
 def comparison(
@@ -44,9 +44,10 @@ def comparison(
         shots=[natural_key(s)[1] for s in table["test_shots"]],
     )
     table["cell"] = [f"{w}w{s}s" for w, s in zip(table["test_ways"], table["test_shots"])]
+    datasets = table["dataset"] if "dataset" in table else ["omniglot"] * len(table)
     table["published"] = [
-        PUBLISHED.get((a, int(w), int(s)), float("nan"))
-        for a, w, s in zip(table["algorithm"], table["ways"], table["shots"])
+        published(a, int(w), int(s), d or "omniglot") or float("nan")
+        for a, w, s, d in zip(table["algorithm"], table["ways"], table["shots"], datasets)
     ]
     table["difference"] = 100 * table["accuracy_mean"] - table["published"]
     table = table.sort_values(["algorithm", "ways", "shots"], kind="stable")
@@ -122,11 +123,10 @@ def format_comparison(table: pd.DataFrame, fmt: str = "table") -> str:
             ]
         )
     notes = [CI_NOTE]
-    notes += [
-        f"published: {name} -- {source}"
-        for name, source in PUBLISHED_SOURCES.items()
-        if name in set(table["algorithm"])
-    ]
+    datasets = table["dataset"] if "dataset" in table else ["omniglot"] * len(table)
+    for name, dataset in dict.fromkeys(zip(table["algorithm"], datasets)):
+        source = published_source(name, dataset or "omniglot")
+        notes += [f"published: {name} -- {source}"] if source else []
     text = render(headers, rows, fmt, right=headers[headers.index("ours (%)") :])
     if fmt == "markdown":  # a list, or Markdown runs the lines into one paragraph
         return text + "\n\n" + "\n".join(f"- {note}" for note in notes) + "\n"

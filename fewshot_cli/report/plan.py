@@ -76,6 +76,7 @@ def plan_commands(
             "--csv",
             str(out_dir / PLAN_CSVS / f"{training.name}.csv"),
         ]
+        args += ["--dataset", budget.dataset] if budget.dataset != "omniglot" else []
         args += ["--split", split] if split else []
         args += ["--split-dir", str(split_dir)] if split_dir else []
         args += ["--data-root", str(data_root)] if data_root else []
@@ -99,15 +100,9 @@ def report_command(
         >>> report_command("grid", "cpu", seeds=3)
         'fewshot reproduce --report --budget cpu --out grid --seeds 3'
     """
-    args = [
-        program,
-        "reproduce",
-        "--report",
-        "--budget",
-        get_budget(budget).name,
-        "--out",
-        str(out_dir),
-    ]
+    budget = get_budget(budget)
+    args = [program, "reproduce", "--report", "--budget", budget.name, "--out", str(out_dir)]
+    args += ["--dataset", budget.dataset] if budget.dataset != "omniglot" else []
     for algorithm in algorithms or ():
         args += ["--algorithms", algorithm]
     args += ["--cells", ",".join(cells)] if cells else []

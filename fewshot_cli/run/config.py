@@ -10,12 +10,14 @@ import torch
 from fewshot_cli.algorithms import registry
 from fewshot_cli.algorithms.backbone import BACKBONES
 from fewshot_cli.choices import CUDA_GRAPH_MODES, ENGINES, PRECISIONS
-from fewshot_cli.data.splits import SPLITS
+from fewshot_cli.data import registry as datasets
 from fewshot_cli.errors import FewshotError
 
 # Fields that once had a fixed value for every run and were not in config.json: the Conv-4 with
 # max-pooling and BatchNorm keeping running statistics (before MAML's paper defaults).
 LEGACY = {"backbone": "conv4", "bn_running_stats": True}
+# Omniglot's network input and width, the only ones before datasets were a choice.
+OMNIGLOT_INPUT = {"image_size": 28, "channels": 1}
 
 # Why fewer than 2 ways are refused (training, validation and test episodes alike).
 ONE_WAY = "with one class every prediction is right, and the accuracy always 100%"
@@ -44,7 +46,11 @@ class TrainConfig:
     shots: int = 1
     queries: int | None = None
     iterations: int = 1000
-    split: str = "lake"
+    dataset: str = datasets.DEFAULT
+    image_size: int | None = None
+    channels: int | None = None
+    filters: int | None = None
+    split: str | None = None
     split_seed: int = 0
     split_dir: str | None = None
     rotations: bool = False
@@ -83,12 +89,18 @@ class TrainConfig:
             },
         )
         c = dataclasses.replace(self)
+        source = datasets.get(c.dataset)
         if c.ways is None:
-            c.ways = paper.default_ways
+            c.ways = paper.ways_for(c.dataset, c.shots)
         c.validate()  # before ways is used to pick the other defaults
-        for key, value in paper.defaults.at(c.ways, c.shots).items():
+        for key, value in paper.defaults_for(c.dataset).at(c.ways, c.shots).items():
             if getattr(c, key) is None:
                 setattr(c, key, value)
+        c.filters = 64 if c.filters is None else c.filters
+        c.image_size = source.size if c.image_size is None else c.image_size
+        c.channels = source.channels if c.channels is None else c.channels
+        if c.split is None:  # folder: the data's own first split, set once it is loaded
+            c.split = source.splits[0] if source.splits else None
         c.test_ways = c.ways if c.test_ways is None else c.test_ways
         c.test_shots = c.shots if c.test_shots is None else c.test_shots
         c.validate()
@@ -124,8 +136,25 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise FewshotError(f"--{name.replace('_', '-')} must be positive (got {value})")
-        if self.split not in SPLITS:
-            raise FewshotError(f"unknown split '{self.split}' (choose from {', '.join(SPLITS)})")
+        source = datasets.get(self.dataset)
+        if self.split is not None and source.splits and self.split not in source.splits:
+            raise FewshotError(
+                f"{self.dataset} has no split '{self.split}' (choose from {', '.join(source.splits)})"
+            )
+        if self.dataset == datasets.DEFAULT:
+            for name, value in OMNIGLOT_INPUT.items():
+                if getattr(self, name) not in (None, value):
+                    raise FewshotError(
+                        f"--{name.replace('_', '-')} {getattr(self, name)}: omniglot's images "
+                        f"are {value if name == 'channels' else f'{value}x{value}'} here; export "
+                        "it (fewshot data --export) and read it as --dataset folder to change that"
+                    )
+        if self.channels not in (None, 1, 3):
+            raise FewshotError(f"--channels must be 1 or 3 (got {self.channels})")
+        for name in ("image_size", "filters"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise FewshotError(f"--{name.replace('_', '-')} must be at least 1 (got {value})")
         if self.engine is not None and self.engine not in ENGINES:
             raise FewshotError(f"unknown engine '{self.engine}' (choose from {', '.join(ENGINES)})")
         if self.cuda_graph not in CUDA_GRAPH_MODES:

@@ -37,7 +37,7 @@ from fewshot_cli import __version__
 from fewshot_cli.algorithms import registry
 from fewshot_cli.algorithms.base import BN_MODES, Algorithm, classify_queries
 from fewshot_cli.data.batches import DeviceEpisodes
-from fewshot_cli.data.source import DATASET, Omniglot, load_omniglot
+from fewshot_cli.data.source import Omniglot
 from fewshot_cli.data.splits import make_split
 from fewshot_cli.errors import FewshotError
 from fewshot_cli.run import protocol
@@ -337,10 +337,12 @@ def evaluate_run(
     device: str = "auto",
     progress: bool = False,
     notice: Callable[[str], None] | None = None,
+    download: bool = False,
 ) -> tuple[EvalResult, dict]:
     """Evaluate a run directory (or checkpoint) and append the result to ``csv_path``.
 
-    Ways, shots and queries default to the run's test settings; the split is the run's own.
+    Ways, shots and queries default to the run's test settings; the dataset (from
+    ``data_root``, default the run's) and split are the run's own.
     ``inner_steps`` (``--inner-steps``) changes the test adaptation of an algorithm that adapts
     (MAML) and is refused for others.
     ``notice`` hears, before the episodes run, which checkpoint is evaluated (file, iteration)
@@ -354,6 +356,7 @@ def evaluate_run(
         result, row = evaluate_run("runs/protonet", "results/eval.csv", episodes=600)
     """
     from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
+    from fewshot_cli.run.run_data import complete_from_data, load_run_data
 
     if episodes < 2:
         raise FewshotError(
@@ -368,7 +371,8 @@ def evaluate_run(
     ways, shots = ways or config.test_ways, shots or config.test_shots
     queries = queries or config.test_queries
     if data is None:
-        data = load_omniglot(data_root or config.data_root, progress=progress)
+        data = load_run_data(config, data_root, download=download, progress=progress)
+    config = complete_from_data(config, data)
     split = make_split(data, config.split, config.split_seed, config.split_dir)
     sampler = EpisodeSampler(
         meta_dataset(data, split, part), ways, shots, queries, seed=seed, part=part
@@ -388,7 +392,6 @@ def evaluate_run(
         "run_id": checkpoint_path.parent.name,
         **protocol.training_values(config),
         "inner_steps_test": protocol.cell(test_steps),
-        "dataset": DATASET,
         "data": data.digest,
         "split_part": part,
         "test_ways": ways,

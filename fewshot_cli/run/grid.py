@@ -38,7 +38,29 @@ PUBLISHED = {
     for (ways, shots), value in paper.published.accuracy.items()
 }
 PUBLISHED_SOURCES = {name: paper.published.source for name, paper in PAPERS.items()}
+
+
+def published(algorithm: str, ways: int, shots: int, dataset: str = "omniglot") -> float | None:
+    """The published test accuracy (%) of a cell on ``dataset``, or None.
+
+    Example:
+        >>> published("maml", 5, 1), published("protonet", 5, 5, "mini-imagenet")
+        (98.7, 68.2)
+    """
+    paper = PAPERS.get(algorithm)
+    numbers = paper.published_on(dataset) if paper else None
+    return numbers.accuracy.get((ways, shots)) if numbers else None
+
+
+def published_source(algorithm: str, dataset: str = "omniglot") -> str | None:
+    """Where ``published`` takes the numbers of ``algorithm`` on ``dataset`` from."""
+    paper = PAPERS.get(algorithm)
+    numbers = paper.published_on(dataset) if paper else None
+    return numbers.source if numbers else None
+
+
 GRID = ("5w1s", "5w5s", "20w1s", "20w5s")
+IMAGE_GRID = ("5w1s", "5w5s")  # what the papers report on mini-ImageNet
 TEST_QUERIES = 15
 TEST_SEED = 0
 PLAN_CSVS = "csv"  # the folder of the CSVs of ``--plan``'s commands, inside the output folder
@@ -54,6 +76,7 @@ class Budget:
         algorithms: ``BudgetSettings`` of each algorithm it runs (by name): training
             iterations, test episodes per cell, and options of its trainings.
         val_every, val_episodes: validation during training.
+        dataset: the dataset every training and test uses.
     """
 
     name: str
@@ -61,6 +84,7 @@ class Budget:
     algorithms: Mapping[str, BudgetSettings]
     val_every: int = 500
     val_episodes: int = 100
+    dataset: str = "omniglot"
 
 
 def settings_of(budget: str) -> dict[str, BudgetSettings]:
@@ -112,13 +136,30 @@ def parse_cell(text: str) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
-def get_budget(budget: str | Budget) -> Budget:
-    """The budget named ``budget`` (a ``Budget`` passes through)."""
+def get_budget(budget: str | Budget, dataset: str = "omniglot") -> Budget:
+    """The budget named ``budget`` on ``dataset`` (a ``Budget`` passes through): Omniglot's
+    grid, or the 5-way cells of the algorithms with a protocol on another dataset.
+
+    Example:
+        >>> get_budget("quick", "mini-imagenet").cells
+        ('5w1s', '5w5s')
+    """
     if isinstance(budget, Budget):
         return budget
     if budget not in BUDGETS:
         raise FewshotError(f"unknown budget '{budget}' (choose from {', '.join(BUDGETS)})")
-    return BUDGETS[budget]
+    if dataset == "omniglot":
+        return BUDGETS[budget]
+    settings = {
+        name: paper.budgets_on(dataset)[budget]
+        for name, paper in PAPERS.items()
+        if budget in paper.budgets_on(dataset)
+    }
+    if not settings:
+        raise FewshotError(f"no algorithm has a '{budget}' budget on {dataset}")
+    return dataclasses.replace(
+        BUDGETS[budget], cells=IMAGE_GRID, algorithms=settings, dataset=dataset
+    )
 
 
 def plan_cells(
@@ -143,15 +184,17 @@ def training_for(cell: Cell, budget: Budget, split: str, val_ways: int) -> tuple
     """
     settings = budget.algorithms[cell.algorithm]
     ways, shots = settings.trained_cell(cell.ways, cell.shots)
-    options = {"ways": ways, **settings.options_for(ways, shots)}
-    if "ways" in settings.options:
+    own = settings.options_for(ways, shots)
+    options = {"ways": ways, **own}
+    if "ways" in own:
         options.setdefault("test_ways", val_ways)
     config = TrainConfig(
         cell.algorithm,
         shots=shots,
         iterations=settings.iterations_for(cell.ways, cell.shots),
+        dataset=budget.dataset,
         split=split,
-        rotations=split != "vinyals",
+        rotations=budget.dataset == "omniglot" and split != "vinyals",
         val_every=budget.val_every,
         val_episodes=budget.val_episodes,
         test_queries=TEST_QUERIES,
@@ -315,7 +358,11 @@ def plan_trainings(
     """
     plan = plan_cells(budget, algorithms, cells)
     rows = csv_rows(result_csvs(out_dir) if csv_paths is None else csv_paths)
-    splits = {c.algorithm: split or registry.paper(c.algorithm).split for c in plan}
+    omniglot = budget.dataset == "omniglot"  # else each dataset's own split by default
+    splits = {
+        c.algorithm: split or (registry.paper(c.algorithm).split if omniglot else None)
+        for c in plan
+    }
     # A training's validation ways are the fewest of every budget cell it serves, asked for
     # or not: the same run whichever cells are asked (its name does not depend on val_ways).
     served: dict[str, list[Cell]] = {}

@@ -87,7 +87,10 @@ COLUMNS = (
     Column("meta_batch", field="meta_batch"),
     Column("backbone", field="backbone"),
     Column("bn_running_stats", field="bn_running_stats"),
-    Column("dataset", legacy="omniglot"),
+    Column("dataset", field="dataset", legacy="omniglot"),
+    Column("image_size", field="image_size", legacy="28"),
+    Column("channels", field="channels", legacy="1"),
+    Column("filters", field="filters", legacy="64"),
     Column("data"),  # a digest of the images evaluated on: another copy or subset differs
     Column("split", field="split"),
     Column("split_seed", field="split_seed"),

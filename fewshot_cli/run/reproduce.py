@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from fewshot_cli.errors import FewshotError
+from fewshot_cli.run import grid
 from fewshot_cli.run.grid import (
     PLAN_CSVS,
-    PUBLISHED,
     TEST_QUERIES,
     TEST_SEED,
     Budget,
@@ -63,15 +63,15 @@ def run_training(
     Raises:
         TrainingInterrupted: a signal stopped the training (``last.pt`` saved; rerun to resume).
     """
-    from fewshot_cli.data.source import load_omniglot
     from fewshot_cli.run.evaluation import evaluate_run
+    from fewshot_cli.run.run_data import load_run_data
     from fewshot_cli.run.training import TrainingInterrupted, train
 
     tests = [t for t in training.tests if not t.done]
     if not tests:
         return
     if data is None:
-        data = load_omniglot(data_root, progress=progress)
+        data = load_run_data(training.config.resolved(), data_root, progress=progress)
     run_dir = out_dir / "runs" / training.name
     config = dataclasses.replace(
         training.config,
@@ -106,7 +106,7 @@ def run_training(
             device=device,
             progress=progress,
         )
-        published = PUBLISHED.get((cell.algorithm, cell.ways, cell.shots))
+        published = grid.published(cell.algorithm, cell.ways, cell.shots, training.config.dataset)
         echo(
             f"{name}: {format_accuracy(row)}"
             + (f" (published {published}%)" if published is not None else "")
@@ -130,8 +130,9 @@ def reproduce(
     jobs: int = 1,
     csv_path: str | Path | None = None,
     report: bool = False,
+    dataset: str = "omniglot",
 ) -> list[Path]:
-    """Train and evaluate the Omniglot grid into ``out_dir``; return its evaluation CSVs.
+    """Train and evaluate the grid into ``out_dir``; return its evaluation CSVs.
 
     Args:
         out_dir: holds ``eval.csv`` and ``runs/``; run the same call again to resume.
@@ -153,6 +154,7 @@ def reproduce(
             command its own under ``out_dir/csv/``.
         report: train and test nothing: list the tests without a row yet and return the CSVs
             of ``result_csvs(out_dir)``.
+        dataset: ``omniglot``'s grid, or another dataset's 5-way cells (``run.grid.get_budget``).
 
     Returns:
         Every evaluation CSV of the reproduction (``result_csvs(out_dir)`` and ``csv_path``):
@@ -165,14 +167,14 @@ def reproduce(
 
         print(format_comparison(comparison(reproduce("results/quick", "quick", seeds=3))))
     """
-    from fewshot_cli.data.source import load_omniglot
     from fewshot_cli.data.splits import make_split
     from fewshot_cli.run.results import check_writable
+    from fewshot_cli.run.run_data import load_run_data
     from fewshot_cli.run.workers import run_jobs
 
     if jobs < 1:
         raise FewshotError(f"--jobs must be at least 1 (got {jobs})")
-    budget = get_budget(budget)
+    budget = get_budget(budget, dataset)
     out_dir = Path(out_dir)
     csv_path = Path(csv_path) if csv_path else out_dir / "eval.csv"
     if not report:
@@ -196,10 +198,13 @@ def reproduce(
     todo = [t for t in trainings if not all(test.done for test in t.tests)]
     if todo:
         if data is None:
-            data = load_omniglot(data_root, download=download, progress=progress)
+            first = todo[0].config.resolved()
+            data = load_run_data(first, data_root, download=download, progress=progress)
         for split_name in dict.fromkeys(t.config.split for t in todo):
-            # Fetch (or fail on) the split files before hours of training.
-            make_split(data, split_name, 0, split_dir, download)
+            if (
+                split_name is not None
+            ):  # fetch (or fail on) the split files before hours of training
+                make_split(data, split_name, 0, split_dir, download)
     common = dict(total=len(tests), seeds=n_seeds, split_dir=split_dir)
     for wave in in_order(todo):  # a training that starts from another's model goes after it
         if jobs == 1 or len(wave) <= 1:

@@ -34,7 +34,7 @@ from fewshot_cli.algorithms.base import episodes_of_step
 from fewshot_cli.algorithms.maml_graph import GraphedStep, set_capturable, use_cuda_graph
 from fewshot_cli.data.batches import device_batches
 from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
-from fewshot_cli.data.source import Omniglot, load_omniglot
+from fewshot_cli.data.source import Omniglot
 from fewshot_cli.data.splits import make_split
 from fewshot_cli.errors import FewshotError, TrainingInterrupted  # noqa: F401 (re-exported)
 from fewshot_cli.run.checkpoint import BEST, LAST, initial_weights, save_checkpoint, start_from
@@ -42,6 +42,7 @@ from fewshot_cli.run.config import TrainConfig, pick_device
 from fewshot_cli.run.distributed import Parallel, check_split
 from fewshot_cli.run.evaluation import evaluate
 from fewshot_cli.run.precision import precision
+from fewshot_cli.run.run_data import complete_from_data, load_run_data
 from fewshot_cli.run.run_directory import (
     ITERATION_COLUMNS,
     LOG_COLUMNS,
@@ -182,8 +183,8 @@ def preflight(
     """Check that ``train`` with these arguments can start, writing nothing: ``prepare``, then
     the data and its episodes (what ``train --nproc`` does before it starts any process)."""
     resolved, _, _ = prepare(config, run_dir, resume, overwrite, world)
-    data = load_omniglot(resolved.data_root, download=download, progress=progress)
-    samplers(resolved, data)
+    data = load_run_data(resolved, download=download, progress=progress)
+    samplers(complete_from_data(resolved, data), data)
 
 
 @dataclass
@@ -410,7 +411,8 @@ def train(
         progress = progress and main
     captured = use_cuda_graph(config.cuda_graph, device, config.engine, world)
     if data is None:
-        data = load_omniglot(local_root or config.data_root, download=download, progress=progress)
+        data = load_run_data(config, local_root, download=download, progress=progress)
+    config = complete_from_data(config, data)
     train_sampler, val_sampler = samplers(config, data)
     train_sampler = device_batches(train_sampler, device)
     start = Start.of(state, config.iterations)
