@@ -16,7 +16,8 @@ from PIL import Image, ImageDraw
 
 from fewshot_cli.data import folder as folder_module
 from fewshot_cli.data.dataset import cache_file, from_omniglot, usable_classes
-from fewshot_cli.data.folder import export, load_folder
+from fewshot_cli.data.folder import load_folder
+from fewshot_cli.data.folder_images import export
 from fewshot_cli.errors import FewshotError
 
 SHAPES = ("ellipse", "rectangle", "triangle", "cross")

@@ -4,7 +4,7 @@ dataset, and commands that name it."""
 import pickle
 
 import pandas as pd
-from test_mini_imagenet import CLASSES, shapes  # noqa: I001
+from test_mini_imagenet import CLASSES, shapes
 
 from fewshot_cli.algorithms.papers import BudgetSettings
 from fewshot_cli.data.mini_imagenet import FILES

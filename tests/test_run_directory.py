@@ -155,7 +155,7 @@ def test_every_iteration_is_logged_and_survives_interrupts_and_resume(tiny_data,
 
 
 def test_curves_plot_the_training_loss(tiny_data, tmp_path):
-    from fewshot_cli.report.plots import read_losses
+    from fewshot_cli.report.curves import read_losses
 
     run = tmp_path / "run"
     tiny_train(run, tiny_data, iterations=4)

@@ -1,27 +1,17 @@
-"""The one interface every algorithm fills in: ``Algorithm``, a dataclass of data and functions.
+"""``Algorithm``: the one interface every algorithm fills in (data and functions).
 
-The rest of the package (training loop, evaluation, predict, reproduce, aggregate, plots, CLI)
-asks an ``Algorithm`` (found by name in ``registry``) and never compares names itself. Adding an
-algorithm is one module that builds an ``Algorithm`` plus one line in ``registry``.
+The rest of the package asks an ``Algorithm`` (by name from ``registry``) and never compares
+names itself; an algorithm is one module plus one line in ``registry``. Its paper protocol is
+data in ``papers``.
 
-Functions receive the run's *resolved* configuration (``TrainConfig``: a ``run.config``
-configuration, whose attributes alone this layer reads). An algorithm's paper protocol (its
-defaults, published numbers, budgets) is data in ``papers``.
+BatchNorm modes, the same in training, validation, ``eval`` and ``predict``:
 
-BatchNorm modes, one definition everywhere (training, validation, ``eval`` and ``predict``):
-
-- ``batch``: the network is in training mode and every forward pass normalises with the
-  statistics of its own batch. Adapting to a support set (MAML's inner steps) sees the support
-  images alone, unless the algorithm embeds an episode once (ANIL adapts its head on the support
-  part of the one pass below); the queries are always classified in one forward pass *together
-  with the support images* (support first, queries after), so a query's logits depend on the
-  support set and on the queries passed with it, the same way in training, ``eval`` and
-  ``predict``.
-- ``support``: as ``batch``, but each query is classified in a forward pass of its own together
-  with the support images (``classify_queries``), so its logits depend on the support set and on
-  that query only, whatever other queries are classified with it (``predict``'s default).
-- ``running``: the network is in evaluation mode and uses the running statistics gathered in
-  training: each image is judged on its own.
+- ``batch``: training mode, batch statistics. The queries are classified in one forward pass
+  together with the support images, so a query's logits depend on the support set and on the
+  other queries; support-only passes (MAML's inner steps) see the support images alone.
+- ``support``: as ``batch``, but one query per pass with the support images, so its logits
+  depend on the support set and that query only (``predict``'s default).
+- ``running``: evaluation mode, the running statistics of training: each image on its own.
 
 Example::
 
@@ -47,10 +37,8 @@ if TYPE_CHECKING:
     from fewshot_cli.data.batches import TaskBatch
     from fewshot_cli.data.episodes import Episode, EpisodeSampler
 
-# A run's resolved configuration (``run.config.TrainConfig``, a layer above): this layer reads
-# its attributes only.
+# A run's resolved ``run.config.TrainConfig`` (a layer above): only its attributes are read.
 TrainConfig = Any
-
 
 # Query images to logits, for one support set the classifier was fitted to.
 Classifier = Callable[[torch.Tensor], torch.Tensor]
@@ -100,36 +88,28 @@ def one_episode(config: TrainConfig) -> int:
 
 @dataclass(frozen=True)
 class Algorithm:
-    """A meta-learning algorithm: what the training loop, evaluation and reports need of it.
+    """A meta-learning algorithm: what training, evaluation and reports need of it.
 
     Attributes:
         name: the name on the command line, in ``config.json`` and in the CSV.
         title: one line for help texts, e.g. ``"MAML (Finn et al., 2017)"``.
-        build_model: ``build_model(config)``: the freshly initialised network of a configuration;
-            its ``state_dict`` is what checkpoints hold.
+        build_model: ``build_model(config)``: the freshly initialised network.
         classifier: ``classifier(model, support, support_labels, ways, config, training=False,
-            steps=None)``: fit to a support set (MAML adapts a clone), returning the function
-            from query images to logits ``[queries, ways]``: the one definition of an episode's
-            query logits in training, validation, ``eval`` and ``predict``. ``training`` selects
-            the training-time adaptation (with its graph); ``steps`` overrides the test steps.
-        episodes_per_step: ``episodes_per_step(config)``: episodes of one training iteration
-            (MAML's meta-batch; 1 by default).
-        step: replaces the default training iteration (``step_on_episodes``):
-            ``step(algorithm, model, optimizer, episodes, config)`` returning ``(loss, accuracy)``.
-            Its gradient must be that of the *mean* loss over ``episodes``, ending with one
-            ``optimizer.step()`` (data-parallel training averages gradients there).
+            steps=None)``: fits to a support set and returns a function from query images to
+            logits ``[queries, ways]``, used everywhere; ``training`` keeps the adaptation's
+            graph, ``steps`` overrides the test steps.
+        episodes_per_step: ``episodes_per_step(config)``: episodes per training iteration.
+        step: ``step(algorithm, model, optimizer, episodes, config) -> (loss, accuracy)``, in
+            place of ``step_on_episodes``; its gradient must be that of the mean loss, ending
+            with one ``optimizer.step()`` (data-parallel training averages gradients there).
         batch_logits: ``batch_logits(model, episodes, config, bn_mode, steps)``: test logits
-            ``[episodes, queries, ways]`` of many same-shaped episodes at once, as
-            ``classifier`` gives them one by one, or None where the per-episode path applies.
-        for_ways: ``for_ways(model, ways)``: the model ready for ``ways``-way episodes at test.
-        bn_mode: BatchNorm mode at test when ``--bn-mode auto`` (``batch`` or ``running``;
-            ``predict`` uses ``support`` where this is ``batch``).
-        unsound_running_stats: why the BatchNorm running statistics its training leaves do not
-            fit the trained weights (``--bn-mode running`` is then refused), or None.
-        unbalanced_support: why a support set with more images of some classes than of others
-            biases its predictions (``predict`` then warns), or None.
-        options: the ``TrainConfig`` fields only this algorithm uses; set for another one, they
-            are refused (``registry.refuse_options``).
+            ``[episodes, queries, ways]`` of same-shaped episodes at once, or None.
+        for_ways: ``for_ways(model, ways)``: the model ready for ``ways``-way test episodes.
+        bn_mode: test BatchNorm mode for ``--bn-mode auto`` (``batch`` or ``running``;
+            ``predict`` then uses ``support`` for ``batch``).
+        unsound_running_stats: why ``--bn-mode running`` is refused, or None.
+        unbalanced_support: why ``predict`` warns about an unbalanced support set, or None.
+        options: ``TrainConfig`` fields only this algorithm uses (refused for others).
     """
 
     name: str

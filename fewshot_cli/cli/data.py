@@ -70,7 +70,7 @@ def data(
     else:
         summarise(loaded, splits)
     if export_dir is not None:
-        from fewshot_cli.data.folder import export
+        from fewshot_cli.data.folder_images import export
 
         written = export(loaded, export_dir, splits[0] if splits else None)
         click.echo(f"\nexported {len(loaded.labels)} images to {written}")

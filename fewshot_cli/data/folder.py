@@ -1,52 +1,40 @@
-"""Your own images as a few-shot dataset: a folder of class folders, and ``export`` back to one.
+"""Your own images as a few-shot dataset: a folder of class folders (``folder_images.export``
+writes one).
 
-``PATH`` is read in one of three layouts (a class is a folder that holds images; its name is
-its path under ``PATH``, or under its part folder):
+A class is a folder of images, named by its path under ``PATH`` (or its part folder). Layouts:
 
-- the split given as folders: ``PATH/train/``, ``PATH/val/`` (or ``validation/``) and
-  ``PATH/test/``, each holding class folders (split ``folders``);
-- one level of class folders, ``PATH/<class>/``: split by seed into train, val and test
-  classes in proportion to ``fractions`` (default 64/16/20, mini-ImageNet's class counts;
-  split ``random``);
-- group folders of class folders, ``PATH/<group>/<class>/``: whole groups are split by seed,
-  so no group has classes in two parts, as Omniglot's alphabets in its ``lake`` split (split
+- ``PATH/train/``, ``PATH/val/`` (or ``validation/``), ``PATH/test/`` of class folders: the
+  split is given (split ``folders``);
+- ``PATH/<class>/``: classes split by seed in proportion to ``fractions`` (default 64/16/20,
+  mini-ImageNet's; split ``random``);
+- ``PATH/<group>/<class>/``: whole groups split by seed, as Omniglot's alphabets (split
   ``groups``).
 
-Images may be in any format Pillow opens (by file extension), any size and mode: see
-``data.images`` for how each becomes a ``uint8 [C, size, size]`` tensor. Channels are detected
-unless given: RGB when any image has colour, else grayscale. Files that cannot be decoded are
-skipped, with one warning line that counts them and names the first few. A ``classes.txt`` in
-``PATH`` (one class name a line) fixes the order of the labels; otherwise classes are sorted
-by part (train, val, test), then by name. Hidden files and folders are ignored.
-
-Decoded images are cached (``dataset.cached_tensors``): a second load reads one tensor file.
+Any format Pillow opens, any size and mode (``data.images``); RGB when any image has colour,
+else grayscale, unless ``channels`` is given. Unreadable files are skipped with one warning.
+``PATH/classes.txt`` (a class name a line) fixes the label order; otherwise by part, then name.
+Hidden entries are ignored; decoded images are cached (``dataset.cached_tensors``).
 """
 
 from __future__ import annotations
 
 import os
 import random
-import shutil
-import tempfile
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from fewshot_cli.data.dataset import PARTS, FewShotData, Preprocessing, cached_tensors
-from fewshot_cli.data.images import decode, image_extensions, same_channels
+from fewshot_cli.data.folder_images import MANIFEST, NAMED, decode_classes, skipped_warning
+from fewshot_cli.data.images import image_extensions
 from fewshot_cli.errors import FewshotError
 
 NAME = "folder"
 IMAGE_SIZE = 84  # mini-ImageNet's: the size a Conv-4 for colour images is usually given
 FRACTIONS = (64, 16, 20)  # train, val, test: mini-ImageNet's 64/16/20 classes
 SPLIT_FOLDERS = {"train": "train", "val": "val", "validation": "val", "test": "test"}
-MANIFEST = "classes.txt"
-NAMED = 3  # unreadable files named in the warning
 
 
 @dataclass
@@ -189,72 +177,6 @@ def ordered(root: Path, classes: list[ClassFolder]) -> list[ClassFolder]:
         )
         raise FewshotError(f"{manifest} {problem}; it must name every class folder once")
     return [by_name[n] for n in names]
-
-
-def decode_classes(
-    root: Path, classes: list[ClassFolder], preprocessing: Preprocessing, progress: bool = False
-) -> dict:
-    """Decode every image of ``classes`` (the cache's contents); unreadable files are skipped.
-
-    Raises:
-        FewshotError: not one image could be read.
-    """
-    from tqdm import tqdm
-
-    images, labels, kept, skipped, dropped = [], [], [], [], []
-    bar = tqdm(
-        total=sum(len(c.files) for c in classes),
-        desc=f"decoding {root.name}",
-        unit="img",
-        disable=None if progress else True,
-    )
-    for folder in classes:
-        count = 0
-        for path in folder.files:
-            try:
-                image = decode(path, preprocessing.size, preprocessing.channels)
-            except FewshotError:
-                skipped.append(path.relative_to(root).as_posix())
-                continue
-            images.append(255 - image if preprocessing.invert else image)
-            count += 1
-        if count:
-            labels += [len(kept)] * count
-            kept.append(folder)
-        else:
-            dropped.append(folder.name)
-        bar.update(len(folder.files))
-    bar.close()
-    if not images:
-        raise FewshotError(
-            f"no readable image in {root}: {len(skipped)} files could not be decoded "
-            f"({', '.join(skipped[:NAMED])}{', ...' if len(skipped) > NAMED else ''})"
-        )
-    images, channels = same_channels(images, preprocessing.channels)
-    return {
-        "images": torch.stack(images),
-        "labels": torch.tensor(labels, dtype=torch.int64),
-        "classes": [c.name for c in kept],
-        "class_parts": [c.part or "" for c in kept],
-        "groups": [c.group or "" for c in kept],
-        "skipped": skipped,
-        "dropped": dropped,
-        "channels": channels,
-    }
-
-
-def skipped_warning(root: Path, skipped: list[str], dropped: list[str]) -> str | None:
-    """One line about unreadable files and classes left without images, or None."""
-    said = []
-    if skipped:
-        names = ", ".join(skipped[:NAMED]) + (", ..." if len(skipped) > NAMED else "")
-        said.append(f"skipped {len(skipped)} unreadable image files in {root} ({names})")
-    if dropped:
-        names = ", ".join(dropped[:NAMED]) + (", ..." if len(dropped) > NAMED else "")
-        said.append(
-            f"{len(dropped)} class folders had no readable image and are left out ({names})"
-        )
-    return "; ".join(said) or None
 
 
 def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
@@ -460,91 +382,3 @@ def load_folder(
         progress=progress,
         warn=warn,
     )
-
-
-def class_path(name: str) -> Path:
-    """A class name as the folder path ``export`` writes (``Greek/alpha``: a group folder).
-
-    Raises:
-        FewshotError: a name that is no safe relative path of one or two folders.
-    """
-    components = name.split("/")
-    if len(components) > 2 or any(
-        not c or c.startswith(".") or "\\" in c or "\0" in c for c in components
-    ):
-        raise FewshotError(
-            f"class name '{name}' cannot be a folder: export needs names of one or two path "
-            "components, none empty or starting with '.'"
-        )
-    return Path(*components)
-
-
-def export(data: FewShotData, folder: str | Path, split: str | None = None) -> Path:
-    """Write ``data`` as what ``load_folder`` reads: ``train/``, ``val/``, ``test/`` of class
-    folders of PNGs, with ``classes.txt`` keeping the label order.
-
-    Images are written as stored (after any inversion), so ``load_folder(folder,
-    image_size=size)`` gives the same tensors, labels and parts back (with ``channels`` given
-    when an RGB dataset holds only gray images). The folder appears complete or not at all.
-
-    Args:
-        data: any dataset in the common form.
-        folder: a new (or empty) folder.
-        split: which split becomes the part folders (default: the data's first).
-
-    Raises:
-        FewshotError: the folder is not empty, or a class name cannot be a folder.
-
-    Example::
-
-        export(from_omniglot(load_omniglot()), "omniglot-folders", split="lake")
-        load_folder("omniglot-folders", image_size=28).parts["folders"]["test"][:2]
-        # [964, 965]
-    """
-    from PIL import Image
-
-    folder = Path(folder).expanduser()
-    if data.images.shape[1] not in (1, 3):
-        raise FewshotError(f"cannot write {data.images.shape[1]}-channel images as PNG")
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise FewshotError(f"{folder} exists and is not an empty folder; export into a new one")
-    parts = {p: data.part_classes(p, split) for p in PARTS}
-    paths = {c: class_path(data.classes[c]) for classes in parts.values() for c in classes}
-    if len({len(p.parts) for p in paths.values()}) > 1:
-        raise FewshotError(
-            "class names mix one- and two-component names ('a' and 'group/a'); "
-            "a folder dataset has one layout"
-        )
-    by_class: dict[int, list[int]] = {}
-    for index, label in enumerate(data.labels.tolist()):
-        by_class.setdefault(label, []).append(index)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
-    try:
-        # mkdtemp makes an owner-only folder; give it the permissions of a plain mkdir
-        mask = os.umask(0)
-        os.umask(mask)
-        staging.chmod(0o777 & ~mask)
-        written = []
-        for part, classes in parts.items():
-            for c in classes:
-                indices = by_class.get(c, [])
-                if not indices:  # an empty folder would read back as no class at all
-                    continue
-                target = staging / part / paths[c]
-                target.mkdir(parents=True)
-                width = max(5, len(str(len(indices))))
-                for number, index in enumerate(indices):
-                    pixels = np.ascontiguousarray(data.images[index].permute(1, 2, 0).numpy())
-                    image = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
-                    image.save(target / f"{number:0{width}d}.png")
-                written.append(c)
-        names = [data.classes[c] for c in sorted(written)]
-        (staging / MANIFEST).write_text("".join(n + "\n" for n in names))
-        if folder.exists():
-            folder.rmdir()
-        os.replace(staging, folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return folder

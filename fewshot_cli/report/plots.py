@@ -1,7 +1,6 @@
-"""Figures (PNG, PDF or SVG): training curves of run directories, test accuracy per grid cell.
+"""Figures (PNG, PDF or SVG): test accuracy per grid cell here, training curves in ``curves``.
 
-Figures are drawn on matplotlib's Agg canvas (``matplotlib.figure.Figure`` without pyplot), so
-no display is needed and no global backend state changes.
+Figures are drawn on matplotlib's Agg canvas (``Figure`` without pyplot): no display needed.
 """
 
 from __future__ import annotations
@@ -14,10 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from fewshot_cli.algorithms.registry import NAMES as ALGORITHMS
 from fewshot_cli.errors import FewshotError
+from fewshot_cli.report.curves import plot_curves  # noqa: F401 (the CLI imports it from here)
 
 DPI = 120
+FIGURE_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}  # matplotlib's name for each
 UNKNOWN_COLORS = {"ours": "#7f7f7f", "paper": "#c7c7c7"}  # an algorithm this version lacks
 
 
@@ -26,36 +26,6 @@ def colors_of(algorithm: str) -> dict:
     from fewshot_cli.algorithms.papers import PAPERS
 
     return dict(PAPERS[algorithm].colors) if algorithm in PAPERS else UNKNOWN_COLORS
-
-
-LINE_STYLES = ("-", "--", ":", "-.")
-FIGURE_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}  # matplotlib's name for each
-
-
-def read_curve(run_dir: str | Path) -> pd.DataFrame:
-    """The validation rows of ``run_dir/log.csv``: iteration, val_accuracy, elapsed_seconds.
-
-    Raises:
-        FewshotError: no log, or a log without validation rows.
-    """
-    path = Path(run_dir) / "log.csv"
-    if not path.is_file():
-        raise FewshotError(f"{run_dir} has no log.csv (is it a run directory?)")
-    try:
-        log = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise FewshotError(f"{path} is not a training log ({type(exc).__name__})") from None
-    columns = ["iteration", "val_accuracy", "elapsed_seconds"]
-    if not set(columns) <= set(log.columns):
-        raise FewshotError(f"{path} is not a training log (no {', '.join(columns)} columns)")
-    log = log[columns].apply(pd.to_numeric, errors="coerce").dropna()
-    if log.empty:
-        raise NoValidationYet(f"{path} has no validation rows yet")
-    return log
-
-
-class NoValidationYet(FewshotError):
-    """A run's log.csv has no validation row yet (a run just started)."""
 
 
 def figure_format(out: str | Path) -> str:
@@ -85,151 +55,6 @@ def save(figure, out: str | Path) -> Path:
     except OSError as exc:
         raise FewshotError(f"cannot write {out}: {exc.strerror or exc}") from None
     return out
-
-
-def read_losses(run_dir: str | Path) -> pd.DataFrame | None:
-    """The rows of ``run_dir/iterations.csv`` (iteration, train_loss), or None without any.
-
-    Raises:
-        FewshotError: a file that is not a training log.
-    """
-    path = Path(run_dir) / "iterations.csv"
-    if not path.is_file():
-        return None
-    try:
-        rows = pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        return None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise FewshotError(f"{path} is not a training log ({type(exc).__name__})") from None
-    if not {"iteration", "train_loss"} <= set(rows.columns):
-        raise FewshotError(f"{path} is not a training log (no iteration, train_loss columns)")
-    rows = rows[["iteration", "train_loss"]].apply(pd.to_numeric, errors="coerce").dropna()
-    return rows if not rows.empty else None
-
-
-def curve_label(run_dir: str | Path) -> str:
-    """A run's legend label: its algorithm and training cell (``maml 5w1s``), from config.json;
-    the folder's name for a folder without one."""
-    from fewshot_cli.run.checkpoint import read_config
-    from fewshot_cli.run.config import TrainConfig
-
-    try:
-        config = TrainConfig.from_dict(read_config(Path(run_dir))).resolved()
-    except FewshotError:
-        return Path(run_dir).resolve().name
-    return f"{config.algorithm} {config.ways}w{config.shots}s"
-
-
-def plot_curves(
-    run_dirs: Iterable[str | Path], out: str | Path, warn: Callable[[str], None] | None = None
-) -> Path:
-    """Training loss by iteration, and validation accuracy by iteration and by wall-clock time.
-
-    One colour per run. The loss panel (from ``iterations.csv``: each iteration's loss, faint,
-    and its moving average) appears when a run has that file.
-
-    Args:
-        run_dirs: training run directories (each with a ``log.csv``).
-        out: the figure to write (``.png``, ``.pdf`` or ``.svg``).
-        warn: told about each run left out (or shown by its loss only) because it has no
-            validation row yet.
-
-    Raises:
-        FewshotError: a folder that is no run, or no run with anything to plot yet.
-
-    Example::
-
-        plot_curves(["runs/maml", "runs/proto"], "figures/curves.png")
-    """
-    from matplotlib.figure import Figure
-
-    figure_format(out)
-    run_dirs, runs, left_out = list(run_dirs), {}, []
-    if not run_dirs:
-        raise FewshotError("give at least one run directory")
-    for run_dir in run_dirs:
-        label = curve_label(run_dir)
-        try:
-            log = read_curve(run_dir)
-        except NoValidationYet as exc:
-            log = None
-            missing = str(exc)
-        losses = read_losses(run_dir)
-        if log is None and losses is None:
-            left_out.append(f"{run_dir} left out: {missing}")
-            continue
-        if log is None:
-            left_out.append(f"{run_dir}: training loss only ({missing})")
-        runs[label if label not in runs else f"{label} ({run_dir})"] = (log, losses)
-    if not runs:
-        raise FewshotError(f"no run has a validation row yet ({', '.join(map(str, run_dirs))})")
-    for message in left_out if warn is not None else ():
-        warn(message)
-    with_losses = any(losses is not None for _, losses in runs.values())
-    figure = Figure(figsize=(16 if with_losses else 11, 4.2), layout="constrained")
-    panels = list(figure.subplots(1, 3 if with_losses else 2))
-    loss_axes = panels.pop(0) if with_losses else None
-    by_iteration, by_time = panels
-    by_time.sharey(by_iteration)
-    seen: dict[str, int] = {}
-    for index, (label, (log, losses)) in enumerate(runs.items()):
-        # One hue per algorithm (as in plot accuracy), a line style per run of it.
-        algorithm = label.split()[0]
-        color = colors_of(algorithm)["ours"] if algorithm in ALGORITHMS else f"C{index % 10}"
-        style = LINE_STYLES[seen.get(algorithm, 0) % len(LINE_STYLES)]
-        seen[algorithm] = seen.get(algorithm, 0) + 1
-        if losses is not None:
-            window = max(1, len(losses) // 50)
-            loss_axes.plot(
-                losses["iteration"], losses["train_loss"], color=color, alpha=0.25, linewidth=0.6
-            )
-            loss_axes.plot(
-                losses["iteration"],
-                losses["train_loss"].rolling(window, min_periods=1).mean(),
-                color=color,
-                linestyle=style,
-                label=label,
-            )
-        if log is not None:
-            marker = "o" if len(log) < 30 else None
-            by_iteration.plot(
-                log["iteration"],
-                100 * log["val_accuracy"],
-                marker=marker,
-                markersize=3,
-                color=color,
-                linestyle=style,
-                label=label,
-            )
-            by_time.plot(
-                log["elapsed_seconds"] / 60,
-                100 * log["val_accuracy"],
-                marker=marker,
-                markersize=3,
-                color=color,
-                linestyle=style,
-                label=label,
-            )
-    by_iteration.set(
-        xlabel="iteration (meta-iteration or episode)",
-        ylabel="validation accuracy (%)",
-        title="Validation accuracy by iteration",
-    )
-    by_time.set(xlabel="wall-clock time (minutes)", title="Validation accuracy by training time")
-    for axes in (by_iteration, by_time):
-        axes.grid(alpha=0.3)
-    if loss_axes is not None:
-        loss_axes.set(
-            xlabel="iteration (meta-iteration or episode)",
-            ylabel="training loss",
-            title="Training loss (faint: each iteration; line: moving average)",
-        )
-        loss_axes.grid(alpha=0.3)
-        loss_axes.legend(fontsize="small")
-    if by_iteration.lines:
-        by_iteration.legend(fontsize="small")
-    return save(figure, out)
 
 
 def protocol_labels(
@@ -392,11 +217,9 @@ def plot_accuracy(
 ) -> Path:
     """Test accuracy with 95% CI error bars per grid cell, ours beside the published numbers.
 
-    Rows are grouped as ``fewshot aggregate`` groups them (by the whole protocol), so a bar never
-    averages two experiments. One colour and one legend entry per algorithm (ours solid, its
-    published result for the cell hatched, ``run.grid.PUBLISHED``); how each cell's training
-    differs is written under the plot, with letters where one algorithm has several bars in a
-    cell.
+    Rows are grouped by the whole protocol (as ``fewshot aggregate``), so a bar never averages
+    two experiments. One colour per algorithm: ours solid, published hatched; how the cells'
+    trainings differ is written under the plot, with letters for several bars of one family.
 
     Args:
         csv_patterns: evaluation CSVs (paths or glob patterns).

@@ -1,26 +1,15 @@
 """Data-parallel training across processes with ``torch.distributed``, as launched by torchrun.
 
-Every process (a *rank*) holds the same model and optimizer. The episodes of one training
-iteration (``Algorithm.episodes_per_step``: MAML's meta-batch) are split into equal contiguous
-shares, rank ``r`` taking the ``r``-th (``algorithms.base.episodes_of_step``). Each rank runs the
-algorithm's own step on its share; just before ``optimizer.step`` an optimizer step pre-hook
-averages the gradients of all ranks with one all-reduce, so every rank takes the step one process
-would take on the whole iteration. The hook sits on the optimizer, not in a step function, so
-any ``Algorithm.step`` engine whose step is a mean over its episodes followed by one
-``optimizer.step()`` gets it unchanged. (PyTorch's ``DistributedDataParallel`` wrapper is not
-used: it synchronises inside ``backward``, which MAML's per-task second-order backward passes
-would trigger once per task.)
+Every rank holds the same model and optimizer and runs the algorithm's own step on its equal,
+contiguous share of an iteration's episodes (``algorithms.base.episodes_of_step``). An optimizer
+step pre-hook averages the gradients of all ranks with one all-reduce, so every step is the one
+a single process would take, whatever ``Algorithm.step`` computes. (``DistributedDataParallel``
+is not used: it synchronises inside ``backward``, once per task in MAML's second-order passes.)
 
-BatchNorm running statistics are updated by every forward pass in training, each rank over its
-own episodes. After each step they are merged exactly as one process would have updated them
-episode after episode: an exponential moving average is affine in its starting value, so rank
-``r``'s update (its number of updates and its result) can be chained after rank ``r - 1``'s.
-
-Rank 0 alone validates and writes checkpoints, logs and CSV rows (``run.training``); the ranks
-agree at every iteration on stopping (a signal, ``--time-limit``), so they stop together.
-
-Backends: gloo for CPU tensors, NCCL for CUDA tensors, one GPU per process
-(``cuda:<local rank>``).
+BatchNorm running statistics are merged after each step as one process would have updated them:
+a moving average is affine in its start, so the ranks' updates chain in rank order. Rank 0 alone
+validates and writes; all ranks agree each iteration on stopping. Backends: gloo for CPU, NCCL
+for CUDA with one GPU per process (``cuda:<local rank>``).
 
 Example (2 processes on this machine)::
 
@@ -61,8 +50,7 @@ def check_split(algorithm: Any, config: Any, world: int) -> None:
         world: number of processes.
 
     Raises:
-        FewshotError: one line, e.g. ``protonet trains on 1 episode per iteration: nothing to
-            split across 2 processes``.
+        FewshotError: one line, e.g. ``protonet trains on 1 episode per iteration: ...``.
 
     Example::
 
@@ -161,8 +149,8 @@ class Parallel:
         params = [p for group in optimizer.param_groups for p in group["params"]]
         if not params:
             return
-        # One all-reduce: every gradient (zeros where a rank has none) and a presence flag each,
-        # so a parameter no episode of one rank touched still gets the others' gradient.
+        # One all-reduce of every gradient (zeros where missing) and a presence flag each: a
+        # parameter untouched on one rank still gets the others' gradient.
         flat = torch.cat(
             [
                 *(
@@ -205,10 +193,9 @@ class Parallel:
         """Merge an iteration's results across ranks; one collective.
 
         Returns:
-            ``(loss, accuracy, *flags)``: loss and accuracy averaged over the ranks (each rank's
-            is the mean of an equal share of the episodes, so this is the iteration's mean),
-            each flag true on every rank if it is true on any (e.g. a signal received by one).
-            BatchNorm running statistics are merged in place (module docstring).
+            ``(loss, accuracy, *flags)``: loss and accuracy averaged over the ranks (equal
+            shares: the iteration's mean), each flag true if it is true on any rank. BatchNorm
+            running statistics are merged in place (module docstring).
         """
         modules = batch_norms(model)
         parts = [torch.tensor([loss, accuracy, *map(float, flags)], dtype=torch.float64)]
@@ -239,11 +226,10 @@ class Parallel:
                 (module.running_mean, mean0, means),
                 (module.running_var, var0, variances),
             ):
-                buffer.copy_(
-                    chain_averages(start.double().cpu(), ends, updates, count0, module.momentum).to(
-                        buffer
-                    )
+                merged = chain_averages(
+                    start.double().cpu(), ends, updates, count0, module.momentum
                 )
+                buffer.copy_(merged.to(buffer))
             module.num_batches_tracked.fill_(count0 + int(updates.sum().item()))
         return (loss, accuracy, *flags)
 
@@ -268,11 +254,10 @@ def chain_averages(
 ) -> torch.Tensor:
     """The running statistic after every rank's updates in rank order, from each rank's own.
 
-    Each rank started at ``start`` and made ``updates[r]`` updates ending at ``ends[r]``. With a
-    momentum ``m`` one update is ``x <- (1 - m) x + m b``, so ``u`` of them map ``x`` to
-    ``(1 - m)^u x + c`` where ``c = end - (1 - m)^u start``; chaining the ranks' maps in order
-    gives what one process would have. Without a momentum (a cumulative average over
-    ``count0`` earlier batches) the ranks' sums add up.
+    Each rank made ``updates[r]`` updates from ``start`` to ``ends[r]``. With momentum ``m``,
+    ``u`` updates map ``x`` to ``(1 - m)^u x + c`` with ``c = end - (1 - m)^u start``: the
+    ranks' maps are chained in order. Without one (a cumulative average over ``count0``
+    earlier batches) the ranks' sums add up.
 
     Example::
 
@@ -306,10 +291,7 @@ def from_env() -> Parallel | None:
 
 @contextmanager
 def joined(parallel: Parallel | None):
-    """Join the process group of ``parallel`` (nothing for ``None``) and leave it afterwards.
-
-    gloo carries CPU tensors; NCCL carries CUDA tensors when CUDA is present.
-    """
+    """Join the process group of ``parallel`` (nothing for ``None``) and leave it afterwards."""
     if parallel is None or dist.is_initialized():
         yield parallel
         return
@@ -363,9 +345,8 @@ def without_nproc(argv: list[str]) -> list[str]:
 
 
 def torchrun_arguments(nproc: int, argv: list[str]) -> list[str]:
-    """torchrun's arguments for running ``fewshot <argv>`` in ``nproc`` processes on this machine.
-
-    ``--standalone`` picks a free port, so several such runs can share a machine.
+    """torchrun's arguments for ``fewshot <argv>`` in ``nproc`` processes on this machine
+    (``--standalone`` picks a free port, so several runs can share a machine).
 
     Example:
         >>> torchrun_arguments(2, ["train", "maml", "--out", "runs/m"])
@@ -375,14 +356,13 @@ def torchrun_arguments(nproc: int, argv: list[str]) -> list[str]:
 
 
 def launch(nproc: int, argv: list[str]) -> int:
-    """Run ``fewshot <argv>`` in ``nproc`` processes, this process acting as torchrun; the exit
-    code (128 + the signal's number when a signal stopped the run: 130 Ctrl-C, 143 SIGTERM).
+    """Run ``fewshot <argv>`` in ``nproc`` processes, acting as torchrun; the exit code
+    (128 + the signal's number when a signal stopped the run: 130 Ctrl-C, 143 SIGTERM).
 
-    Ctrl-C or SIGTERM reach this process, which (as torchrun does) passes the signal on to the
-    ranks once; they finish the iteration, rank 0 saves ``last.pt`` and says so, and all stop.
-    torchrun's log lines, its traceback on a signal and its report on a failed rank are left
-    out (unless ``LOGLEVEL`` asks for them): the ranks print their own one-line messages. Each
-    rank gets ``cores / nproc`` threads unless ``OMP_NUM_THREADS`` is set.
+    A signal is passed on to the ranks, which finish the iteration and stop (rank 0 saves
+    ``last.pt``). torchrun's own logging is silenced unless ``LOGLEVEL`` is set: the ranks
+    print one-line messages. Each rank gets ``cores / nproc`` threads unless
+    ``OMP_NUM_THREADS`` is set.
     """
     import logging
 
