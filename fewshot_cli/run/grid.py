@@ -37,7 +37,6 @@ PUBLISHED = {
     for name, paper in PAPERS.items()
     for (ways, shots), value in paper.published.accuracy.items()
 }
-PUBLISHED_SOURCES = {name: paper.published.source for name, paper in PAPERS.items()}
 
 
 def published(algorithm: str, ways: int, shots: int, dataset: str = "omniglot") -> float | None:
