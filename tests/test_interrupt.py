@@ -138,7 +138,7 @@ def scripted(monkeypatch):
     from types import SimpleNamespace
 
     from fewshot_cli.algorithms.base import Algorithm
-    from fewshot_cli.run import training
+    from fewshot_cli.run import run_state
 
     scores, done = {}, {"iteration": 0}
     real_step = Algorithm.train_step
@@ -148,7 +148,7 @@ def scripted(monkeypatch):
         return real_step(self, model, optimizer, sampler, iteration, *args, **kwargs)
 
     monkeypatch.setattr(Algorithm, "train_step", step)
-    monkeypatch.setattr(training, "evaluate",
+    monkeypatch.setattr(run_state, "evaluate",
                         lambda *args, **kwargs: SimpleNamespace(mean=scores[done["iteration"]]))
     return scores
 

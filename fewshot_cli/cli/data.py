@@ -48,9 +48,16 @@ def data(
     use, and prints each split part: Omniglot's alphabets, characters, classes after rotation
     and images; other datasets' classes, images per class, image size and memory.
     """
+    from fewshot_cli.data import registry
     from fewshot_cli.run.config import TrainConfig
     from fewshot_cli.run.run_data import load_run_data
 
+    named = registry.get(dataset).splits
+    unknown = [s for s in splits if named and s not in named]
+    if unknown:  # refused before the data loads (a folder's splits are its own: known once read)
+        raise FewshotError(
+            f"{dataset} has no split '{unknown[0]}' (choose from {', '.join(named)})"
+        )
     config = TrainConfig(
         "protonet",
         dataset=dataset,

@@ -7,6 +7,9 @@ from ``l2l.data.Taskset`` (the ``TaskDataset`` class under its current name) wit
 ``FusedNWaysKShots``, ``LoadData``, ``RemapLabels`` and ``ConsecutiveLabels``, plus our
 ``ClassRotation`` when rotation augmentation is on.
 
+A class with fewer images than an episode draws (shots + queries) is left out of a part's
+episodes, with a warning, when the part has enough other classes (``usable_part``).
+
 Episode ``i`` of a sampler with seed ``s`` depends on ``(s, i)`` alone, so every model evaluated
 with the same seed sees the same tasks, and a resumed training run sees the episodes it would
 have seen.
@@ -16,7 +19,9 @@ from __future__ import annotations
 
 import gc
 import random
+import warnings
 from collections import defaultdict
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -60,6 +65,15 @@ class PartDataset(torch.utils.data.Dataset):
         self.targets = targets
         self.classes = classes
 
+    def keeping(self, labels: set[int]) -> PartDataset:
+        """This part with the images of ``labels`` only (labelled as here, in the same order)."""
+        kept = [i for i, target in enumerate(self.targets) if target in labels]
+        part = PartDataset.__new__(PartDataset)
+        part.images = self.images[kept]
+        part.targets = [self.targets[i] for i in kept]
+        part.classes = self.classes
+        return part
+
     def __len__(self) -> int:
         return len(self.targets)
 
@@ -87,7 +101,11 @@ def meta_dataset(data, split: Split, part: str) -> l2l.data.MetaDataset:
     """
     if part not in split.parts:
         raise FewshotError(f"split '{split.name}' has no part '{part}'")
-    dataset = PartDataset(data, split.parts[part])
+    return meta_dataset_of(PartDataset(data, split.parts[part]))
+
+
+def meta_dataset_of(dataset: PartDataset) -> l2l.data.MetaDataset:
+    """A learn2learn ``MetaDataset`` over a part's images."""
     labels_to_indices: dict[int, list[int]] = defaultdict(list)
     for index, label in enumerate(dataset.targets):
         labels_to_indices[label].append(index)
@@ -137,6 +155,46 @@ def check_episode_shape(
         )
 
 
+def usable_part(
+    dataset: l2l.data.MetaDataset, ways: int, shots: int, queries: int, part: str = ""
+) -> tuple[l2l.data.MetaDataset, str | None]:
+    """The part without its classes of fewer than ``shots + queries`` images, when some classes
+    have that many: ``(dataset, warning)``, the warning naming how many were left out (None,
+    and ``dataset`` itself, when none was or when no class has enough: ``check_episode_shape``
+    then says why no episode can be drawn).
+
+    Raises:
+        FewshotError: fewer than ``ways`` classes have enough images.
+
+    Example::
+
+        part, warning = usable_part(meta_dataset(data, split, "test"), 5, 1, 15, "test")
+        # warning: "2 of the 20 classes of split part 'test' have fewer than 16 images ..."
+    """
+    needed = shots + queries
+    counts = {label: len(indices) for label, indices in dataset.labels_to_indices.items()}
+    usable = {label: dataset.labels_to_indices[label] for label, n in counts.items() if n >= needed}
+    if not usable or len(usable) == len(counts) or min(ways, shots, queries) < 1:
+        return dataset, None
+    where = f"split part '{part}'" if part else "the dataset"
+    if len(usable) < ways:
+        raise FewshotError(
+            f"{where} has {len(usable)} classes with at least {needed} images (shots + "
+            f"queries), fewer than the {ways} ways of an episode ({len(counts) - len(usable)} "
+            "classes have fewer)"
+        )
+    warning = (
+        f"{len(counts) - len(usable)} of the {len(counts)} classes of {where} have fewer than "
+        f"{needed} images (shots + queries) and are left out of its episodes"
+    )
+    # learn2learn's transforms look at every image of the dataset: keep only the usable ones.
+    return meta_dataset_of(dataset.dataset.keeping(set(usable))), warning
+
+
+def _default_warn(message: str) -> None:
+    warnings.warn(message, stacklevel=3)
+
+
 def episode_seed(seed: int, index: int) -> str:
     """The seed of Python's ``random`` for episode ``index`` of the stream ``seed``.
 
@@ -165,6 +223,8 @@ class EpisodeSampler:
         seed: episode ``i`` depends on ``(seed, i)`` only.
         rotate: turn each class by a random multiple of 90 degrees (augmentation).
         part: the part's name, for error messages.
+        warn: called with a one-line warning when classes with fewer than ``shots + queries``
+            images are left out (``usable_part``; default: ``warnings.warn``).
 
     Example::
 
@@ -183,7 +243,11 @@ class EpisodeSampler:
         seed: int = 0,
         rotate: bool = False,
         part: str = "",
+        warn: Callable[[str], None] | None = None,
     ):
+        dataset, warning = usable_part(dataset, ways, shots, queries, part)
+        if warning:
+            (warn or _default_warn)(warning)
         check_episode_shape(dataset, ways, shots, queries, part)
         self.ways, self.shots, self.queries, self.seed = ways, shots, queries, seed
         tasks = l2l.data.transforms

@@ -16,6 +16,11 @@ from pathlib import Path
 from fewshot_cli.data import registry
 from fewshot_cli.errors import FewshotError
 
+# The sources whose loader reports skipped files through a ``warn`` callable.
+WARNING_LOADERS = ("folder", "cifar-fs")
+# The smallest side ``conv4`` takes: its four 2x2 max-poolings leave a 1x1 map (16 // 2**4).
+POOLED_MINIMUM = 16
+
 
 def load_run_data(
     config,
@@ -26,7 +31,8 @@ def load_run_data(
 ):
     """The dataset of a resolved ``config`` from ``root`` (default ``config.data_root``):
     Omniglot as ``load_omniglot`` gives it, any other as ``FewShotData`` at the run's image
-    size and channels (a folder split with the run's ``split_seed``)."""
+    size and channels (a folder split with the run's ``split_seed``); ``warn`` hears a folder's
+    or CIFAR-FS's one-line warning about unreadable files (default: ``warnings.warn``)."""
     root = root or config.data_root
     if config.dataset == registry.DEFAULT:
         from fewshot_cli.data.source import load_omniglot
@@ -36,7 +42,9 @@ def load_run_data(
     if config.channels is not None:
         options["channels"] = config.channels
     if config.dataset == "folder":
-        options.update(seed=config.split_seed, warn=warn)
+        options["seed"] = config.split_seed
+    if config.dataset in WARNING_LOADERS and warn is not None:
+        options["warn"] = warn
     return registry.load_data(config.dataset, root, **options)
 
 
@@ -45,10 +53,12 @@ def complete_from_data(config, data):
     in, checked against the data's images.
 
     Raises:
-        FewshotError: the data's images are not the run's (another size or channels).
+        FewshotError: the data's images are not the run's (another size or channels), or are
+            too small for the run's network.
     """
     if config.dataset == registry.DEFAULT:
         return config
+    check_network_input(config)
     channels, height, width = data.image_shape
     changes = {}
     if config.channels is None:
@@ -62,3 +72,19 @@ def complete_from_data(config, data):
             f"the data at {data.root} gives {channels}x{height}x{width}"
         )
     return config
+
+
+def check_network_input(config) -> None:
+    """Refuse an image size the run's backbone cannot take (``conv4`` halves the images four
+    times by max-pooling: below 16 pixels its maps vanish; ``conv4-strided`` takes any size).
+
+    Raises:
+        FewshotError: naming the size and the smallest the backbone takes.
+    """
+    backbone = config.backbone or "conv4"
+    if backbone == "conv4" and config.image_size is not None and config.image_size < POOLED_MINIMUM:
+        raise FewshotError(
+            f"--image-size {config.image_size} is too small for the conv4 backbone, whose four "
+            f"max-poolings need at least {POOLED_MINIMUM} pixels (use a larger --image-size, or "
+            "--backbone conv4-strided)"
+        )
