@@ -57,6 +57,7 @@ bench: venv
 	$(PY) -m benchmarks.run
 	$(PY) -m benchmarks.batches --threads 2
 	$(PY) -m benchmarks.startup
+	$(PY) -m benchmarks.datasets --threads 1
 
 clean-venv:
 	rm -rf $(VENV)
