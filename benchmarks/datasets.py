@@ -355,7 +355,8 @@ class TensorSet(torch.utils.data.Dataset):
 def easyfsl_loader(easyfsl, part, ways: int, shots: int, queries: int):
     """An endless iterator of easyfsl episodes over our part's images: easyfsl's episodic
     ``DataLoader`` (its ``TaskSampler`` as batch sampler, its collate function)."""
-    dataset = TensorSet(part.dataset.images, part.dataset.targets)
+    # easyfsl's datasets serve float images: ours keeps uint8 and scales per episode.
+    dataset = TensorSet(part.dataset.images.float().div(255), part.dataset.targets)
     sampler = task_sampler_class(easyfsl[0])(dataset, ways, shots, queries, 10**9)
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, num_workers=0, collate_fn=sampler.episodic_collate_fn
@@ -441,10 +442,11 @@ def memory_lines(data, ours_train, stock_train) -> list[str]:
         f"real mini-ImageNet cache: {REAL_CLASSES * REAL_PER_CLASS} x 3x{SIZE}x{SIZE} uint8 = "
         f"{real:,} bytes = {gigabytes(real)} ({real / 2**30:.2f} GiB)",
         f"  its training part as float32 ({REAL_PARTS['train'] * REAL_PER_CLASS} images; "
-        f"meta_dataset's tensor, and learn2learn's MiniImagenet's): {gigabytes(real_train)}",
+        f"learn2learn's MiniImagenet's; meta_dataset keeps uint8, a quarter): "
+        f"{gigabytes(real_train)}",
         f"fake data here: {len(data.images)} images, cache {gigabytes(data.images.nbytes)}; "
-        f"training part as float32: ours {gigabytes(ours_train.dataset.images.nbytes)}, "
-        f"stock {gigabytes(stock_train.dataset.x.nbytes)}",
+        f"training part: ours (uint8) {gigabytes(ours_train.dataset.images.nbytes)}, "
+        f"stock (float32) {gigabytes(stock_train.dataset.x.nbytes)}",
     ]
 
 

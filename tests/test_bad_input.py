@@ -25,7 +25,10 @@ from pathlib import Path
 
 import pytest
 from conftest import make_tiny_omniglot
+from PIL import Image
+from test_mini_imagenet import write_pickles
 
+from fewshot_cli.data.mini_imagenet import load_mini_imagenet
 from fewshot_cli.run.config import TrainConfig
 from fewshot_cli.run.results import append_row
 from fewshot_cli.run.training import train
@@ -292,6 +295,37 @@ CASES = [
                                              "{header_csv}"], "is an evaluation CSV"),
     case("predict-csv-over-summary", ["predict", "{proto}", *PREDICT, "--csv", "{summary_csv}"],
          "is a summary of fewshot aggregate"),
+    # other datasets (--dataset): refused as Omniglot's problems are
+    case("train-folder-empty", TRAIN + ["--dataset", "folder", "--data-root", "{empty}"],
+         "no class folder of images in"),
+    case("data-folder-empty", ["data", "--dataset", "folder", "--data-root", "{empty}"],
+         "no class folder of images in"),
+    case("train-folder-fewer-usable-classes-than-ways",
+         TRAIN + ["--dataset", "folder", "--data-root", "{uneven}", "--image-size", "16"],
+         "split part 'train' has 3 classes with at least 3 images (shots + queries), fewer than "
+         "the 5 ways"),
+    case("train-zero-image-size", TRAIN + ["--dataset", "mini-imagenet", "--data-root", "{mini}",
+                                           "--image-size", "0"], "--image-size must be at least 1"),
+    case("data-zero-image-size", ["data", "--dataset", "mini-imagenet", "--data-root", "{mini}",
+                                  "--image-size", "0"], "--image-size must be at least 1"),
+    case("train-image-size-below-conv4", TRAIN + ["--dataset", "mini-imagenet", "--data-root",
+                                                  "{mini}", "--image-size", "8"],
+         "--image-size 8 is too small for the conv4 backbone"),
+    case("train-omniglot-three-channels", TRAIN + ["--channels", "3"], "--channels 3: omniglot"),
+    case("data-omniglot-three-channels", ["data", "--channels", "3"], "--channels 3: omniglot"),
+    case("train-mini-imagenet-lake-split", TRAIN + ["--dataset", "mini-imagenet", "--data-root",
+                                                    "{mini}", "--split", "lake"],
+         "mini-imagenet has no split 'lake'"),
+    case("data-mini-imagenet-lake-split", ["data", "--dataset", "mini-imagenet", "--data-root",
+                                           "{mini}", "--split", "lake"],
+         "mini-imagenet has no split 'lake'"),
+    case("eval-mini-imagenet-run-empty-root", ["eval", "{mini_run}", "--episodes", "2", "--quiet",
+                                               "--data-root", "{empty}"], "no mini-ImageNet in"),
+    case("predict-invert-mini-imagenet-run", ["predict", "{mini_run}", *PREDICT, "--invert", "yes"],
+         "--invert yes: the mini-imagenet images this run learned from were not inverted"),
+    case("train-unknown-dataset", TRAIN + ["--dataset", "nosuch"], "'nosuch' is not one of"),
+    case("data-unknown-dataset", ["data", "--dataset", "nosuch"], "'nosuch' is not one of"),
+    case("reproduce-unknown-dataset", REPRODUCE + ["--dataset", "nosuch"], "'nosuch' is not one of"),
 ]
 
 
@@ -312,7 +346,7 @@ def truncate(path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def paths(tiny_root, tiny_data, tmp_path_factory) -> dict[str, str]:
+def paths(tiny_root, tiny_data, cache_dir, tmp_path_factory) -> dict[str, str]:
     """Valid tiny runs, broken copies of them, broken data roots and unwritable paths."""
     work = tmp_path_factory.mktemp("bad-input")
     proto = train_tiny("protonet", work / "proto", tiny_data)
@@ -324,6 +358,19 @@ def paths(tiny_root, tiny_data, tmp_path_factory) -> dict[str, str]:
           metasgd_running, data=tiny_data, progress=False)
 
     (work / "empty").mkdir()
+    mini = work / "mini"  # mini-ImageNet's three pickles, tiny, and a run trained on them
+    write_pickles(mini)
+    mini_run = work / "mini-run"
+    train(TrainConfig("protonet", **{**TINY, "ways": 2, "test_ways": 2}, dataset="mini-imagenet",
+                      image_size=16), mini_run,
+          data=load_mini_imagenet(mini, image_size=16, cache_dir=cache_dir), progress=False)
+    uneven = work / "uneven"  # 3 of the 6 training classes have fewer than shots + queries images
+    for part, counts in (("train", [3, 3, 3, 1, 1, 2]), ("val", [3] * 3), ("test", [3] * 3)):
+        for c, count in enumerate(counts):
+            (uneven / part / f"{part}{c}").mkdir(parents=True)
+            for i in range(count):
+                Image.new("RGB", (20, 20), (40 * c, 90, 30 * i)).save(
+                    uneven / part / f"{part}{c}" / f"{i}.png")
     shutil.copytree(tiny_root / "images_background", work / "partial" / "images_background")
     corrupt = Path(shutil.copytree(tiny_root, work / "corrupt"))
     fresh = make_tiny_omniglot(work / "fresh", {"images_background": {"A": 2},
@@ -367,7 +414,7 @@ def paths(tiny_root, tiny_data, tmp_path_factory) -> dict[str, str]:
         shutil.copytree(support / "a", stranger_query / label)
     return {key: str(value) for key, value in {
         "work": work, "proto": proto, "maml": maml, "metasgd": metasgd, "anil": anil,
-        "empty": work / "empty",
+        "empty": work / "empty", "mini": mini, "mini_run": mini_run, "uneven": uneven,
         "partial": work / "partial", "corrupt": corrupt, "fresh": fresh, "bad_png": bad_png.name,
         "bad_splits": bad_splits, "file": file, "other_csv": work / "other.csv",
         "binary_csv": work / "binary.csv", "bad_accuracy_csv": work / "bad-accuracy.csv",

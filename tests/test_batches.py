@@ -111,13 +111,9 @@ def test_levels_are_the_hosts_scaling_of_every_pixel_value():
     assert torch.equal(LEVELS, torch.arange(256, dtype=torch.uint8).float().div_(255))
 
 
-def test_bad_images_and_counts_are_refused(tiny_data, train_part):
+def test_bad_counts_are_refused(train_part):
     with pytest.raises(FewshotError, match="at least 1"):
         DeviceEpisodes(EpisodeSampler(train_part, 5, 1, 1), "cpu").batch(0, 0)
-    part = meta_dataset(tiny_data, make_split(tiny_data, "lake"), "train")
-    part.dataset.images = part.dataset.images * 0.5  # no longer k / 255 values
-    with pytest.raises(FewshotError, match="uint8 levels"):
-        DeviceEpisodes(EpisodeSampler(part, 5, 1, 1), "cpu")
 
 
 @pytest.mark.parametrize(

@@ -43,7 +43,7 @@ def test_a_config_json_without_the_new_fields_loads_as_before(tiny_data, tmp_pat
     """A MAML run of the previous version: max-pool Conv-4 with running statistics, 15 queries."""
     old = {k: v for k, v in TrainConfig("maml", iterations=2, backbone="conv4",
                                         **{**TINY, "queries": 15}).__dict__.items()
-           if k not in ("bn_running_stats", "engine")}
+           if k not in ("bn_running_stats", "engine", "dataset", "image_size", "channels", "filters")}
     old["lr_halve_every"], old["test_ways"] = 0, 3
     (tmp_path / "config.json").write_text(json.dumps(old))
     config = TrainConfig.from_dict(old).resolved()

@@ -48,6 +48,7 @@ def data(
     use, and prints each split part: Omniglot's alphabets, characters, classes after rotation
     and images; other datasets' classes, images per class, image size and memory.
     """
+    from fewshot_cli.algorithms.registry import NAMES as ALGORITHMS
     from fewshot_cli.data import registry
     from fewshot_cli.run.config import TrainConfig
     from fewshot_cli.run.run_data import load_run_data
@@ -59,7 +60,7 @@ def data(
             f"{dataset} has no split '{unknown[0]}' (choose from {', '.join(named)})"
         )
     config = TrainConfig(
-        "protonet",
+        ALGORITHMS[0],  # any: only the dataset's fields are read
         dataset=dataset,
         image_size=image_size,
         channels=channels,

@@ -111,6 +111,9 @@ def eval_(
         bn_mode,
         inner_steps,
         data_root=data_root,
+        # $FEWSHOT_DATA names one folder (Omniglot's, usually): another dataset's run keeps its own.
+        root_from_env=click.get_current_context().get_parameter_source("data_root")
+        == click.core.ParameterSource.ENVIRONMENT,
         download=download,
         device=device,
         progress=not quiet,

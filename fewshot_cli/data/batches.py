@@ -83,7 +83,7 @@ class TaskBatch:
             )
 
 
-# Every uint8 pixel value as the float the host path makes of it (``PartDataset``: ``.float()
+# Every uint8 pixel value as the float the host path makes of it (``stack_samples``: ``.float()
 # .div_(255)`` on the CPU). A lookup keeps the device's images equal to the host's bit for bit:
 # CUDA divides by a scalar as a multiplication by its reciprocal, which can differ in the last bit.
 LEVELS = torch.arange(256, dtype=torch.float32).div_(255)
@@ -111,17 +111,12 @@ class DeviceEpisodes:
         self.ways, self.shots, self.queries = sampler.ways, sampler.shots, sampler.queries
         self.seed = sampler.seed
         self.device = torch.device(device)
-        images = sampler.taskset.dataset.dataset.images  # PartDataset: [N, C, H, W] in [0, 1]
+        images = sampler.taskset.dataset.dataset.images  # PartDataset: uint8 [N, C, H, W]
         self.shape = tuple(images.shape[1:])
         channels, height, width = self.shape
         if height != width:
             raise FewshotError(f"quarter turns need square images (got {height}x{width})")
-        pixels = images.mul(255).round_().to(torch.uint8).flatten(1)
-        # The host's own scaling of these pixels (LEVELS holds the same values) must give back
-        # the part's images, or the device could not rebuild them.
-        if not torch.equal(pixels.float().div_(255).view_as(images), images):
-            raise FewshotError("the part's images are not uint8 levels / 255: cannot rebuild them")
-        self.pixels = pixels.to(self.device)  # [N, C*H*W] uint8: 1 byte per pixel on the device
+        self.pixels = images.flatten(1).to(self.device)  # 1 byte per pixel on the device
         self.levels = LEVELS.to(self.device)
         # Pixel k of an image turned t times is pixel turned[t, k] of the image (torch.rot90's
         # own permutation, over the last two dimensions as ClassRotation turns them).

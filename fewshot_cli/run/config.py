@@ -14,10 +14,11 @@ from fewshot_cli.data import registry as datasets
 from fewshot_cli.errors import FewshotError
 
 # Fields that once had a fixed value for every run and were not in config.json: the Conv-4 with
-# max-pooling and BatchNorm keeping running statistics (before MAML's paper defaults).
-LEGACY = {"backbone": "conv4", "bn_running_stats": True}
-# Omniglot's network input and width, the only ones before datasets were a choice.
+# max-pooling and BatchNorm keeping running statistics (before MAML's paper defaults), and
+# Omniglot's 28x28 grayscale input to 64 filters (before other datasets).
+# Omniglot's network input, the only one before datasets were a choice.
 OMNIGLOT_INPUT = {"image_size": 28, "channels": 1}
+LEGACY = {"backbone": "conv4", "bn_running_stats": True, **OMNIGLOT_INPUT, "filters": 64}
 
 # Why fewer than 2 ways are refused (training, validation and test episodes alike).
 ONE_WAY = "with one class every prediction is right, and the accuracy always 100%"
@@ -146,7 +147,7 @@ class TrainConfig:
                 if getattr(self, name) not in (None, value):
                     raise FewshotError(
                         f"--{name.replace('_', '-')} {getattr(self, name)}: omniglot's images "
-                        f"are {value if name == 'channels' else f'{value}x{value}'} here; export "
+                        f"are {'grayscale' if name == 'channels' else f'{value}x{value}'} here; export "
                         "it (fewshot data --export) and read it as --dataset folder to change that"
                     )
         if self.channels not in (None, 1, 3):

@@ -338,11 +338,14 @@ def evaluate_run(
     progress: bool = False,
     notice: Callable[[str], None] | None = None,
     download: bool = False,
+    root_from_env: bool = False,
 ) -> tuple[EvalResult, dict]:
     """Evaluate a run directory (or checkpoint) and append the result to ``csv_path``.
 
     Ways, shots and queries default to the run's test settings; the dataset (from
-    ``data_root``, default the run's) and split are the run's own.
+    ``data_root``, default the run's; ``root_from_env``: ``data_root`` is only a default, which
+    a run of another dataset than Omniglot with a folder of its own ignores) and split are the
+    run's own.
     ``inner_steps`` (``--inner-steps``) changes the test adaptation of an algorithm that adapts
     (MAML) and is refused for others.
     ``notice`` hears, before the episodes run, which checkpoint is evaluated (file, iteration)
@@ -371,6 +374,8 @@ def evaluate_run(
     ways, shots = ways or config.test_ways, shots or config.test_shots
     queries = queries or config.test_queries
     if data is None:
+        if root_from_env and config.dataset != "omniglot" and config.data_root:
+            data_root = None  # a default folder does not override the run's own data
         data = load_run_data(config, data_root, download=download, progress=progress)
     config = complete_from_data(config, data)
     split = make_split(data, config.split, config.split_seed, config.split_dir)
