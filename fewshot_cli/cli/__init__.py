@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 
 import click
 
@@ -67,12 +68,25 @@ for _command in COMMANDS:
     cli.add_command(_command)
 
 
+def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Show the library's own warnings (skipped files, left-out classes) as ``warning:`` lines;
+    any other warning as Python shows it."""
+    if category is UserWarning and "fewshot_cli" in str(filename):
+        click.echo(f"warning: {message}", err=True)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; turn every expected failure into one line and exit code 2."""
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        # obj: the arguments as given, for `train --nproc` to relaunch itself under torchrun.
-        code = cli.main(args=argv, prog_name="fewshot", standalone_mode=False, obj={"argv": argv})
+        with warnings.catch_warnings():
+            warnings.showwarning = one_line_warning
+            # obj: the arguments as given, for `train --nproc` to relaunch itself under torchrun.
+            code = cli.main(
+                args=argv, prog_name="fewshot", standalone_mode=False, obj={"argv": argv}
+            )
     except FewshotError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
