@@ -3,7 +3,7 @@ configuration, and a manifest entry with the test result and the command that tr
 
 Usage (from the project root, after the run was evaluated into CSV)::
 
-    python -m fewshot_cli.run.shipping RUN NAME CSV "COMMAND THAT TRAINED IT"
+    python -m fewshot_cli.run.shipping RUN NAME CSV "COMMAND THAT TRAINED IT" [CELL]
 """
 
 from __future__ import annotations
@@ -60,8 +60,10 @@ def ship(run_dir: str | Path, name: str, row: dict, command: str) -> dict:
 
 
 def main(argv: list[str]) -> None:
-    run_dir, name, csv_path, command = argv
+    run_dir, name, csv_path, command, *cell = argv  # CELL (e.g. 20w1s): the row of that test
     rows = [r for r in read_rows(Path(csv_path)) if Path(r["checkpoint"]).parent == Path(run_dir)]
+    if cell:
+        rows = [r for r in rows if f"{r['test_ways']}w{r['test_shots']}s" == cell[0]]
     if not rows:
         raise FewshotError(f"{csv_path} has no row of {run_dir}")
     print(json.dumps(ship(run_dir, name, rows[-1], command), indent=1))
