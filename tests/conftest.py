@@ -12,6 +12,7 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image, ImageDraw
 
 TINY_LAYOUT = {
@@ -113,3 +114,13 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(
             f"tests on the real data: {line}" + (f" -- skipped because {why}" if why else "")
         )
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module's tests (small tensors, or bit-identical reductions),
+    then torch's own count again."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

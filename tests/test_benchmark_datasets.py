@@ -14,13 +14,7 @@ from fewshot_cli.data.mini_imagenet import FILES
 CLASSES, IMAGES = 20, 4  # parts of 13, 3 and 4 classes
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread meanwhile (several crawl on a busy machine), then torch's own again."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # several threads crawl on a busy machine
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +41,7 @@ def test_both_paths_read_the_same_training_images(loaded):
     data, train, stock, _ = loaded
     assert data.images.shape == (CLASSES * IMAGES, 3, 84, 84)
     assert len(train.labels) == len(stock.labels) == 13
-    assert torch.allclose(train.dataset.images, stock.dataset.x / 255)
+    assert torch.allclose(train.dataset.images.float() / 255, stock.dataset.x / 255)  # uint8 kept
 
 
 def test_sampling_steps_and_memory_run(loaded):

@@ -61,12 +61,8 @@ def assert_same_checkpoint(path: Path, reference: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def single_thread():
-    # Bit-identical weights across processes need the same reduction order: one thread.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def single_thread(one_thread):
+    """Bit-identical weights across processes need the same reduction order: one thread."""
 
 
 @pytest.fixture(scope="module")

@@ -51,18 +51,16 @@ TINY = Budget(
 )
 
 
+def run(tmp_path, lines):
+    reproduce(tmp_path / "out", TINY, data_root=tmp_path / "mini", device="cpu", progress=False,
+              echo=lines.append)
+
+
 def test_reproduce_trains_and_tests_on_mini_imagenet_files(tmp_path, monkeypatch):
     monkeypatch.setenv("FEWSHOT_CACHE", str(tmp_path / "cache"))
     write_pickles(tmp_path / "mini")
     lines = []
-    reproduce(
-        tmp_path / "out",
-        TINY,
-        data_root=tmp_path / "mini",
-        device="cpu",
-        progress=False,
-        echo=lines.append,
-    )
+    run(tmp_path, lines)
     rows = pd.read_csv(tmp_path / "out" / "eval.csv").set_index("algorithm")
     assert sorted(rows.index) == ["maml", "protonet"]
     assert set(rows["dataset"]) == {"mini-imagenet"} and set(rows["split"]) == {"ravi"}
@@ -71,14 +69,7 @@ def test_reproduce_trains_and_tests_on_mini_imagenet_files(tmp_path, monkeypatch
     assert rows.loc["maml", "filters"] == 32 and rows.loc["protonet", "filters"] == 64
     # Run again: both cells are found done.
     lines = []
-    reproduce(
-        tmp_path / "out",
-        TINY,
-        data_root=tmp_path / "mini",
-        device="cpu",
-        progress=False,
-        echo=lines.append,
-    )
+    run(tmp_path, lines)
     assert len([line for line in lines if line.endswith("skipped")]) == 2
 
 
