@@ -10,7 +10,7 @@ import fewshot_cli.cli
 # The constants live in the light ``choices`` module (so --help imports no torch); the modules
 # that use them re-export them (LIBRARY below).
 CONSTANTS = {
-    ("fewshot_cli.choices", "SPLITS"): [("data", "splits"), ("train", "split"), ("reproduce", "split")],
+    ("fewshot_cli.data.registry", "NAMES"): [("data", "dataset"), ("train", "dataset")],
     ("fewshot_cli.choices", "PARTS"): [("eval", "part")],
     ("fewshot_cli.algorithms.registry", "NAMES"): [("train", "algorithm"), ("reproduce", "algorithms")],
     ("fewshot_cli.choices", "BACKBONES"): [("train", "backbone")],
