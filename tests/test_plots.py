@@ -6,13 +6,12 @@ from PIL import Image
 from fewshot_cli.cli import main
 from fewshot_cli.errors import FewshotError
 from fewshot_cli.report.aggregate import aggregate, read_results
-from fewshot_cli.report.curves import read_curve
+from fewshot_cli.report.curves import plot_curves, read_curve
 from fewshot_cli.report.plots import (
     accuracy_bars,
     caption,
     colors_of,
     plot_accuracy,
-    plot_curves,
 )
 from fewshot_cli.run.results import append_row
 

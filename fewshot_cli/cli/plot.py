@@ -48,7 +48,7 @@ def curves(run_dirs, out):
     run without a validation row yet shows its loss only, or is left out without either, with
     a warning.
     """
-    from fewshot_cli.report.plots import plot_curves
+    from fewshot_cli.report.curves import plot_curves
 
     click.echo(f"written to {plot_curves(run_dirs, out, warn=warn)}")
 

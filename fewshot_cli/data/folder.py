@@ -23,11 +23,16 @@ import random
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from fewshot_cli.data.dataset import PARTS, FewShotData, Preprocessing, cached_tensors
-from fewshot_cli.data.folder_images import MANIFEST, NAMED, decode_classes, skipped_warning
+from fewshot_cli.data.folder_images import (  # noqa: F401 (ClassFolder re-exported)
+    MANIFEST,
+    NAMED,
+    ClassFolder,
+    decode_classes,
+    skipped_warning,
+)
 from fewshot_cli.data.images import image_extensions
 from fewshot_cli.errors import FewshotError
 
@@ -35,23 +40,6 @@ NAME = "folder"
 IMAGE_SIZE = 84  # mini-ImageNet's: the size a Conv-4 for colour images is usually given
 FRACTIONS = (64, 16, 20)  # train, val, test: mini-ImageNet's 64/16/20 classes
 SPLIT_FOLDERS = {"train": "train", "val": "val", "validation": "val", "test": "test"}
-
-
-@dataclass
-class ClassFolder:
-    """One class on disk.
-
-    Attributes:
-        name: its path under ``PATH`` or under its part folder (``cat``, ``Greek/alpha``).
-        files: its image files (by extension, readable or not), sorted by name.
-        part: ``train``, ``val`` or ``test`` when the split is given as folders, else None.
-        group: the folder above it in the grouped layout, else None.
-    """
-
-    name: str
-    files: list[Path]
-    part: str | None = None
-    group: str | None = None
 
 
 def _warn(message: str) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -15,8 +15,23 @@ from fewshot_cli.data.dataset import PARTS, FewShotData, Preprocessing
 from fewshot_cli.data.images import decode, same_channels
 from fewshot_cli.errors import FewshotError
 
-if TYPE_CHECKING:
-    from fewshot_cli.data.folder import ClassFolder
+
+@dataclass
+class ClassFolder:
+    """One class on disk.
+
+    Attributes:
+        name: its path under ``PATH`` or under its part folder (``cat``, ``Greek/alpha``).
+        files: its image files (by extension, readable or not), sorted by name.
+        part: ``train``, ``val`` or ``test`` when the split is given as folders, else None.
+        group: the folder above it in the grouped layout, else None.
+    """
+
+    name: str
+    files: list[Path]
+    part: str | None = None
+    group: str | None = None
+
 
 MANIFEST = "classes.txt"  # one class name a line: the label order
 NAMED = 3  # file or class names given in a message

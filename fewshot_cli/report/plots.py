@@ -14,7 +14,6 @@ from pathlib import Path
 import pandas as pd
 
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.report.curves import plot_curves  # noqa: F401 (the CLI imports it from here)
 
 DPI = 120
 FIGURE_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}  # matplotlib's name for each
