@@ -346,6 +346,30 @@ def test_data_exports_a_folder_as_class_folders(rgb_shapes, tmp_path, capsys):
     assert back.parts == {"folders": original.parts["random"]}
 
 
+def test_split_fractions_size_the_parts_and_are_recorded(rgb_shapes, tmp_path, capsys):
+    """--split-fractions sizes a folder's seeded parts; the run, its row and its evaluation keep
+    them (eval splits the classes as the training did), and the default is recorded too."""
+    out = run_cli(capsys, "data", "--dataset", "folder", "--data-root", rgb_shapes,
+                  "--image-size", "16", "--split-fractions", "0.5,0.25,0.25")
+    counts = {line.split()[1]: int(line.split()[2]) for line in out.splitlines()
+              if line.split()[:1] == ["random"]}
+    assert counts == {"train": 16, "val": 8, "test": 8}
+    common = ["--dataset", "folder", "--data-root", rgb_shapes, "--image-size", "16",
+              "--filters", "4", "--ways", "3", "--queries", "2", "--test-ways", "3",
+              "--test-queries", "2", "--iterations", "1", "--val-episodes", "2", *QUICK]
+    for name, given, recorded in (("half", ["--split-fractions", "50/25/25"], "50/25/25"),
+                                  ("default", [], "64/16/20")):
+        run = tmp_path / name
+        run_cli(capsys, "train", "protonet", "--out", run, *common, *given)
+        assert json_config(run)["split_fractions"] == recorded
+        run_cli(capsys, "eval", run, "--episodes", "3", "--csv", tmp_path / "eval.csv", "--quiet")
+    rows = csv_rows(tmp_path / "eval.csv")
+    assert [r["split_fractions"] for r in rows] == ["50/25/25", "64/16/20"]
+    for name, test_classes in (("half", 8), ("default", 6)):
+        data = load_run_data(TrainConfig.from_dict(json_config(tmp_path / name)))
+        assert len(data.part_classes("test")) == test_classes
+
+
 # --------------------------------------------------------------------------- classes too small
 
 def test_classes_too_small_for_an_episode_are_left_out(tmp_path, capsys):

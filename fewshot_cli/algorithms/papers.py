@@ -350,7 +350,10 @@ PAPERS = {
         # Fixed training ways: one model per shot count serves its 5- and 20-way cells.
         budgets={
             "quick": BudgetSettings(200, 100, {"ways": 60}),
-            "cpu": BudgetSettings(1500, 1000, {"ways": 60}),
+            # 1-shot: three of the paper's learning-rate halvings (every 2000 episodes).
+            "cpu": BudgetSettings(
+                {(5, 1): 6000, (20, 1): 6000, (5, 5): 1500, (20, 5): 1500}, 1000, {"ways": 60}
+            ),
             "paper": BudgetSettings(20000, 1000, {"ways": 60}),
         },
         colors={"ours": "#d62728", "paper": "#ff9896"},

@@ -13,6 +13,7 @@ from fewshot_cli.cli.options import (
     data_options,
     dataset_options,
     split_dir_option,
+    split_fractions_option,
     split_seed_option,
 )
 from fewshot_cli.errors import FewshotError
@@ -31,6 +32,7 @@ from fewshot_cli.errors import FewshotError
 )
 @split_dir_option
 @split_seed_option
+@split_fractions_option
 @click.option(
     "--export",
     "export_dir",
@@ -40,7 +42,16 @@ from fewshot_cli.errors import FewshotError
     "--dataset folder reads.",
 )
 def data(
-    dataset, image_size, channels, data_root, download, splits, split_dir, split_seed, export_dir
+    dataset,
+    image_size,
+    channels,
+    data_root,
+    download,
+    splits,
+    split_dir,
+    split_seed,
+    split_fractions,
+    export_dir,
 ):
     """Prepare and verify a dataset, then print the size of every split part.
 
@@ -51,7 +62,7 @@ def data(
     from fewshot_cli.algorithms.registry import NAMES as ALGORITHMS
     from fewshot_cli.data import registry
     from fewshot_cli.run.config import TrainConfig
-    from fewshot_cli.run.run_data import load_run_data
+    from fewshot_cli.run.run_data import complete_from_data, load_run_data
 
     named = registry.get(dataset).splits
     unknown = [s for s in splits if named and s not in named]
@@ -65,6 +76,7 @@ def data(
         image_size=image_size,
         channels=channels,
         split_seed=split_seed,
+        split_fractions=split_fractions,
         data_root=str(data_root) if data_root else None,
     ).resolved()
     loaded = load_run_data(config, download=download, progress=True, warn=warn_line)
@@ -76,6 +88,7 @@ def data(
             return
         loaded = from_omniglot(loaded, split_seed)
     else:
+        complete_from_data(config, loaded)  # refuses fractions for a split given as folders
         summarise(loaded, splits)
     if export_dir is not None:
         from fewshot_cli.data.folder_images import export

@@ -207,6 +207,14 @@ split_seed_option = click.option(
     show_default=True,
     help="Seed of the lake validation alphabets and of the random split.",
 )
+split_fractions_option = click.option(
+    "--split-fractions",
+    metavar="TRAIN/VAL/TEST",
+    default=None,
+    help="--dataset folder, when its class folders are not already in train/val/test "
+    "folders: the proportions of classes (or of class groups' classes) the seeded split "
+    "puts in each part, e.g. 70/10/20. Default: 64/16/20, mini-ImageNet's.",
+)
 device_option = click.option(
     "--device",
     default="auto",
@@ -239,4 +247,5 @@ split_options = stack(
         "trainval.txt). Default: <data root>/splits/vinyals.",
     ),
     split_seed_option,
+    split_fractions_option,
 )

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -167,15 +168,29 @@ def ordered(root: Path, classes: list[ClassFolder]) -> list[ClassFolder]:
     return [by_name[n] for n in names]
 
 
-def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
+def check_fractions(fractions: Sequence[float | str]) -> tuple[float, float, float]:
     """``fractions`` as three positive numbers (train, val, test), or a one-line error."""
-    values = tuple(float(f) for f in fractions)
-    if len(values) != 3 or min(values) <= 0:
+    try:
+        values = tuple(float(f) for f in fractions)
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not min(values) > 0 or max(values) == float("inf"):
         raise FewshotError(
             f"split fractions must be three positive numbers for train, val and test "
-            f"(e.g. 64 16 20), got {' '.join(str(f) for f in fractions)}"
+            f"(e.g. 64/16/20), got {'/'.join(str(f) for f in fractions)}"
         )
     return values
+
+
+def fractions_text(text: str) -> str:
+    """``--split-fractions`` in its recorded form: train/val/test as percentages of the classes.
+
+    Example:
+        >>> fractions_text("0.7,0.1,0.2"), fractions_text("64/16/20")
+        ('70/10/20', '64/16/20')
+    """
+    values = check_fractions([v for v in re.split(r"[/,: ]+", str(text).strip()) if v] or [text])
+    return "/".join(f"{100 * v / sum(values):.4g}" for v in values)
 
 
 def random_parts(n_classes: int, fractions: Sequence[float], seed: int = 0) -> dict[str, list[int]]:

@@ -53,6 +53,7 @@ class TrainConfig:
     filters: int | None = None
     split: str | None = None
     split_seed: int = 0
+    split_fractions: str | None = None  # a folder's seeded split: train/val/test
     split_dir: str | None = None
     rotations: bool = False
     seed: int = 0
@@ -102,6 +103,10 @@ class TrainConfig:
         c.channels = source.channels if c.channels is None else c.channels
         if c.split is None:  # folder: the data's own first split, set once it is loaded
             c.split = source.splits[0] if source.splits else None
+        if c.split_fractions is not None:
+            from fewshot_cli.data.folder import fractions_text
+
+            c.split_fractions = fractions_text(c.split_fractions)
         c.test_ways = c.ways if c.test_ways is None else c.test_ways
         c.test_shots = c.shots if c.test_shots is None else c.test_shots
         c.validate()
@@ -150,6 +155,15 @@ class TrainConfig:
                         f"are {'grayscale' if name == 'channels' else f'{value}x{value}'} here; export "
                         "it (fewshot data --export) and read it as --dataset folder to change that"
                     )
+        if self.split_fractions is not None:
+            if self.dataset != "folder":
+                raise FewshotError(
+                    f"--split-fractions applies to --dataset folder; {self.dataset} has its own "
+                    "split"
+                )
+            from fewshot_cli.data.folder import fractions_text
+
+            fractions_text(self.split_fractions)
         if self.channels not in (None, 1, 3):
             raise FewshotError(f"--channels must be 1 or 3 (got {self.channels})")
         for name in ("image_size", "filters"):

@@ -94,6 +94,7 @@ COLUMNS = (
     Column("data"),  # a digest of the images evaluated on: another copy or subset differs
     Column("split", field="split"),
     Column("split_seed", field="split_seed"),
+    Column("split_fractions", field="split_fractions"),
     Column("split_part"),
     Column("rotations", field="rotations", value=_rotations),
     Column("train_ways", field="ways"),

@@ -20,6 +20,8 @@ from fewshot_cli.errors import FewshotError
 WARNING_LOADERS = ("folder", "cifar-fs")
 # The smallest side ``conv4`` takes: its four 2x2 max-poolings leave a 1x1 map (16 // 2**4).
 POOLED_MINIMUM = 16
+# A folder's splits drawn by seed in proportion to its split fractions (data.folder).
+SEEDED_SPLITS = ("random", "groups")
 
 
 def load_run_data(
@@ -31,7 +33,7 @@ def load_run_data(
 ):
     """The dataset of a resolved ``config`` from ``root`` (default ``config.data_root``):
     Omniglot as ``load_omniglot`` gives it, any other as ``FewShotData`` at the run's image
-    size and channels (a folder split with the run's ``split_seed``); ``warn`` hears a folder's
+    size and channels (a folder split with the run's ``split_seed`` and ``split_fractions``); ``warn`` hears a folder's
     or CIFAR-FS's one-line warning about unreadable files (default: ``warnings.warn``)."""
     root = root or config.data_root
     if config.dataset == registry.DEFAULT:
@@ -43,6 +45,8 @@ def load_run_data(
         options["channels"] = config.channels
     if config.dataset == "folder":
         options["seed"] = config.split_seed
+        if config.split_fractions is not None:
+            options["fractions"] = config.split_fractions.split("/")
     if config.dataset in WARNING_LOADERS and warn is not None:
         options["warn"] = warn
     return registry.load_data(config.dataset, root, **options)
@@ -66,6 +70,16 @@ def complete_from_data(config, data):
     if config.split is None:
         changes["split"] = data.default_split
     config = dataclasses.replace(config, **changes)
+    seeded = config.split in SEEDED_SPLITS
+    if config.dataset == "folder" and seeded and config.split_fractions is None:
+        from fewshot_cli.data.folder import FRACTIONS
+
+        config.split_fractions = "/".join(map(str, FRACTIONS))
+    elif config.split_fractions is not None and not seeded:
+        raise FewshotError(
+            f"--split-fractions applies to class folders split by seed; {data.root} gives its "
+            f"own parts (split '{config.split}')"
+        )
     if (config.channels, config.image_size) != (channels, height) or height != width:
         raise FewshotError(
             f"the run expects {config.channels}x{config.image_size}x{config.image_size} images, "
