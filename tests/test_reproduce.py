@@ -156,7 +156,11 @@ def test_budgets_keep_their_settings():
     # MAML's quick and cpu budgets use the vmap engine; paper keeps its lengths.
     cpu, quick, paper = BUDGETS["cpu"], BUDGETS["quick"], BUDGETS["paper"]
     assert cpu.algorithms["maml"].options["engine"] == quick.algorithms["maml"].options["engine"] == "vmap"
-    assert cpu.algorithms["protonet"] == BudgetSettings(1500, 1000, {"ways": 60})
+    # ProtoNet's fixed 60-way training: one run per shot count serves its 5- and 20-way cells.
+    trainings = {cell.name: training_for(cell, cpu, "vinyals", 5)
+                 for cell in plan_cells(cpu, ["protonet"])}
+    assert trainings["5w1s"] == trainings["20w1s"] and trainings["5w5s"] == trainings["20w5s"]
+    assert [trainings[c][0] for c in ("5w1s", "5w5s")] == ["protonet-60w1s", "protonet-60w5s"]
     assert (quick.algorithms["maml"].iterations, quick.algorithms["protonet"].options) == (600, {"ways": 60})
     assert (paper.algorithms["maml"].iterations, paper.algorithms["protonet"].iterations) == (60000, 20000)
     # Per-cell iterations reach each cell's training.
