@@ -164,3 +164,22 @@ def test_neighbouring_seeds_share_no_episodes(tiny_data, lake):
     pairs = [(s, i) for s in range(-3, 4) for i in (0, 1, 2, 1_000_003, 1_000_004, 2_000_006)]
     draws = {random.Random(episode_seed(s, i)).getrandbits(64) for s, i in pairs}
     assert len(draws) == len(pairs)
+
+
+@pytest.mark.parametrize("split, rotate", [("lake", True), ("lake", False), ("random", True)])
+def test_episodes_are_what_learn2learn_loads(tiny_data, split, rotate):
+    """An episode gathered from its plan is bit for bit the one learn2learn's ``TaskDataset``
+    loads under the same seed (``LoadData``, rotations, labels), support first then queries."""
+    sampler = EpisodeSampler(meta_dataset(tiny_data, make_split(tiny_data, split), "train"),
+                             5, 2, 3, seed=4, rotate=rotate)
+    turned = 0
+    for i in range(8):
+        with sampler._drawing(i):
+            images, labels = sampler.taskset[i]
+        e = sampler[i]
+        assert torch.equal(e.support, images[sampler.support_index])
+        assert torch.equal(e.query, images[sampler.query_index])
+        assert torch.equal(e.support_labels, labels[sampler.support_index])
+        assert torch.equal(e.query_labels, labels[sampler.query_index])
+        turned += sum(t % 4 != 0 for _, t, _ in sampler.plan(i))
+    assert (turned > 0) == rotate

@@ -149,10 +149,13 @@ class DeviceEpisodes:
         if self.device.type == "cuda":  # lets the copy run without waiting for the GPU's queue
             plan = plan.pin_memory()
         index, turns, labels = plan.to(self.device, non_blocking=True)
-        pixels = self.pixels[index]
+        pixels = self.pixels.index_select(0, index)  # whole rows: not a copy per pixel
         if turning:
             pixels = pixels.gather(1, self.turned[turns % 4])
-        images = self.levels[pixels.long()].view(len(rows), *self.shape)
+        if self.device.type == "cpu":  # the host path's own scaling, without int64 indices
+            images = pixels.float().div_(255).view(len(rows), *self.shape)
+        else:
+            images = self.levels[pixels.long()].view(len(rows), *self.shape)
         split = count * len(self.support_order)
         return TaskBatch(
             images[:split].view(count, -1, *self.shape),

@@ -5,7 +5,9 @@ transforms only ever see that part's classes (learn2learn's ``get_tasksets('omni
 them over the whole dataset, which lets training tasks draw test characters). Episodes come
 from ``l2l.data.Taskset`` (the ``TaskDataset`` class under its current name) with learn2learn's
 ``FusedNWaysKShots``, ``LoadData``, ``RemapLabels`` and ``ConsecutiveLabels``, plus our
-``ClassRotation`` when rotation augmentation is on.
+``ClassRotation`` when rotation augmentation is on. The sampler takes each episode's draw from
+them (images, turns, labels) and gathers its images in one copy: what ``LoadData`` loads one
+sample at a time.
 
 A class with fewer images than an episode draws (shots + queries) is left out of a part's
 episodes, with a warning, when the part has enough other classes (``usable_part``).
@@ -265,6 +267,7 @@ class EpisodeSampler:
         per_class = torch.arange(ways * (shots + queries)) % (shots + queries)
         self.support_index = (per_class < shots).nonzero().squeeze(1)
         self.query_index = (per_class >= shots).nonzero().squeeze(1)
+        self.order = torch.cat([self.support_index, self.query_index]).tolist()
 
     @contextmanager
     def _drawing(self, index: int):
@@ -308,12 +311,25 @@ class EpisodeSampler:
         ]
 
     def __getitem__(self, index: int) -> Episode:
-        with self._drawing(index):
-            images, labels = self.taskset[index]
+        """Episode ``index``: what ``self.taskset[index]`` loads under the episode's seed (the
+        same images, turns and labels), gathered from the part's pixels in one copy."""
+        plan = self.plan(index)
+        rows = [plan[j] for j in self.order]
+        pixels = self.taskset.dataset.dataset.images  # PartDataset: uint8 [N, C, H, W]
+        # index_select copies whole images; indexing with a tensor copies pixel by pixel.
+        images = pixels.index_select(0, torch.tensor([image for image, _, _ in rows]))
+        for turns in (1, 2, 3):
+            turned = [i for i, (_, t, _) in enumerate(rows) if t % 4 == turns]
+            if turned:
+                at = torch.tensor(turned)
+                images.index_copy_(0, at, images.index_select(0, at).rot90(turns, (-2, -1)))
+        images = images.float().div_(255)  # as stack_samples scales them
+        labels = torch.tensor([label for _, _, label in rows])
+        support = len(self.support_index)
         return Episode(
-            support=images[self.support_index],
-            support_labels=labels[self.support_index],
-            query=images[self.query_index],
-            query_labels=labels[self.query_index],
+            support=images[:support],
+            support_labels=labels[:support],
+            query=images[support:],
+            query_labels=labels[support:],
             ways=self.ways,
         )
