@@ -25,7 +25,7 @@ CONSTANTS = {
 LIBRARY = {
     "SPLITS": "fewshot_cli.data.splits", "PARTS": "fewshot_cli.data.splits",
     "BACKBONES": "fewshot_cli.algorithms.backbone", "BN_MODES": "fewshot_cli.algorithms.base",
-    "INVERT_MODES": "fewshot_cli.predict", "FORMATS": "fewshot_cli.report.aggregate",
+    "INVERT_MODES": "fewshot_cli.data.user_images", "FORMATS": "fewshot_cli.report.aggregate",
     "COMPARISON_FORMATS": "fewshot_cli.report.comparison", "ENGINES": "fewshot_cli.algorithms.maml_vmap",
 }
 

@@ -22,8 +22,9 @@ from fewshot_cli.data.dataset import PARTS
 from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
 from fewshot_cli.data.folder import load_folder
 from fewshot_cli.data.splits import make_split
-from fewshot_cli.predict import PROBABILITY_PREFIX, convert_image, input_shape
+from fewshot_cli.data.user_images import convert_image
 from fewshot_cli.run.config import TrainConfig
+from fewshot_cli.run.predict import PROBABILITY_PREFIX, input_shape
 from fewshot_cli.run.run_data import complete_from_data, load_run_data
 from fewshot_cli.run.training import samplers
 

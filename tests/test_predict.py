@@ -17,20 +17,18 @@ from fewshot_cli.cli import main
 from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
 from fewshot_cli.data.source import preprocess
 from fewshot_cli.data.splits import make_split
-from fewshot_cli.errors import FewshotError
-from fewshot_cli.predict import (
-    PROBABILITY_PREFIX,
-    classify,
+from fewshot_cli.data.user_images import (
     convert_image,
     find_images,
     has_light_border,
     load_images,
     load_support,
-    predict,
 )
+from fewshot_cli.errors import FewshotError
 from fewshot_cli.run.checkpoint import load_trained
 from fewshot_cli.run.config import TrainConfig
 from fewshot_cli.run.evaluation import episode_logits, evaluate, prepared_copy
+from fewshot_cli.run.predict import PROBABILITY_PREFIX, classify, predict
 from fewshot_cli.run.training import train
 
 TINY_CLASSES = ("Chi/character01", "Omega/character01", "Omega/character02", "Psi/character03")
@@ -554,7 +552,7 @@ def test_a_loose_image_in_a_labelled_folder_has_no_true_class(tiny_runs, tiny_tr
     frame = predict(tiny_runs["protonet"], tiny_tree / "support", tiny_tree / "query")
     loose = frame["path"].str.endswith("loose.png")
     assert list(frame["true_class"][loose]) == [""] and (frame["true_class"][~loose] != "").all()
-    from fewshot_cli.predict import accuracy_lines
+    from fewshot_cli.report.predictions import accuracy_lines
 
     assert accuracy_lines(frame)[0].endswith("of 6 queries)")  # the 6 labelled ones
 

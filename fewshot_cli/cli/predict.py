@@ -85,9 +85,9 @@ def predict(
     Example:
       fewshot predict runs/proto --support examples/ --query photos/ --csv predictions.csv
     """
-    from fewshot_cli.predict import format_table, write_csv
-    from fewshot_cli.predict import predict as run_predict
+    from fewshot_cli.report.predictions import format_table, write_csv
     from fewshot_cli.run.config import set_threads
+    from fewshot_cli.run.predict import predict as run_predict
     from fewshot_cli.run.results import check_writable
 
     set_threads(threads)
