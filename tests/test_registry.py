@@ -9,10 +9,11 @@ import pytest
 import fewshot_cli
 from fewshot_cli.algorithms import registry
 from fewshot_cli.algorithms.base import BN_MODES
+from fewshot_cli.algorithms.papers import PUBLISHED
 from fewshot_cli.cli import cli
 from fewshot_cli.errors import FewshotError
 from fewshot_cli.run.config import TrainConfig
-from fewshot_cli.run.grid import BUDGETS, GRID, PUBLISHED, parse_cell
+from fewshot_cli.run.grid import BUDGETS, GRID, parse_cell
 
 PACKAGE = Path(fewshot_cli.__file__).parent
 CONFIG_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}

@@ -7,14 +7,13 @@ import pandas as pd
 import pytest
 
 from fewshot_cli.algorithms import registry
-from fewshot_cli.algorithms.papers import BudgetSettings
+from fewshot_cli.algorithms.papers import PUBLISHED, BudgetSettings
 from fewshot_cli.cli import main
 from fewshot_cli.errors import FewshotError
 from fewshot_cli.report.comparison import comparison, format_comparison
 from fewshot_cli.run.grid import (
     BUDGETS,
     GRID,
-    PUBLISHED,
     Budget,
     parse_cell,
     plan_cells,

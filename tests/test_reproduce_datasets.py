@@ -6,10 +6,10 @@ import pickle
 import pandas as pd
 from test_mini_imagenet import CLASSES, shapes
 
-from fewshot_cli.algorithms.papers import BudgetSettings
+from fewshot_cli.algorithms.papers import BudgetSettings, published
 from fewshot_cli.data.mini_imagenet import FILES
 from fewshot_cli.report.plan import plan_commands, report_command
-from fewshot_cli.run.grid import Budget, get_budget, published
+from fewshot_cli.run.grid import Budget, get_budget
 from fewshot_cli.run.reproduce import reproduce
 
 PER_CLASS = 16  # a test episode draws 1 shot + 15 queries per class

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from fewshot_cli.algorithms.papers import published, published_source
 from fewshot_cli.choices import COMPARISON_FORMATS  # noqa: F401 (what format_comparison writes)
 from fewshot_cli.report.aggregate import PROTOCOL, aggregate, natural_key, read_results
 from fewshot_cli.report.tables import CI_NOTE, percent, render
-from fewshot_cli.run.grid import published, published_source
 
 
 def comparison(

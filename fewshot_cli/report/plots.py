@@ -162,8 +162,8 @@ def accuracy_bars(table: pd.DataFrame) -> tuple[list[tuple[str, str]], list[Bar]
     Raises:
         FewshotError: the table has no line (the CSVs have no rows).
     """
+    from fewshot_cli.algorithms.papers import PUBLISHED
     from fewshot_cli.report.aggregate import natural_key
-    from fewshot_cli.run.grid import PUBLISHED
 
     if table.empty:
         raise FewshotError("no evaluation rows to plot (the CSVs have a header only)")

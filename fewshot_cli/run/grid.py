@@ -24,39 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fewshot_cli.algorithms import registry
-from fewshot_cli.algorithms.papers import PAPERS, BudgetSettings
+from fewshot_cli.algorithms.paper import BudgetSettings
+from fewshot_cli.algorithms.papers import PAPERS
 from fewshot_cli.errors import FewshotError
 from fewshot_cli.run.checkpoint import BEST, CONFIG, LAST, read_config
 from fewshot_cli.run.config import TrainConfig
 from fewshot_cli.run.protocol import training_identity, training_values
 from fewshot_cli.run.results import read_rows
-
-# Published test accuracies (%) on Omniglot, by (algorithm, ways, shots), and their sources.
-PUBLISHED = {
-    (name, ways, shots): value
-    for name, paper in PAPERS.items()
-    for (ways, shots), value in paper.published.accuracy.items()
-}
-
-
-def published(algorithm: str, ways: int, shots: int, dataset: str = "omniglot") -> float | None:
-    """The published test accuracy (%) of a cell on ``dataset``, or None.
-
-    Example:
-        >>> published("maml", 5, 1), published("protonet", 5, 5, "mini-imagenet")
-        (98.7, 68.2)
-    """
-    paper = PAPERS.get(algorithm)
-    numbers = paper.published_on(dataset) if paper else None
-    return numbers.accuracy.get((ways, shots)) if numbers else None
-
-
-def published_source(algorithm: str, dataset: str = "omniglot") -> str | None:
-    """Where ``published`` takes the numbers of ``algorithm`` on ``dataset`` from."""
-    paper = PAPERS.get(algorithm)
-    numbers = paper.published_on(dataset) if paper else None
-    return numbers.source if numbers else None
-
 
 GRID = ("5w1s", "5w5s", "20w1s", "20w5s")
 IMAGE_GRID = ("5w1s", "5w5s")  # what the papers report on mini-ImageNet

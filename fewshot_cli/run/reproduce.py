@@ -15,8 +15,8 @@ import dataclasses
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from fewshot_cli.algorithms import papers
 from fewshot_cli.errors import FewshotError
-from fewshot_cli.run import grid
 from fewshot_cli.run.grid import (
     PLAN_CSVS,
     TEST_QUERIES,
@@ -106,7 +106,7 @@ def run_training(
             device=device,
             progress=progress,
         )
-        published = grid.published(cell.algorithm, cell.ways, cell.shots, training.config.dataset)
+        published = papers.published(cell.algorithm, cell.ways, cell.shots, training.config.dataset)
         echo(
             f"{name}: {format_accuracy(row)}"
             + (f" (published {published}%)" if published is not None else "")
