@@ -25,8 +25,9 @@ from fewshot_cli.algorithms import registry
 from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
 from fewshot_cli.data.source import load_omniglot
 from fewshot_cli.data.splits import make_split
+from fewshot_cli.run.budgets import get_budget
 from fewshot_cli.run.evaluation import evaluate
-from fewshot_cli.run.grid import TEST_QUERIES, get_budget, plan_cells, training_for
+from fewshot_cli.run.grid import TEST_QUERIES, plan_cells, training_for
 
 
 def seconds_per_step(config, data, split, steps: int) -> float:

@@ -57,7 +57,7 @@ def test_cli_choices_follow_the_library_constants(monkeypatch):
 
 def test_the_library_uses_the_constants_of_choices():
     import fewshot_cli.choices as choices
-    from fewshot_cli.run.grid import BUDGETS
+    from fewshot_cli.run.budgets import BUDGETS
 
     for constant, module in LIBRARY.items():
         assert getattr(importlib.import_module(module), constant) is getattr(choices, constant)

@@ -12,10 +12,11 @@ from fewshot_cli.algorithms.papers import BudgetSettings
 from fewshot_cli.cli import main
 from fewshot_cli.errors import FewshotError
 from fewshot_cli.report.comparison import comparison
+from fewshot_cli.run.budgets import Budget
 from fewshot_cli.run.checkpoint import load_checkpoint, start_from
 from fewshot_cli.run.config import TrainConfig
 from fewshot_cli.run.evaluation import evaluate_run
-from fewshot_cli.run.grid import Budget, Training, in_order
+from fewshot_cli.run.grid import Training, in_order
 from fewshot_cli.run.reproduce import reproduce
 from fewshot_cli.run.training import train
 

@@ -191,7 +191,8 @@ def test_rows_of_older_csvs_still_aggregate(tmp_path):
 
 
 def test_a_protonet_training_is_validated_alike_whichever_cells_are_asked(tmp_path):
-    from fewshot_cli.run.grid import get_budget, plan_trainings
+    from fewshot_cli.run.budgets import get_budget
+    from fewshot_cli.run.grid import plan_trainings
 
     budget = get_budget("cpu")
     alone = plan_trainings(tmp_path, budget, ["protonet"], ["20w1s"])

@@ -12,8 +12,9 @@ from fewshot_cli.algorithms.base import BN_MODES
 from fewshot_cli.algorithms.papers import PUBLISHED
 from fewshot_cli.cli import cli
 from fewshot_cli.errors import FewshotError
+from fewshot_cli.run.budgets import BUDGETS, GRID
 from fewshot_cli.run.config import TrainConfig
-from fewshot_cli.run.grid import BUDGETS, GRID, parse_cell
+from fewshot_cli.run.grid import parse_cell
 
 PACKAGE = Path(fewshot_cli.__file__).parent
 CONFIG_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}

@@ -11,15 +11,8 @@ from fewshot_cli.algorithms.papers import PUBLISHED, BudgetSettings
 from fewshot_cli.cli import main
 from fewshot_cli.errors import FewshotError
 from fewshot_cli.report.comparison import comparison, format_comparison
-from fewshot_cli.run.grid import (
-    BUDGETS,
-    GRID,
-    Budget,
-    parse_cell,
-    plan_cells,
-    plan_trainings,
-    training_for,
-)
+from fewshot_cli.run.budgets import BUDGETS, GRID, Budget
+from fewshot_cli.run.grid import parse_cell, plan_cells, plan_trainings, training_for
 from fewshot_cli.run.reproduce import reproduce
 from fewshot_cli.run.results import append_row
 

@@ -9,7 +9,7 @@ from test_mini_imagenet import CLASSES, shapes
 from fewshot_cli.algorithms.papers import BudgetSettings, published
 from fewshot_cli.data.mini_imagenet import FILES
 from fewshot_cli.report.plan import plan_commands, report_command
-from fewshot_cli.run.grid import Budget, get_budget
+from fewshot_cli.run.budgets import Budget, get_budget
 from fewshot_cli.run.reproduce import reproduce
 
 PER_CLASS = 16  # a test episode draws 1 shot + 15 queries per class

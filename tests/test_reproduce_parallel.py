@@ -23,9 +23,9 @@ from fewshot_cli.algorithms.papers import BudgetSettings
 from fewshot_cli.cli import main
 from fewshot_cli.report.aggregate import t975
 from fewshot_cli.report.comparison import comparison, format_comparison
-from fewshot_cli.run import grid, workers
+from fewshot_cli.run import budgets, workers
+from fewshot_cli.run.budgets import Budget
 from fewshot_cli.run.checkpoint import load_checkpoint
-from fewshot_cli.run.grid import Budget
 from fewshot_cli.run.reproduce import reproduce
 from fewshot_cli.run.training import TrainingInterrupted
 
@@ -87,7 +87,7 @@ def test_each_seed_trains_its_own_run_and_the_table_spans_seeds(reference):
 
 def test_printed_plan_then_report_gives_the_same_table(reference, tmp_path, tiny_root,
                                                        cache_dir, monkeypatch, capsys):
-    monkeypatch.setitem(grid.BUDGETS, "quick", dataclasses.replace(TINY, name="quick"))
+    monkeypatch.setitem(budgets.BUDGETS, "quick", dataclasses.replace(TINY, name="quick"))
     monkeypatch.setenv("FEWSHOT_CACHE", str(cache_dir))
     out = tmp_path / "grid"
     options = ["--budget", "quick", "--out", str(out), "--split", "lake", "--device", "cpu"]

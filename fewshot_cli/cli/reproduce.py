@@ -172,8 +172,8 @@ def reproduce(
     """
     from fewshot_cli.report.comparison import comparison, format_comparison
     from fewshot_cli.report.plan import plan_commands, report_command
+    from fewshot_cli.run.budgets import get_budget
     from fewshot_cli.run.config import set_threads
-    from fewshot_cli.run.grid import get_budget
     from fewshot_cli.run.reproduce import reproduce as run_reproduction
 
     set_threads(threads)

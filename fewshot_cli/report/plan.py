@@ -24,7 +24,8 @@ import shlex
 from collections.abc import Iterable
 from pathlib import Path
 
-from fewshot_cli.run.grid import PLAN_CSVS, Budget, get_budget, plan_trainings, seed_list
+from fewshot_cli.run.budgets import Budget, get_budget
+from fewshot_cli.run.grid import PLAN_CSVS, plan_trainings, seed_list
 
 PROGRAM = "fewshot"
 

@@ -1,8 +1,8 @@
-"""The standard grid of a reproduction: its budgets, cells and trainings, and what is done.
+"""The standard grid of a reproduction: its cells and trainings, and what is done.
 
 The grid is every algorithm of the registry at 5 and 20 ways, 1 and 5 shots, each with its
 paper's protocol (``algorithms.papers``): its split (rotation augmentation on the splits
-without rotated classes) and, per budget, its ``BudgetSettings`` (training length, test
+without rotated classes) and, per budget (``run.budgets``), its ``BudgetSettings`` (training length, test
 episodes, options). Test episodes have 15 queries per class, seed 0, BatchNorm per algorithm.
 
 Run directories are ``DIR/runs/<training>`` (``maml-5w1s``, ``protonet-60w1s``...; ``-seedS``
@@ -11,6 +11,7 @@ holds a row of the same training (every field of its identity, ``run.protocol``,
 its end) and test protocol; ``run.reproduce`` trains and tests the rest.
 
 Example:
+    >>> from fewshot_cli.run.budgets import get_budget
     >>> [t.name for t in plan_trainings(Path("out"), get_budget("cpu"), ["maml"], ["5w1s"], seeds=2)]
     ['maml-5w1s', 'maml-5w1s-seed1']
 """
@@ -19,66 +20,21 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from fewshot_cli.algorithms import registry
-from fewshot_cli.algorithms.paper import BudgetSettings
-from fewshot_cli.algorithms.papers import PAPERS
 from fewshot_cli.errors import FewshotError
+from fewshot_cli.run.budgets import Budget
 from fewshot_cli.run.checkpoint import BEST, CONFIG, LAST, read_config
 from fewshot_cli.run.config import TrainConfig
 from fewshot_cli.run.protocol import training_identity, training_values
 from fewshot_cli.run.results import read_rows
 
-GRID = ("5w1s", "5w5s", "20w1s", "20w5s")
-IMAGE_GRID = ("5w1s", "5w5s")  # what the papers report on mini-ImageNet
 TEST_QUERIES = 15
 TEST_SEED = 0
 PLAN_CSVS = "csv"  # the folder of the CSVs of ``--plan``'s commands, inside the output folder
-
-
-@dataclass(frozen=True)
-class Budget:
-    """How much training and testing a reproduction spends.
-
-    Attributes:
-        name: what ``--budget`` calls it.
-        cells: the grid cells it runs unless ``cells`` are given.
-        algorithms: ``BudgetSettings`` of each algorithm it runs (by name): training
-            iterations, test episodes per cell, and options of its trainings.
-        val_every, val_episodes: validation during training.
-        dataset: the dataset every training and test uses.
-    """
-
-    name: str
-    cells: tuple[str, ...]
-    algorithms: Mapping[str, BudgetSettings]
-    val_every: int = 500
-    val_episodes: int = 100
-    dataset: str = "omniglot"
-
-
-def settings_of(budget: str) -> dict[str, BudgetSettings]:
-    """Every registered algorithm's settings for the budget called ``budget``."""
-    return {name: p.budgets[budget] for name, p in PAPERS.items() if budget in p.budgets}
-
-
-# Each algorithm's settings live in algorithms.papers; their measurements in results/schedule.
-BUDGETS = {
-    b.name: b
-    for b in (
-        # The README's first job: a few minutes on 2 cores, 5-way 1-shot only.
-        Budget("quick", ("5w1s",), settings_of("quick"), val_every=10**9, val_episodes=20),
-        # About 3 hours on 2 cores: 3.05-3.33 hours in one process of 2 threads, 4.4 hours of one
-        # thread in all (so about 2.3 hours with --jobs 2), estimated from timed steps by
-        # benchmarks.budget on the idle machine (results/cpu/logs).
-        Budget("cpu", GRID, settings_of("cpu"), val_every=100, val_episodes=50),
-        # The papers' lengths, for a GPU.
-        Budget("paper", GRID, settings_of("paper"), val_every=500, val_episodes=100),
-    )
-}
 
 
 @dataclass(frozen=True)
@@ -107,32 +63,6 @@ def parse_cell(text: str) -> tuple[int, int]:
             f"bad cell '{text}': write WAYSwSHOTSs with at least 2 ways, e.g. 5w1s or 20w5s"
         )
     return int(match[1]), int(match[2])
-
-
-def get_budget(budget: str | Budget, dataset: str = "omniglot") -> Budget:
-    """The budget named ``budget`` on ``dataset`` (a ``Budget`` passes through): Omniglot's
-    grid, or the 5-way cells of the algorithms with a protocol on another dataset.
-
-    Example:
-        >>> get_budget("quick", "mini-imagenet").cells
-        ('5w1s', '5w5s')
-    """
-    if isinstance(budget, Budget):
-        return budget
-    if budget not in BUDGETS:
-        raise FewshotError(f"unknown budget '{budget}' (choose from {', '.join(BUDGETS)})")
-    if dataset == "omniglot":
-        return BUDGETS[budget]
-    settings = {
-        name: paper.budgets_on(dataset)[budget]
-        for name, paper in PAPERS.items()
-        if budget in paper.budgets_on(dataset)
-    }
-    if not settings:
-        raise FewshotError(f"no algorithm has a '{budget}' budget on {dataset}")
-    return dataclasses.replace(
-        BUDGETS[budget], cells=IMAGE_GRID, algorithms=settings, dataset=dataset
-    )
 
 
 def plan_cells(
@@ -326,6 +256,7 @@ def plan_trainings(
     not planned, it must have finished in ``out_dir`` already.
 
     Example:
+        >>> from fewshot_cli.run.budgets import get_budget
         >>> [t.name for t in plan_trainings(Path("out"), get_budget("cpu"), ["maml"], ["5w1s"], seeds=2)]
         ['maml-5w1s', 'maml-5w1s-seed1']
     """

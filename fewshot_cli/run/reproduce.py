@@ -17,14 +17,13 @@ from pathlib import Path
 
 from fewshot_cli.algorithms import papers
 from fewshot_cli.errors import FewshotError
+from fewshot_cli.run.budgets import Budget, get_budget
 from fewshot_cli.run.grid import (
     PLAN_CSVS,
     TEST_QUERIES,
     TEST_SEED,
-    Budget,
     Test,
     Training,
-    get_budget,
     in_order,
     plan_trainings,
     result_csvs,
@@ -154,7 +153,7 @@ def reproduce(
             command its own under ``out_dir/csv/``.
         report: train and test nothing: list the tests without a row yet and return the CSVs
             of ``result_csvs(out_dir)``.
-        dataset: ``omniglot``'s grid, or another dataset's 5-way cells (``run.grid.get_budget``).
+        dataset: ``omniglot``'s grid, or another dataset's 5-way cells (``run.budgets.get_budget``).
 
     Returns:
         Every evaluation CSV of the reproduction (``result_csvs(out_dir)`` and ``csv_path``):
