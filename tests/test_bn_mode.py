@@ -15,15 +15,10 @@ from fewshot_cli.cli import main
 from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
 from fewshot_cli.data.splits import make_split
 from fewshot_cli.errors import FewshotError
+from fewshot_cli.run.bn_mode import prepared_copy, resolve_bn_mode, running_statistics_problem
 from fewshot_cli.run.checkpoint import load_trained
 from fewshot_cli.run.config import TrainConfig
-from fewshot_cli.run.evaluation import (
-    evaluate,
-    evaluate_run,
-    prepared_copy,
-    resolve_bn_mode,
-    running_statistics_problem,
-)
+from fewshot_cli.run.evaluation import evaluate, evaluate_run
 from fewshot_cli.run.training import train
 
 

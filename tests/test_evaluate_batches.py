@@ -11,15 +11,9 @@ from fewshot_cli.algorithms import registry
 from fewshot_cli.data.batches import DeviceEpisodes
 from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
 from fewshot_cli.data.splits import make_split
+from fewshot_cli.run.bn_mode import prepared_copy, resolve_bn_mode
 from fewshot_cli.run.config import TrainConfig
-from fewshot_cli.run.evaluation import (
-    BATCH_EPISODES,
-    episode_batches,
-    episode_logits,
-    evaluate,
-    prepared_copy,
-    resolve_bn_mode,
-)
+from fewshot_cli.run.evaluation import BATCH_EPISODES, episode_batches, episode_logits, evaluate
 
 TINY = dict(ways=5, queries=2, test_ways=3, test_queries=3, meta_batch=3)
 EPISODES = BATCH_EPISODES + 8  # a whole chunk and a part of one

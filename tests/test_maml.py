@@ -117,7 +117,7 @@ def test_new_head_follows_the_model_device():
 
 
 def test_test_copy_at_other_ways_lives_on_the_device():
-    from fewshot_cli.run.evaluation import prepared_copy
+    from fewshot_cli.run.bn_mode import prepared_copy
 
     model = fresh_model(5)
     tested = prepared_copy(maml.ALGORITHM, model, 20, "batch", "meta")

@@ -20,10 +20,11 @@ from fewshot_cli.cli import main
 from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
 from fewshot_cli.data.splits import make_split
 from fewshot_cli.report.comparison import comparison, format_comparison
+from fewshot_cli.run.bn_mode import prepared_copy
 from fewshot_cli.run.budgets import Budget
 from fewshot_cli.run.checkpoint import load_checkpoint, load_trained
 from fewshot_cli.run.config import TrainConfig
-from fewshot_cli.run.evaluation import episode_logits, evaluate_run, prepared_copy
+from fewshot_cli.run.evaluation import episode_logits, evaluate_run
 from fewshot_cli.run.predict import predict
 from fewshot_cli.run.reproduce import reproduce
 from fewshot_cli.run.training import TrainingInterrupted, train

@@ -25,9 +25,10 @@ from fewshot_cli.data.user_images import (
     load_support,
 )
 from fewshot_cli.errors import FewshotError
+from fewshot_cli.run.bn_mode import prepared_copy
 from fewshot_cli.run.checkpoint import load_trained
 from fewshot_cli.run.config import TrainConfig
-from fewshot_cli.run.evaluation import episode_logits, evaluate, prepared_copy
+from fewshot_cli.run.evaluation import episode_logits, evaluate
 from fewshot_cli.run.predict import PROBABILITY_PREFIX, classify, predict
 from fewshot_cli.run.training import train
 

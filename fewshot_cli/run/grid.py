@@ -121,7 +121,7 @@ def check_same_training(run_dir: Path, config: TrainConfig) -> None:
 
 def cell_protocol(cell: Cell, episodes: int) -> dict[str, str]:
     """The CSV columns of the test protocol a reproduction gives ``cell``, as the CSV holds them."""
-    from fewshot_cli.run.evaluation import resolve_bn_mode
+    from fewshot_cli.run.bn_mode import resolve_bn_mode
 
     return {
         "test_ways": str(cell.ways),

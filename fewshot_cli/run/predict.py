@@ -1,7 +1,7 @@
 """Classify the user's own images with a trained run, from a handful of labelled examples.
 
 Queries are classified by the run's algorithm exactly as ``fewshot eval`` classifies an
-episode's queries (``run.evaluation.prepared_copy`` and the algorithm's ``classifier``): ProtoNet by
+episode's queries (``run.bn_mode.prepared_copy`` and the algorithm's ``classifier``): ProtoNet by
 the nearest prototype (mean support embedding); MAML adapts a copy of the model on the support
 set (with as many outputs as there are classes) and classifies with the adapted clone. By default
 (``--bn-mode auto``) a query's prediction depends on the support set and on that query only:
@@ -29,14 +29,10 @@ from fewshot_cli.data.user_images import (
     true_class,
 )
 from fewshot_cli.errors import FewshotError
+from fewshot_cli.run.bn_mode import prepared_copy, resolve_bn_mode
 from fewshot_cli.run.checkpoint import load_run
 from fewshot_cli.run.config import TrainConfig, pick_device
-from fewshot_cli.run.evaluation import (
-    checkpoint_notices,
-    prepared_copy,
-    refuse_test_steps,
-    resolve_bn_mode,
-)
+from fewshot_cli.run.evaluation import checkpoint_notices, refuse_test_steps
 
 if TYPE_CHECKING:  # pandas is imported where the table is made (it costs a second)
     import pandas as pd
