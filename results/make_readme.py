@@ -113,7 +113,7 @@ SECTIONS = [
         "`protonet-60w5s` trained while up to five processes (the grid, schedule runs, tests) "
         "shared the 2 cores, and the Meta-SGD and ANIL runs (L and M) beside each other and "
         "tests (load average 6-10), so their times are not an idle machine's; `protonet-60w5s` was interrupted once and resumed from its `last.pt`, and "
-        "its time includes a pause of about 10 minutes (SIGSTOP) during a CI check. "
+        "its time includes a pause of about 10 minutes (SIGSTOP) while other jobs ran. "
         "`maml-5w5s` trained beside another training, one thread each, and for a while beside "
         "tests; `maml-20w1s` and `maml-20w5s` trained on one thread each with two or three "
         "processes on the 2 cores, so their times are a loaded machine's. Console output of "

@@ -41,7 +41,8 @@ if _RELOADING:  # the shared options first: the commands take theirs
 @click.version_option(__version__, prog_name="fewshot")
 @options.with_algorithms
 def cli():
-    """Few-shot image classification on Omniglot: train and test {algorithms}.
+    """Few-shot image classification: train and test {algorithms} on Omniglot (the
+    default), mini-ImageNet, CIFAR-FS or your own folder of class folders (--dataset).
 
     \b
     Typical session:
@@ -50,6 +51,7 @@ def cli():
       fewshot eval runs/proto --csv results.csv --episodes 600
       fewshot aggregate results.csv
       fewshot plot curves runs/proto --out curves.png
+      fewshot predict pretrained:protonet-omniglot-5w1s --support examples/ --query photos/
     """
 
 
