@@ -33,7 +33,7 @@ $(STAMP): requirements.txt setup.cfg
 # Fetches Omniglot through torchvision when $$FEWSHOT_DATA (or ~/.cache/fewshot) lacks it.
 # Writes to runs/quick (ignored by git); a second run only prints the table again.
 quick: venv
-	$(VENV)/bin/fewshot reproduce --budget quick --out runs/quick --download --threads 2
+	$(VENV)/bin/fewshot reproduce --budget quick --out runs/quick --download --jobs 2 --threads 2
 
 test: venv
 	$(PY) -m pytest -q  # tests/ and the doctests of fewshot_cli/ (setup.cfg)

@@ -159,6 +159,22 @@ def test_jobs_stop_on_ctrl_c_then_resume_to_the_same_table(tmp_path, tiny_root, 
     pd.testing.assert_frame_equal(table, expected)
 
 
+def record_threads(path: str, device: str, echo) -> None:
+    """A job that writes the torch threads its worker was given."""
+    with open(path, "w") as handle:
+        handle.write(str(torch.get_num_threads()))
+
+
+@pytest.mark.parametrize("threads, each", [(None, 2), (2, 1), (6, 3)])
+def test_workers_share_the_threads_given_else_the_cores(tmp_path, monkeypatch, threads, each):
+    """``--jobs J`` gives each worker cores / J threads, or --threads / J when given (so a
+    worker's thread count, on which its numbers depend, is the same on any machine)."""
+    monkeypatch.setattr(workers, "available_cores", lambda: 4)
+    files = [tmp_path / f"{i}.txt" for i in range(2)]
+    workers.run_jobs([(record_threads, (str(f),)) for f in files], 2, "cpu", threads)
+    assert [int(f.read_text()) for f in files] == [each, each]
+
+
 def test_bad_combinations_are_one_line_errors(tmp_path, capsys):
     for args, message in ((["--plan", "--report"], "give one of --plan"),
                           (["--seeds", "2", "--seed", "1"], "not both"),

@@ -102,8 +102,9 @@ from fewshot_cli.errors import FewshotError
     default=1,
     show_default=True,
     help="Run up to J trainings at once, each in a worker process with cores/J torch "
-    "threads (one GPU each on a machine with several GPUs). Ctrl-C stops them all "
-    "after each saves its last.pt; rerunning resumes.",
+    "threads, or --threads/J (one GPU each on a machine with several GPUs). Results "
+    "depend on a worker's thread count: --threads fixes it on any machine. Ctrl-C stops "
+    "them all after each saves its last.pt; rerunning resumes.",
 )
 @click.option(
     "--plan/--no-plan",
@@ -212,6 +213,7 @@ def reproduce(
         echo=click.echo,
         seeds=chosen,
         jobs=jobs,
+        threads=threads,
         csv_path=csv_path,
         report=report,
     )

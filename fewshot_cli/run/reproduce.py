@@ -127,6 +127,7 @@ def reproduce(
     echo: Callable[[str], None] = print,
     seeds: int | Iterable[int] = 1,
     jobs: int = 1,
+    threads: int | None = None,
     csv_path: str | Path | None = None,
     report: bool = False,
     dataset: str = "omniglot",
@@ -147,8 +148,10 @@ def reproduce(
         echo: where the progress lines go.
         seeds: training seeds: ``N`` for ``0 .. N-1``, or a list (``--seed S``: ``[S]``). Each
             seed trains its own run directory (``Training.name``) and adds its own rows.
-        jobs: trainings at once, each in a worker process (``run.workers``: ``cores / jobs``
+        jobs: trainings at once, each in a worker process (``run.workers``: ``threads / jobs``
             threads each, one GPU each on a machine with several).
+        threads: CPU threads of the workers together (default: every core); with one job,
+            set by the caller (``run.config.set_threads``).
         csv_path: where the rows go (default ``out_dir/eval.csv``); ``--plan`` gives each
             command its own under ``out_dir/csv/``.
         report: train and test nothing: list the tests without a row yet and return the CSVs
@@ -227,6 +230,7 @@ def reproduce(
                 ],
                 min(jobs, len(wave)),
                 device,
+                threads,
             )
     csvs = result_csvs(out_dir)
     return csvs + ([csv_path] if csv_path not in csvs else [])

@@ -84,14 +84,22 @@ def _job(function: Callable, args: tuple, threads: int, device: str, sender) -> 
     sender.close()
 
 
-def run_jobs(jobs: Sequence[tuple[Callable, tuple]], workers: int, device: str = "auto") -> None:
+def run_jobs(
+    jobs: Sequence[tuple[Callable, tuple]],
+    workers: int,
+    device: str = "auto",
+    threads: int | None = None,
+) -> None:
     """Run ``jobs`` in up to ``workers`` processes at once; return when all are done.
 
     Args:
         jobs: ``(function, args)`` pairs; each is called as ``function(*args, device=...,
             echo=...)`` in a worker of its own.
-        workers: processes at once (J); each gets ``cores / J`` torch threads.
+        workers: processes at once (J); each gets ``threads / J`` torch threads (at least 1).
         device: ``auto``, ``cpu``, ``cuda``...: with several GPUs, one per worker slot.
+        threads: the threads of all workers together (default: the cores this process may
+            use). Given, a worker's thread count, and so its results, are the same on any
+            machine.
 
     Raises:
         TrainingInterrupted: a signal stopped the jobs (each saved its ``last.pt``).
@@ -100,7 +108,7 @@ def run_jobs(jobs: Sequence[tuple[Callable, tuple]], workers: int, device: str =
     from fewshot_cli.errors import TrainingInterrupted
 
     context = get_context("spawn")
-    threads = max(1, available_cores() // workers)
+    threads = max(1, (threads or available_cores()) // workers)
     devices = worker_devices(device, workers)
     pending = list(jobs)
     running: dict[int, tuple[Any, Any]] = {}  # slot -> (process, receiver)
