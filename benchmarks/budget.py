@@ -5,7 +5,10 @@ episodes of every cell, on the real data and with the very settings ``reproduce`
 engine included: the configuration's ``engine`` picks MAML's training step and its batched
 evaluation through the algorithm, as in ``train``), then multiplies by the budget's counts
 (per-cell iterations where the budget sets them). Run it on an idle machine; it prints the estimate for one
-``reproduce`` process with this process's torch thread count.
+``reproduce`` process with this process's torch thread count, and for ``--jobs J`` worker
+processes (``reproduce --jobs J``: trainings that start from another's model wait for it; each
+worker takes the next training when free), which with one thread here is the estimate of
+``reproduce --jobs J --threads J``.
 
 Usage (from the project root)::
 
@@ -16,8 +19,10 @@ Usage (from the project root)::
 from __future__ import annotations
 
 import argparse
+import heapq
 import os
 import time
+from pathlib import Path
 
 import torch
 
@@ -27,7 +32,7 @@ from fewshot_cli.data.source import load_omniglot
 from fewshot_cli.data.splits import make_split
 from fewshot_cli.run.budgets import get_budget
 from fewshot_cli.run.evaluation import evaluate
-from fewshot_cli.run.grid import TEST_QUERIES, plan_cells, training_for
+from fewshot_cli.run.grid import TEST_QUERIES, in_order, plan_cells, plan_trainings, training_for
 
 
 def seconds_per_step(config, data, split, steps: int) -> float:
@@ -70,6 +75,7 @@ def main() -> None:
         "--steps", type=int, default=3, help="training iterations timed per training"
     )
     parser.add_argument("--episodes", type=int, default=10, help="test episodes timed per cell")
+    parser.add_argument("--jobs", type=int, default=2, help="worker processes to estimate for")
     args = parser.parse_args()
     budget = get_budget(args.budget)
     data = load_omniglot(args.data_root)
@@ -85,7 +91,7 @@ def main() -> None:
     )
     paper_splits = {a: registry.paper(a).split for a in val_ways}
     splits = {a: make_split(data, paper_splits[a]) for a in val_ways}
-    trained, totals = set(), [0.0, 0.0, 0.0]
+    trained, totals, minutes_of = set(), [0.0, 0.0, 0.0], {}
     for cell in plan:
         config = training_for(cell, budget, paper_splits[cell.algorithm], val_ways[cell.algorithm])[
             1
@@ -121,6 +127,7 @@ def main() -> None:
         )
         for i, minutes in enumerate((train_min, val_min, test_min)):
             totals[i] += minutes
+        minutes_of[name] = minutes_of.get(name, 0.0) + train_min + val_min + test_min
         engine = (config.engine or "-") + (" 1st" if config.first_order else "")
         print(
             f"{cell.algorithm + ' ' + cell.name:<20}{name if step else '(shared)':<16}{engine:<13}"
@@ -128,6 +135,29 @@ def main() -> None:
         )
     print(f"{'total':<57}{totals[0]:>11.1f}{totals[1]:>9.1f}{totals[2]:>10.1f}")
     print(f"estimated: {sum(totals) / 60:.2f} hours for one process running the whole budget")
+    hours = with_workers(budget, minutes_of, args.jobs) / 60
+    print(
+        f"estimated: {hours:.2f} hours with --jobs {args.jobs} (each worker as fast as this process)"
+    )
+
+
+def with_workers(budget, minutes_of: dict[str, float], jobs: int) -> float:
+    """Minutes of ``reproduce --jobs`` from each training's minutes (its tests included).
+
+    Example:
+        >>> from fewshot_cli.run.budgets import get_budget
+        >>> minutes = {"maml-5w1s": 60, "maml-5w5s": 10, "maml-20w1s": 30, "maml-20w5s": 30}
+        >>> with_workers(get_budget("cpu"), minutes, 2)  # 5w1s first, then the others on 2
+        100.0
+    """
+    total = 0.0
+    for wave in in_order(plan_trainings(Path("budget"), budget)):
+        free = [0.0] * jobs  # when each worker is next free, as a heap
+        for training in wave:
+            if training.name in minutes_of:
+                heapq.heappush(free, heapq.heappop(free) + minutes_of[training.name])
+        total += max(free)
+    return total
 
 
 if __name__ == "__main__":
