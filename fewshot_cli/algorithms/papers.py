@@ -70,7 +70,7 @@ QUICK_VARIANTS = {
         300, 100, {"meta_batch": 8, "first_order": False, "lr": 3e-3, "queries": 5}
     ),
     "anil": BudgetSettings(
-        400,
+        500,
         100,
         {
             "meta_batch": 8,
