@@ -58,6 +58,7 @@ bench: venv
 	$(PY) -m benchmarks.batches --threads 2
 	$(PY) -m benchmarks.startup
 	$(PY) -m benchmarks.datasets --threads 1
+	$(PY) -m benchmarks.allocator
 
 clean-venv:
 	rm -rf $(VENV)

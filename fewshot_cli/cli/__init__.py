@@ -14,6 +14,7 @@ import warnings
 import click
 
 from fewshot_cli import __version__
+from fewshot_cli.allocator import reuse_freed_memory
 from fewshot_cli.errors import FewshotError, TrainingInterrupted
 
 # Reloading this package declares every command anew, so that the choice lists follow the
@@ -82,6 +83,7 @@ def one_line_warning(message, category, filename, lineno, file=None, line=None) 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; turn every expected failure into one line and exit code 2."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    reuse_freed_memory()
     try:
         with warnings.catch_warnings():
             warnings.showwarning = one_line_warning

@@ -20,6 +20,26 @@ FIGURE_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}  # matplotlib's n
 UNKNOWN_COLORS = {"ours": "#7f7f7f", "paper": "#c7c7c7"}  # an algorithm this version lacks
 
 
+# Protocol columns every bar shares that a reader of the figure need not be told (the title
+# names the dataset; `aggregate` shows them all).
+UNSHOWN = (
+    "dataset",
+    "precision",
+    "image_size",
+    "channels",
+    "filters",
+    "data",
+    "split_seed",
+    "split_fractions",
+    "split_part",
+    "val_ways",
+    "val_shots",
+    "val_queries",
+    "val_every",
+    "val_episodes",
+)
+
+
 def colors_of(algorithm: str) -> dict:
     """Plot colours of ``algorithm`` (``Paper.colors``): ours strong, the paper's lighter."""
     from fewshot_cli.algorithms.papers import PAPERS
@@ -266,11 +286,12 @@ def plot_accuracy(
     axes.set_ylim(max(0.0, min(heights) - 5), 102.5)
     axes.set_xticks(range(len(cells)), [f"{w}-way {s}-shot" for w, s in cells])
     axes.set_ylabel("test accuracy (%)")
-    axes.set_title(
-        "Omniglot test accuracy, ours (95% CI, solid) and published (hatched)"
-        + (f"\nevery bar of ours: {', '.join(shared)}" if shared else ""),
-        fontsize="medium",
-    )
+    datasets = table["dataset"].unique() if "dataset" in table else ["omniglot"]
+    title = f"{'/'.join(datasets)} test accuracy, ours (95% CI, solid) and published (hatched)"
+    common = [s for s in shared if s.split()[0] not in UNSHOWN]
+    if common:
+        title += "\n" + textwrap.fill("all of ours: " + ", ".join(common), 110)
+    axes.set_title(title, fontsize="medium")
     axes.grid(axis="y", alpha=0.3)
     legend = {}
     for bar in bars:  # one entry per family and kind: the caption says how cells differ
