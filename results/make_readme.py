@@ -31,29 +31,28 @@ RESULTS = Path(__file__).resolve().parent
 SECTIONS = [
     {
         "name": "quick",
-        "title": "`quick` budget: 5-way 1-shot in about 4 minutes (what `make quick` runs)",
+        "title": "`quick` budget: 5-way 1-shot, every algorithm (what `make quick` runs)",
         "reproduce": "FEWSHOT_DATA=../shared/data/omniglot fewshot reproduce --budget quick "
-        "--out results/quick",
-        "hardware": "2 CPU cores, otherwise idle, torch's default threads",
-        "time": "the whole command took 4 min 21 s (`time`: real 4m21.5s; console output in "
-        "[quick/reproduce.log](quick/reproduce.log)); a first run of it into a scratch folder, "
-        "just before, took 4 min 9 s with the same accuracies",
+        "--out results/quick --jobs 2 --threads 2",
+        "hardware": "2 CPU cores of a shared virtual machine, two worker processes of one "
+        "torch thread each (the numbers are the same on any machine: they depend on the "
+        "thread count, which `--threads 2` with `--jobs 2` fixes at one per worker)",
+        "time": "the whole command took 10 min 55 s (`time`: real 10m55.4s, user 16m34.6s, "
+        "sys 3m11.8s; console output in [quick/reproduce.log](quick/reproduce.log)), with "
+        "glibc's default allocator thresholds and two other trainings paused; a whole-command "
+        "time on an idle machine with `fewshot`'s allocator setting is not measured here",
         "about": "5-way 1-shot only, 100 test episodes each: MAML at its paper's network and "
         "settings (strided Conv-4, second order) except 5 training queries per class (the "
         "paper: 1; measured in [schedule/README.md](schedule/README.md)), 600 meta-iterations "
         "of 16 tasks with the vmap engine and Adam 3e-3; ProtoNet 200 episodes of 60-way "
-        "training; Meta-SGD 300 meta-iterations and ANIL 400 (5 inner steps, Adam 1e-2) of 8 tasks with 5 queries per class (their rows: the same command, rerun after those budgets changed, "
-        "the MAML and ProtoNet rows kept; 2 torch threads on 2 cores shared with a test run; ANIL's "
-        "80.15% here is 85.00% on one thread, results/schedule/metasgd-anil.md: these short trainings "
-        "depend on the thread count's float rounding). `make quick` runs the same "
-        "into runs/quick.\n\n"
-        "MAML is 7.7 points below its paper here; the target for this budget is about 5. No "
+        "training; Meta-SGD 300 meta-iterations and ANIL 500 (5 head steps, Adam 1e-2) of 8 "
+        "tasks with 5 queries per class ([schedule/metasgd-anil.md](schedule/metasgd-anil.md)). "
+        "`make quick` runs the same into runs/quick.\n\n"
+        "MAML is 7.5 points below its paper here. No "
         "setting measured in [schedule/README.md](schedule/README.md) (training queries, "
         "meta-batch 4 to 32, learning rates and halving, first order, test steps) beat this "
         "one by more than its CI in the same time, and the cpu 5w1s run's curve puts 93.7% at "
-        "about twice MAML's time here. With 1100 iterations at 1 query per class instead, the "
-        "budget took 4 min 48 s for MAML 89.63% ± 1.35 on the same 100 episodes (its run: "
-        "[schedule/quick-queries1-1100/](schedule/quick-queries1-1100/)).",
+        "about twice MAML's time here.",
         "conditions": "",
         "made": "",
     },
