@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from fewshot_cli.algorithms import registry
+from fewshot_cli.allocator import reuse_freed_memory
 from fewshot_cli.data.episodes import EpisodeSampler, meta_dataset
 from fewshot_cli.data.source import load_omniglot
 from fewshot_cli.data.splits import make_split
@@ -77,6 +78,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=10, help="test episodes timed per cell")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes to estimate for")
     args = parser.parse_args()
+    reuse_freed_memory()  # as the `fewshot` command does
     budget = get_budget(args.budget)
     data = load_omniglot(args.data_root)
     plan = plan_cells(budget)

@@ -64,9 +64,9 @@ SECTIONS = [
         "fewshot reproduce --budget cpu --out my-cpu-grid            # one process\n"
         "fewshot reproduce --budget cpu --out my-cpu-grid --jobs 2   # two trainings at a time",
         "hardware": "2 CPU cores, one torch thread per training, two to five processes at a time",
-        "time": "the budget takes about 3 hours in one process of 2 threads (3.05-3.33 "
-        "estimated), 4.4 on one thread, so about 2.3 with `--jobs 2` (the estimates are at the "
-        "end of this section)",
+        "time": "the budget as it is now is estimated at 13.2 hours on one thread and 7.4 with "
+        "`--jobs 2 --threads 2` on this machine (at the end of this section: the MAML cells "
+        "that start from the 5w1s model, 20w1s above all, are the longest part)",
         "about": "MAML: the paper's network and settings (strided Conv-4, BatchNorm without "
         "running statistics, second order), `random` split with rotation augmentation, "
         "meta-batch 16, 600 test episodes, and a schedule per cell (measured in "
@@ -273,6 +273,8 @@ def minutes(folder: Path) -> tuple[float, float]:
 
 
 ESTIMATE_COMMANDS = {
+    "1thread-jobs2": "FEWSHOT_DATA=../shared/data/omniglot OMP_NUM_THREADS=1 "
+    "python -m benchmarks.budget --budget cpu --jobs 2",
     "2threads-idle": "FEWSHOT_DATA=../shared/data/omniglot python -m benchmarks.budget --budget cpu",
     "1thread-idle": "FEWSHOT_DATA=../shared/data/omniglot OMP_NUM_THREADS=1 "
     "python -m benchmarks.budget --budget cpu",
@@ -280,6 +282,9 @@ ESTIMATE_COMMANDS = {
     "python -m benchmarks.budget --budget cpu",
 }
 ESTIMATE_CONDITIONS = {  # by (section folder, kind)
+    ("cpu", "1thread-jobs2"): "with the budget as it is now, one thread, while a training "
+    "ran on the other core: per training, then the whole budget in one process and in two "
+    "workers of one thread each (`reproduce --jobs 2 --threads 2`)",
     ("cpu", "2threads-idle"): "after the runs above had finished, on the otherwise idle "
     "machine, twice in a row: the spread of these short timings; with the 20-way cells at 600 "
     "iterations of five inner steps the same command gave 2.15-2.19 hours",
