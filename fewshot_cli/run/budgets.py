@@ -55,9 +55,8 @@ BUDGETS = {
     for b in (
         # The README's first job: a few minutes on 2 cores, 5-way 1-shot only.
         Budget("quick", ("5w1s",), settings_of("quick"), val_every=10**9, val_episodes=20),
-        # About 3 hours on 2 cores: 3.05-3.33 hours in one process of 2 threads, 4.4 hours of one
-        # thread in all (so about 2.3 hours with --jobs 2), estimated from timed steps by
-        # benchmarks.budget on the idle machine (results/cpu/logs).
+        # Hours on 2 cores: about 7.4 with --jobs 2 --threads 2, estimated from timed steps by
+        # benchmarks.budget (results/cpu/logs).
         Budget("cpu", GRID, settings_of("cpu"), val_every=100, val_episodes=50),
         # The papers' lengths, for a GPU.
         Budget("paper", GRID, settings_of("paper"), val_every=500, val_episodes=100),
