@@ -103,7 +103,7 @@ def protocol_labels(
         varying = [
             c
             for c in own.columns
-            if c not in ("algorithm", "order", *axis, *STATS) and own[c].nunique() > 1
+            if c not in ("algorithm", "order", *axis, *STATS, *UNSHOWN) and own[c].nunique() > 1
         ]
         if {"train_ways", "train_shots"} & set(varying):
             varying = [c for c in varying if c != "train_shots"]  # both in one: trained 5w1s
