@@ -66,7 +66,9 @@ SECTIONS = [
         "hardware": "2 CPU cores, one torch thread per training, two to five processes at a time",
         "time": "the budget as it is now is estimated at 13.2 hours on one thread and 7.4 with "
         "`--jobs 2 --threads 2` on this machine (at the end of this section: the MAML cells "
-        "that start from the 5w1s model, 20w1s above all, are the longest part)",
+        "that start from the 5w1s model, 20w1s above all, are the longest part; the machine "
+        "ran slow then: the same command on it idle, for the earlier budget, had timed MAML's "
+        "5w1s step at 0.36 s against 0.66 s here)",
         "about": "MAML: the paper's network and settings (strided Conv-4, BatchNorm without "
         "running statistics, second order), `random` split with rotation augmentation, "
         "meta-batch 16, 600 test episodes, and a schedule per cell (measured in "
