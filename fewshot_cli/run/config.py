@@ -13,11 +13,11 @@ from fewshot_cli.choices import CUDA_GRAPH_MODES, ENGINES, PRECISIONS
 from fewshot_cli.data import registry as datasets
 from fewshot_cli.errors import FewshotError
 
-# Fields that once had a fixed value for every run and were not in config.json: the Conv-4 with
-# max-pooling and BatchNorm keeping running statistics (before MAML's paper defaults), and
-# Omniglot's 28x28 grayscale input to 64 filters (before other datasets).
 # Omniglot's network input, the only one before datasets were a choice.
 OMNIGLOT_INPUT = {"image_size": 28, "channels": 1}
+# Fields that once had a fixed value for every run and were not in config.json: the Conv-4 with
+# max-pooling and BatchNorm keeping running statistics (before MAML's paper defaults), and
+# Omniglot's input to 64 filters (before other datasets).
 LEGACY = {"backbone": "conv4", "bn_running_stats": True, **OMNIGLOT_INPUT, "filters": 64}
 
 # Why fewer than 2 ways are refused (training, validation and test episodes alike).
@@ -103,7 +103,7 @@ class TrainConfig:
         c.channels = source.channels if c.channels is None else c.channels
         if c.split is None:  # folder: the data's own first split, set once it is loaded
             c.split = source.splits[0] if source.splits else None
-        if c.split_fractions is not None:
+        if c.split_fractions is not None:  # checked, in the form rows record
             from fewshot_cli.data.folder import fractions_text
 
             c.split_fractions = fractions_text(c.split_fractions)
@@ -155,15 +155,10 @@ class TrainConfig:
                         f"are {'grayscale' if name == 'channels' else f'{value}x{value}'} here; export "
                         "it (fewshot data --export) and read it as --dataset folder to change that"
                     )
-        if self.split_fractions is not None:
-            if self.dataset != "folder":
-                raise FewshotError(
-                    f"--split-fractions applies to --dataset folder; {self.dataset} has its own "
-                    "split"
-                )
-            from fewshot_cli.data.folder import fractions_text
-
-            fractions_text(self.split_fractions)
+        if self.split_fractions is not None and self.dataset != "folder":
+            raise FewshotError(
+                f"--split-fractions applies to --dataset folder; {self.dataset} has its own split"
+            )
         if self.channels not in (None, 1, 3):
             raise FewshotError(f"--channels must be 1 or 3 (got {self.channels})")
         for name in ("image_size", "filters"):

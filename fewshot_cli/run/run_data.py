@@ -67,19 +67,17 @@ def complete_from_data(config, data):
     changes = {}
     if config.channels is None:
         changes["channels"] = channels
-    if config.split is None:
-        changes["split"] = data.default_split
-    config = dataclasses.replace(config, **changes)
-    seeded = config.split in SEEDED_SPLITS
-    if config.dataset == "folder" and seeded and config.split_fractions is None:
-        from fewshot_cli.data.folder import FRACTIONS
-
-        config.split_fractions = "/".join(map(str, FRACTIONS))
-    elif config.split_fractions is not None and not seeded:
+    split = changes.setdefault("split", config.split or data.default_split)
+    if split not in SEEDED_SPLITS and config.split_fractions is not None:
         raise FewshotError(
             f"--split-fractions applies to class folders split by seed; {data.root} gives its "
-            f"own parts (split '{config.split}')"
+            f"own parts (split '{split}')"
         )
+    if config.dataset == "folder" and split in SEEDED_SPLITS and config.split_fractions is None:
+        from fewshot_cli.data.folder import FRACTIONS
+
+        changes["split_fractions"] = "/".join(map(str, FRACTIONS))
+    config = dataclasses.replace(config, **changes)
     if (config.channels, config.image_size) != (channels, height) or height != width:
         raise FewshotError(
             f"the run expects {config.channels}x{config.image_size}x{config.image_size} images, "
